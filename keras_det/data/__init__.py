@@ -1,0 +1,1 @@
+"""tf.data input pipelines following the keras_det data contract."""

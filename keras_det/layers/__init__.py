@@ -1,0 +1,1 @@
+"""Keras layers wrapping ``keras_det.ops`` (all serializable)."""

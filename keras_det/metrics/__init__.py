@@ -1,0 +1,1 @@
+"""Detection metrics: exact COCO evaluation and Pascal VOC AP."""

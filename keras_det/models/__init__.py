@@ -1,0 +1,1 @@
+"""Detection models, one module per system of the seed."""

@@ -1,0 +1,1 @@
+"""Apache Beam pipelines (proposals, batch inference, evaluation)."""
