@@ -1,1 +1,3 @@
 """Keras layers wrapping ``keras_det.ops`` (all serializable)."""
+
+from keras_det.layers.rpn import AnchorGenerator  # noqa: F401

@@ -1,0 +1,223 @@
+"""Anchor grids: Faster R-CNN, multi-level (FPN-style) and SSD default boxes.
+
+All absolute anchors are ``yxyx`` in input-image pixels; SSD default boxes are
+``rel_yxyx`` (fractions of the image), as in the paper.
+
+Anchor order (shared by every function here and by the heads that predict
+against them): row-major over the feature map, then the anchors of one cell.
+A head output ``[B, h, w, A * k]`` reshaped to ``[B, h * w * A, k]`` lines up
+with the anchors index for index.
+
+How many anchors does a 600×800 image give? With a stride-16 map of
+``ceil(600/16) × ceil(800/16) = 38 × 50`` cells ("same"-padded backbones such as
+ResNet or MobileNet) and 9 anchors per cell: 38·50·9 = **17,100**. VGG16's conv5_3
+is made by four 'valid' 2×2 max-pools, which floor: 37 × 50 cells → **16,650**.
+The often-quoted "~17,900" / "~20,000 (60×40×9)" figures are for other image
+sizes (the Faster R-CNN paper's ~1000×600 images give 63×38·9 ≈ 21,500) or are
+rounded: the count is always ``cells(H) · cells(W) · 9``; see ``num_anchors``.
+"""
+
+import math
+
+import numpy as np
+import tensorflow as tf
+
+
+def _pair(value, name):
+    if isinstance(value, (int, float)):
+        return float(value), float(value)
+    if len(value) != 2:
+        raise ValueError(f"`{name}` must be a number or a (y, x) pair, got {value!r}.")
+    return float(value[0]), float(value[1])
+
+
+def cell_anchors(sizes=(128, 256, 512), aspect_ratios=(0.5, 1.0, 2.0)):
+    """The anchors of one cell, centred on ``(0, 0)``.
+
+    Each anchor has area ``size**2`` and height/width ratio ``aspect_ratio``
+    (``h = size * sqrt(r)``, ``w = size / sqrt(r)``; the ratio convention of
+    Faster R-CNN and torchvision). Order: aspect-ratio major, size minor
+    (``[(r0, s0), (r0, s1), ..., (r1, s0), ...]``), as torchvision orders them.
+
+    Args:
+        sizes: anchor side lengths (square-root of the area), in pixels.
+        aspect_ratios: height / width ratios.
+
+    Returns:
+        float32 ``[len(aspect_ratios) * len(sizes), 4]`` ``yxyx``, not rounded.
+    """
+    sizes = np.asarray(sizes, np.float64).reshape(-1)
+    ratios = np.asarray(aspect_ratios, np.float64).reshape(-1)
+    if sizes.size == 0 or ratios.size == 0 or np.any(sizes <= 0) or np.any(ratios <= 0):
+        raise ValueError(
+            f"`sizes` and `aspect_ratios` must be non-empty and positive, got {sizes!r} and {ratios!r}."
+        )
+    h = (np.sqrt(ratios)[:, None] * sizes[None, :]).reshape(-1)
+    w = (sizes[None, :] / np.sqrt(ratios)[:, None]).reshape(-1)
+    return tf.constant(np.stack([-h / 2, -w / 2, h / 2, w / 2], axis=-1), tf.float32)
+
+
+def grid_anchors(feature_shape, stride=16, sizes=(128, 256, 512), aspect_ratios=(0.5, 1.0, 2.0), offset=0.5):
+    """Anchors tiled over a feature map (Faster R-CNN's RPN anchors).
+
+    Cell ``(i, j)`` of a stride-``s`` map is centred at
+    ``((i + offset) * s_y, (j + offset) * s_x)`` in image pixels. With the
+    default ``offset=0.5`` anchors sit on cell centres; ``offset=0`` gives
+    torchvision's ``AnchorGenerator`` placement (cell corners).
+
+    Args:
+        feature_shape: ``(height, width)`` of the feature map (ints or scalar
+            tensors, so a dynamic shape works inside ``tf.function``).
+        stride: the map's stride in pixels, a number or ``(s_y, s_x)``.
+        sizes: anchor sizes in pixels (3 scales: 128, 256, 512 by default).
+        aspect_ratios: height/width ratios (1:2, 1:1, 2:1 by default).
+        offset: cell-centre offset in units of the stride.
+
+    Returns:
+        float32 ``[height * width * A, 4]`` absolute ``yxyx``, row-major over
+        cells then anchors of a cell (``A = len(sizes) * len(aspect_ratios)``).
+    """
+    stride_y, stride_x = _pair(stride, "stride")
+    base = cell_anchors(sizes, aspect_ratios)
+    height = tf.cast(feature_shape[0], tf.int32)
+    width = tf.cast(feature_shape[1], tf.int32)
+    cy = (tf.cast(tf.range(height), tf.float32) + offset) * stride_y
+    cx = (tf.cast(tf.range(width), tf.float32) + offset) * stride_x
+    cy, cx = tf.meshgrid(cy, cx, indexing="ij")
+    centres = tf.stack([cy, cx, cy, cx], axis=-1)  # [h, w, 4]
+    anchors = centres[:, :, None, :] + base[None, None, :, :]  # [h, w, A, 4]
+    return tf.reshape(anchors, [-1, 4])
+
+
+def feature_map_size(image_size, stride, rounding="ceil"):
+    """Feature-map side for an image side and a stride.
+
+    ``rounding="ceil"`` models "same"-padded stride-2 layers (ResNet,
+    MobileNet, EfficientNet); ``"floor"`` models 'valid' max-pools (VGG16).
+    """
+    if rounding == "ceil":
+        return int(math.ceil(image_size / stride))
+    if rounding == "floor":
+        return int(image_size // stride)
+    raise ValueError(f"`rounding` must be 'ceil' or 'floor', got {rounding!r}.")
+
+
+def num_anchors(image_shape, stride=16, sizes=(128, 256, 512), aspect_ratios=(0.5, 1.0, 2.0), rounding="ceil"):
+    """Number of anchors of ``grid_anchors`` for an image.
+
+    >>> num_anchors((600, 800))                     # 38 * 50 * 9
+    17100
+    >>> num_anchors((600, 800), rounding="floor")   # VGG16 conv5_3: 37 * 50 * 9
+    16650
+    """
+    h = feature_map_size(image_shape[0], stride, rounding)
+    w = feature_map_size(image_shape[1], stride, rounding)
+    return h * w * len(sizes) * len(aspect_ratios)
+
+
+def multilevel_anchors(image_shape, strides=(8, 16, 32, 64, 128), sizes=None, aspect_ratios=(0.5, 1.0, 2.0), scales_per_octave=1):
+    """Anchors for FPN-style multi-level heads.
+
+    Level ``l`` (stride ``strides[l]``) gets anchors of size
+    ``sizes[l] * 2**(k / scales_per_octave)`` for ``k < scales_per_octave``
+    (RetinaNet uses 3 scales per octave) and each aspect ratio. The default
+    size per level is ``4 * stride`` (FPN: 32 px at stride 8 … 512 px at 128).
+
+    Args:
+        image_shape: ``(height, width[, channels])`` of the input image.
+        strides: one stride per level; feature maps are ``ceil(H / stride)``.
+        sizes: base anchor size per level (defaults to ``4 * stride``).
+        aspect_ratios: height/width ratios, shared by all levels.
+        scales_per_octave: number of intermediate scales per level.
+
+    Returns:
+        ``(anchors, counts)``: float32 ``[N, 4]`` absolute ``yxyx`` with the
+        levels concatenated in order, and the Python list of per-level counts.
+    """
+    if sizes is None:
+        sizes = [4 * s for s in strides]
+    if len(sizes) != len(strides):
+        raise ValueError(f"`sizes` ({len(sizes)}) and `strides` ({len(strides)}) must have one entry per level.")
+    out, counts = [], []
+    for stride, size in zip(strides, sizes):
+        level_sizes = [size * 2 ** (k / scales_per_octave) for k in range(scales_per_octave)]
+        shape = (feature_map_size(image_shape[0], stride), feature_map_size(image_shape[1], stride))
+        level = grid_anchors(shape, stride, level_sizes, aspect_ratios)
+        out.append(level)
+        counts.append(shape[0] * shape[1] * len(level_sizes) * len(aspect_ratios))
+    return tf.concat(out, axis=0), counts
+
+
+def ssd_scales(num_levels, min_scale=0.2, max_scale=0.9):
+    """Liu et al.'s scales ``s_k = s_min + (s_max - s_min)(k - 1)/(m - 1)``, k = 1..m.
+
+    Returns ``m + 1`` values: the last, ``s_{m+1} = 1.0``, only serves the extra
+    ``sqrt(s_m s_{m+1})`` box of the last level (torchvision's choice; the
+    paper leaves it open).
+    """
+    if num_levels < 1:
+        raise ValueError(f"`num_levels` must be >= 1, got {num_levels}.")
+    if num_levels == 1:
+        return [float(min_scale), 1.0]
+    step = (max_scale - min_scale) / (num_levels - 1)
+    return [min_scale + step * k for k in range(num_levels)] + [1.0]
+
+
+def ssd_default_boxes(feature_map_sizes, min_scale=0.2, max_scale=0.9, aspect_ratios=(1.0, 2.0, 0.5, 3.0, 1.0 / 3.0), clip=True):
+    """SSD default boxes (Liu et al., 2016) for a list of feature maps.
+
+    For level ``k`` with scale ``s_k`` and each width/height ratio ``a``: a box of
+    width ``s_k sqrt(a)`` and height ``s_k / sqrt(a)``; when ``a = 1`` is among
+    the ratios, an extra square box of side ``s'_k = sqrt(s_k s_{k+1})``.
+    Boxes are centred at ``((i + 0.5) / f_h, (j + 0.5) / f_w)``. Note the ratio is
+    width/height here (SSD's convention), height/width in ``grid_anchors``.
+
+    Per-cell order: ``[a_0 at s_k, (extra 1:1 at s'_k right after a = 1), a_1, ...]``
+    — with the default ratios ``[1:1 s_k, 1:1 s'_k, 2, 1/2, 3, 1/3]``, 6 boxes.
+
+    Args:
+        feature_map_sizes: list of ints (square maps) or ``(f_h, f_w)`` pairs,
+            finest level first (SSD300: 38, 19, 10, 5, 3, 1).
+        min_scale, max_scale: ``s_min`` and ``s_max``.
+        aspect_ratios: one sequence of width/height ratios for all levels, or
+            a list with one sequence per level (SSD300 uses
+            ``[1, 2, 1/2]`` on some levels and 6 boxes on others).
+        clip: clip boxes to ``[0, 1]``.
+
+    Returns:
+        float32 ``[N, 4]`` ``rel_yxyx`` (multiply by the image size for pixels).
+    """
+    num_levels = len(feature_map_sizes)
+    if aspect_ratios and isinstance(aspect_ratios[0], (list, tuple)):
+        per_level = [tuple(r) for r in aspect_ratios]
+        if len(per_level) != num_levels:
+            raise ValueError(
+                f"`aspect_ratios` has {len(per_level)} entries for {num_levels} feature maps."
+            )
+    else:
+        per_level = [tuple(aspect_ratios)] * num_levels
+    scales = ssd_scales(num_levels, min_scale, max_scale)
+    boxes = []
+    for k, (fmap, ratios) in enumerate(zip(feature_map_sizes, per_level)):
+        f_h, f_w = (fmap, fmap) if isinstance(fmap, int) else (int(fmap[0]), int(fmap[1]))
+        wh = []
+        for a in ratios:
+            if a <= 0:
+                raise ValueError(f"`aspect_ratios` must be positive, got {a!r}.")
+            wh.append((scales[k] * math.sqrt(a), scales[k] / math.sqrt(a)))
+            if a == 1.0:
+                extra = math.sqrt(scales[k] * scales[k + 1])
+                wh.append((extra, extra))
+        wh = np.asarray(wh, np.float64)  # [A, 2] (w, h)
+        cy, cx = np.meshgrid((np.arange(f_h) + 0.5) / f_h, (np.arange(f_w) + 0.5) / f_w, indexing="ij")
+        cy = cy.reshape(-1, 1)
+        cx = cx.reshape(-1, 1)
+        level = np.stack(
+            [cy - wh[None, :, 1] / 2, cx - wh[None, :, 0] / 2, cy + wh[None, :, 1] / 2, cx + wh[None, :, 0] / 2],
+            axis=-1,
+        ).reshape(-1, 4)
+        boxes.append(level)
+    boxes = np.concatenate(boxes, axis=0)
+    if clip:
+        boxes = np.clip(boxes, 0.0, 1.0)
+    return tf.constant(boxes, tf.float32)

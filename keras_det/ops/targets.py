@@ -1,0 +1,121 @@
+"""One target encoder for every detector: match → sample → encode.
+
+The RPN (anchors, objectness), Fast/Faster R-CNN's RoI head (proposals,
+classes), SSD (default boxes) and YOLO (priors, or grid cells through a custom
+``similarity_fn``) all turn padded ground truth into per-prediction training
+targets the same way; only the Matcher thresholds, the sampler and the box
+coder differ:
+
+=================  ========================  =================  ==============
+system             Matcher                   sampler            coder weights
+=================  ========================  =================  ==============
+RPN                [0.3, 0.7], low-quality   256, 50 %          (1, 1, 1, 1)
+Fast/Faster head   [0.5] (bg [0.1, 0.5) ¹)   512 (64 / img), 25 %  (10, 10, 5, 5)
+SSD                [0.5], low-quality        none (3:1 mining)  (10, 10, 5, 5)
+=================  ========================  =================  ==============
+
+¹ Fast R-CNN's background band is expressed as ``thresholds=[0.1, 0.5],
+labels=[-1, 0, 1]``.
+
+Class targets use ``0`` for background and ``label + 1`` for the 0-based
+object class ``label`` (the data contract's labels), ``-1`` for predictions
+that take no part in the classification loss.
+"""
+
+import tensorflow as tf
+
+from keras_det.ops import boxes as box_ops
+from keras_det.ops.matching import IGNORE, NEGATIVE, POSITIVE
+
+
+class TargetEncoder:
+    """Builds classification and box-regression targets.
+
+    Args:
+        matcher: a ``keras_det.ops.matching.Matcher``.
+        sampler: optional ``BalancedSampler``; without one, every
+            non-ignored prediction is used.
+        box_coder: object with ``encode(boxes, anchors)``; defaults to
+            ``BoxCoder()`` (Faster R-CNN deltas, weights 10, 10, 5, 5).
+        similarity_fn: ``f(anchors [B, N, 4], gt_boxes [B, M, 4]) -> [B, N, M]``;
+            defaults to IoU.
+    """
+
+    def __init__(self, matcher, sampler=None, box_coder=None, similarity_fn=None):
+        self.matcher = matcher
+        self.sampler = sampler
+        self.box_coder = box_coder if box_coder is not None else box_ops.BoxCoder()
+        self.similarity_fn = similarity_fn if similarity_fn is not None else box_ops.iou
+
+    def __call__(self, anchors, gt_boxes, gt_labels, anchor_valid=None, seed=None):
+        """Targets for a batch.
+
+        Args:
+            anchors: float ``[N, 4]`` shared by the batch, or ``[B, N, 4]``
+                per image (proposals); absolute ``yxyx``.
+            gt_boxes: float ``[B, M, 4]`` absolute ``yxyx`` (M may be 0).
+            gt_labels: int ``[B, M]`` 0-based classes, ``-1`` for padding.
+            anchor_valid: optional bool ``[N]`` or ``[B, N]``; invalid anchors
+                (e.g. crossing the image border, or padded proposals) are
+                ignored.
+            seed: optional int making the sampler's draw reproducible.
+
+        Returns:
+            dict of
+              ``labels`` int32 ``[B, N]``: -1 ignore, 0 background,
+                ``class + 1`` foreground;
+              ``box_targets`` float32 ``[B, N, 4]``: encoded deltas, zero
+                where ``box_weights`` is 0;
+              ``box_weights`` float32 ``[B, N]``: 1 for sampled positives;
+              ``class_weights`` float32 ``[B, N]``: 1 for sampled predictions;
+              ``matched_boxes`` float32 ``[B, N, 4]``: matched ground truth
+                (absolute ``yxyx``; zeros for non-positives);
+              ``matched_index`` int32 ``[B, N]``: index into ``M`` for
+                positives, -1 otherwise;
+              ``max_similarity`` float32 ``[B, N]``: best similarity (-1
+                without valid ground truth).
+        """
+        gt_boxes = tf.convert_to_tensor(gt_boxes, tf.float32)
+        gt_labels = tf.convert_to_tensor(gt_labels, tf.int32)
+        anchors = tf.convert_to_tensor(anchors, tf.float32)
+        batch = tf.shape(gt_boxes)[0]
+        if anchors.shape.rank == 2:
+            anchors = tf.broadcast_to(anchors[None], tf.concat([[batch], tf.shape(anchors)], 0))
+        gt_valid = gt_labels >= 0
+        similarity = tf.where(gt_valid[:, None, :], self.similarity_fn(anchors, gt_boxes), -1.0)
+        matches, labels = self.matcher(similarity, gt_valid)
+        if anchor_valid is not None:
+            anchor_valid = tf.cast(anchor_valid, tf.bool)
+            anchor_valid = tf.broadcast_to(anchor_valid, tf.shape(labels))
+            labels = tf.where(anchor_valid, labels, IGNORE)
+
+        if self.sampler is not None:
+            positive, negative = self.sampler(labels, seed=seed)
+        else:
+            positive, negative = labels == POSITIVE, labels == NEGATIVE
+
+        # A zero row appended to the ground truth keeps gathers valid when M == 0.
+        zero_box = tf.zeros([batch, 1, 4], tf.float32)
+        matched_boxes = tf.gather(tf.concat([gt_boxes, zero_box], 1), matches, batch_dims=1)
+        matched_class = tf.gather(
+            tf.concat([gt_labels, tf.zeros([batch, 1], tf.int32)], 1), matches, batch_dims=1
+        )
+        class_targets = tf.where(positive, matched_class + 1, tf.where(negative, 0, -1))
+        pos_f = tf.cast(positive, tf.float32)
+        # Encoding against non-positive anchors could divide by zero sizes
+        # (padded proposals), so those rows are encoded against a unit box.
+        safe_anchors = tf.where(positive[..., None], anchors, tf.constant([0.0, 0.0, 1.0, 1.0]))
+        safe_boxes = tf.where(positive[..., None], matched_boxes, tf.constant([0.0, 0.0, 1.0, 1.0]))
+        box_targets = self.box_coder.encode(safe_boxes, safe_anchors) * pos_f[..., None]
+        max_similarity = tf.reduce_max(
+            tf.concat([similarity, -tf.ones_like(similarity[..., :1])], -1), axis=-1
+        )
+        return {
+            "labels": class_targets,
+            "box_targets": box_targets,
+            "box_weights": pos_f,
+            "class_weights": tf.cast(positive | negative, tf.float32),
+            "matched_boxes": matched_boxes * pos_f[..., None],
+            "matched_index": tf.where(positive, matches, -1),
+            "max_similarity": max_similarity,
+        }
