@@ -22,8 +22,31 @@ from keras_det.layers.preprocessing import ImagePreprocessing
 
 _STRIDES = {"C2": 4, "C3": 8, "C4": 16, "C5": 32}
 
+
+def tiny_cnn(include_top=False, weights=None, input_shape=(None, None, 3), widths=(16, 32, 64, 128, 256)):
+    """A small plain CNN (5 stride-2 stages of conv-BN-ReLU ×2) for CPU demos and tests.
+
+    Not a ``keras.applications`` network and with no pretrained weights: it
+    exists so that the demo and the tests train a detector from scratch in
+    minutes on 2 CPU cores. Stage ``k`` (1-based) has stride ``2**k``.
+    """
+    if include_top:
+        raise ValueError("The 'tiny' backbone has no classification top.")
+    if weights == "imagenet":
+        raise ValueError("The 'tiny' backbone has no ImageNet weights; use weights=None or a local file.")
+    inputs = keras.Input(shape=tuple(input_shape))
+    x = inputs
+    for stage, width in enumerate(widths, start=1):
+        for i, stride in enumerate((2, 1)):
+            x = keras.layers.Conv2D(width, 3, strides=stride, padding="same", use_bias=False, name=f"stage{stage}_conv{i + 1}")(x)
+            x = keras.layers.BatchNormalization(name=f"stage{stage}_bn{i + 1}")(x)
+            x = keras.layers.ReLU(name=f"stage{stage}_relu{i + 1}")(x)
+    return keras.Model(inputs, x, name="tiny_cnn")
+
+
 # name -> (constructor, preprocessing mode of keras.applications' preprocess_input)
 _APPLICATIONS = {
+    "tiny": (tiny_cnn, "tf"),
     "vgg16": (lambda **kw: keras.applications.VGG16(**kw), "caffe"),
     "resnet50": (lambda **kw: keras.applications.ResNet50(**kw), "caffe"),
     "mobilenet_v2": (lambda **kw: keras.applications.MobileNetV2(**kw), "tf"),
@@ -108,7 +131,8 @@ def build_backbone(name="mobilenet_v2", weights=None, input_shape=(None, None, 3
     Args:
         name: one of ``BACKBONES`` (``"vgg16"``, ``"resnet50"``,
             ``"mobilenet_v2"``, ``"mobilenet_v3_small"``,
-            ``"mobilenet_v3_large"``, ``"efficientnet_b0"``), or a functional
+            ``"mobilenet_v3_large"``, ``"efficientnet_b0"``, and ``"tiny"``,
+            a small CNN without pretrained weights for CPU demos), or a functional
             ``keras.Model`` whose input is already preprocessed as it expects
             (its taps are found by probing its static input shape).
         weights: ``"imagenet"`` (downloaded by Keras on first use; needs

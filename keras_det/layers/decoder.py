@@ -1,0 +1,114 @@
+"""``DetectionDecoder``: deltas → boxes → per-class NMS → padded detections.
+
+One decoder serves every detector: it takes reference boxes (anchors, default
+boxes, proposals), per-class (or class-agnostic) deltas and per-class scores,
+and returns the prediction dict of the data contract with static shapes, so
+it traces, exports and serves.
+"""
+
+import keras
+import tensorflow as tf
+
+from keras_det.ops import boxes as box_ops
+from keras_det.ops import nms as nms_ops
+
+
+@keras.saving.register_keras_serializable(package="keras_det")
+class DetectionDecoder(keras.layers.Layer):
+    """Decodes and suppresses detections.
+
+    Every (reference box, class) pair with score above ``score_threshold`` is
+    a candidate; the ``pre_nms_topk`` best go through class-aware NMS (boxes
+    of different classes never suppress each other), and the
+    ``max_detections`` best survivors are returned.
+
+    Args:
+        box_coder_weights: ``BoxCoder`` weights of the deltas, or ``None``
+            when ``deltas`` are already absolute ``yxyx`` boxes.
+        score_threshold: minimum score (torchvision's Faster R-CNN: 0.05).
+        iou_threshold: NMS IoU threshold (0.5).
+        max_detections: padded output length ``K`` (100).
+        pre_nms_topk: candidates kept before NMS per image (bounds its cost).
+        bounding_box_format: format of the returned boxes.
+
+    Call arguments:
+        references: ``[B, N, 4]`` or ``[N, 4]`` absolute ``yxyx``.
+        deltas: ``[B, N, C, 4]`` per class or ``[B, N, 4]`` / ``[B, N, 1, 4]``
+            class-agnostic (``dy, dx, dh, dw``; or boxes, see above).
+        scores: ``[B, N, C]`` class probabilities, background excluded.
+        image_shape: ``(H, W)`` of the input images; boxes are clipped to it,
+            and it scales the ``rel_`` formats.
+
+    Returns:
+        dict ``boxes [B, K, 4]`` (``bounding_box_format``), ``scores [B, K]``,
+        ``labels [B, K]`` int32 0-based (``-1`` padding), ``num_detections [B]``.
+    """
+
+    def __init__(self, box_coder_weights=(10.0, 10.0, 5.0, 5.0), score_threshold=0.05, iou_threshold=0.5, max_detections=100, pre_nms_topk=1000, bounding_box_format="yxyx", **kwargs):
+        super().__init__(**kwargs)
+        self.box_coder_weights = None if box_coder_weights is None else tuple(float(w) for w in box_coder_weights)
+        self.score_threshold = float(score_threshold)
+        self.iou_threshold = float(iou_threshold)
+        self.max_detections = int(max_detections)
+        self.pre_nms_topk = int(pre_nms_topk)
+        self.bounding_box_format = box_ops.check_format(bounding_box_format)
+
+    def call(self, references, deltas, scores, image_shape):
+        scores = tf.cast(scores, tf.float32)
+        deltas = tf.cast(deltas, tf.float32)
+        batch = tf.shape(scores)[0]
+        num_classes = tf.shape(scores)[2]
+        references = tf.cast(references, tf.float32)
+        if references.shape.rank == 2:
+            references = tf.broadcast_to(references[None], tf.concat([[batch], tf.shape(references)], 0))
+        if deltas.shape.rank == 3:
+            deltas = deltas[:, :, None, :]
+        if self.box_coder_weights is None:
+            boxes = deltas
+        else:
+            boxes = box_ops.BoxCoder(self.box_coder_weights).decode(deltas, references[:, :, None, :])
+        boxes = box_ops.clip(boxes, image_shape)
+        boxes = tf.broadcast_to(boxes, tf.concat([tf.shape(scores), [4]], 0))  # [B, N, C, 4]
+        labels = tf.broadcast_to(tf.range(num_classes, dtype=tf.int32), tf.shape(scores))
+        flat_boxes = tf.reshape(boxes, [batch, -1, 4])
+        flat_scores = tf.reshape(scores, [batch, -1])
+        flat_labels = tf.reshape(labels, [batch, -1])
+
+        k = tf.minimum(self.pre_nms_topk, tf.shape(flat_scores)[1])
+        top_scores, top_idx = tf.math.top_k(flat_scores, k=k)
+        top_boxes = tf.gather(flat_boxes, top_idx, batch_dims=1)
+        top_labels = tf.gather(flat_labels, top_idx, batch_dims=1)
+        keep, num = nms_ops.padded_nms(
+            top_boxes,
+            top_scores,
+            self.iou_threshold,
+            self.max_detections,
+            score_threshold=self.score_threshold,
+            class_ids=top_labels,
+        )
+        valid = keep >= 0
+        safe = tf.maximum(keep, 0)
+        out_boxes = tf.where(valid[..., None], tf.gather(top_boxes, safe, batch_dims=1), 0.0)
+        if self.bounding_box_format != "yxyx":
+            out_boxes = box_ops.convert_format(out_boxes, "yxyx", self.bounding_box_format, image_shape=image_shape)
+            out_boxes = tf.where(valid[..., None], out_boxes, 0.0)
+        return {
+            "boxes": out_boxes,
+            "scores": tf.where(valid, tf.gather(top_scores, safe, batch_dims=1), 0.0),
+            "labels": tf.where(valid, tf.gather(top_labels, safe, batch_dims=1), -1),
+            "num_detections": tf.cast(num, tf.int32),
+        }
+
+    def get_config(self):
+        config = super().get_config()
+        config.update(
+            {
+                "box_coder_weights": self.box_coder_weights,
+                "score_threshold": self.score_threshold,
+                "iou_threshold": self.iou_threshold,
+                "max_detections": self.max_detections,
+                "pre_nms_topk": self.pre_nms_topk,
+                "bounding_box_format": self.bounding_box_format,
+            }
+        )
+        return config

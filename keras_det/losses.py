@@ -1,0 +1,105 @@
+"""Detection losses on dense, padded targets (from ``keras_det.ops.targets``).
+
+Every loss takes per-prediction tensors ``[B, N, ...]`` and a weight ``[B, N]``
+(0 for predictions that take no part), and returns a scalar normalised by a
+count the caller chooses, following the papers:
+
+* Faster R-CNN (torchvision's reference): classification losses are means
+  over the sampled predictions; box losses are sums over positives divided by
+  the number of sampled predictions.
+* SSD: both terms summed and divided by the number of positives, negatives
+  picked by ``hard_negative_mask`` (3 negatives per positive).
+"""
+
+import tensorflow as tf
+
+
+def smooth_l1(x, beta=1.0 / 9.0):
+    """Huber-style smooth L1 per element: ``0.5 x² / β`` if ``|x| < β`` else ``|x| - 0.5 β``.
+
+    ``beta=1/9`` is the Faster R-CNN / torchvision choice; ``beta=0`` is L1.
+    """
+    x = tf.abs(x)
+    if beta == 0:
+        return x
+    return tf.where(x < beta, 0.5 * tf.square(x) / beta, x - 0.5 * beta)
+
+
+def box_regression_loss(pred_deltas, target_deltas, weights, normalizer, kind="smooth_l1", beta=1.0 / 9.0):
+    """Weighted box regression loss.
+
+    Args:
+        pred_deltas, target_deltas: float ``[B, N, 4]``.
+        weights: float ``[B, N]`` (1 for positives).
+        normalizer: scalar the summed loss is divided by (clamped to >= 1).
+        kind: ``"smooth_l1"`` or ``"l2"`` (sum of squares, the
+            classification + localization model's loss).
+        beta: smooth-L1 transition point.
+
+    Returns:
+        float32 scalar.
+    """
+    diff = tf.cast(pred_deltas, tf.float32) - tf.cast(target_deltas, tf.float32)
+    if kind == "smooth_l1":
+        per = tf.reduce_sum(smooth_l1(diff, beta), axis=-1)
+    elif kind == "l2":
+        per = tf.reduce_sum(tf.square(diff), axis=-1)
+    else:
+        raise ValueError(f"`kind` must be 'smooth_l1' or 'l2', got {kind!r}.")
+    return tf.reduce_sum(per * tf.cast(weights, tf.float32)) / tf.maximum(tf.cast(normalizer, tf.float32), 1.0)
+
+
+def softmax_cross_entropy(logits, labels, weights, normalizer=None):
+    """Weighted sparse softmax cross-entropy.
+
+    Args:
+        logits: float ``[B, N, K]``.
+        labels: int ``[B, N]`` in ``[0, K)``; entries with weight 0 may hold -1.
+        weights: float ``[B, N]``.
+        normalizer: divides the weighted sum; defaults to ``sum(weights)``.
+    """
+    weights = tf.cast(weights, tf.float32)
+    labels = tf.maximum(tf.cast(labels, tf.int32), 0)
+    per = tf.nn.sparse_softmax_cross_entropy_with_logits(labels=labels, logits=tf.cast(logits, tf.float32))
+    if normalizer is None:
+        normalizer = tf.reduce_sum(weights)
+    return tf.reduce_sum(per * weights) / tf.maximum(tf.cast(normalizer, tf.float32), 1.0)
+
+
+def binary_cross_entropy(logits, labels, weights, normalizer=None):
+    """Weighted sigmoid cross-entropy; ``labels`` in {0, 1} (float or int), ``[B, N]``."""
+    weights = tf.cast(weights, tf.float32)
+    per = tf.nn.sigmoid_cross_entropy_with_logits(
+        labels=tf.cast(tf.cast(labels, tf.int32) > 0, tf.float32), logits=tf.cast(logits, tf.float32)
+    )
+    if normalizer is None:
+        normalizer = tf.reduce_sum(weights)
+    return tf.reduce_sum(per * weights) / tf.maximum(tf.cast(normalizer, tf.float32), 1.0)
+
+
+def hard_negative_mask(negative_losses, positive_mask, negative_mask, ratio=3, min_negatives=0):
+    """SSD hard negative mining: the highest-loss negatives, ``ratio`` per positive.
+
+    Per image keeps ``k = min(ratio * num_positives, num_negatives)`` negatives
+    (at least ``min(min_negatives, num_negatives)``, so an image without
+    objects still trains its background), those with the largest loss.
+
+    Args:
+        negative_losses: float ``[B, N]`` background-class loss per prediction.
+        positive_mask: bool ``[B, N]``.
+        negative_mask: bool ``[B, N]`` candidates (not positive, not ignored).
+        ratio: negatives per positive (3 in SSD).
+        min_negatives: floor on the count per image.
+
+    Returns:
+        bool ``[B, N]`` of the selected negatives.
+    """
+    positive_mask = tf.cast(positive_mask, tf.bool)
+    negative_mask = tf.cast(negative_mask, tf.bool)
+    num_pos = tf.reduce_sum(tf.cast(positive_mask, tf.int32), axis=-1, keepdims=True)
+    num_neg = tf.reduce_sum(tf.cast(negative_mask, tf.int32), axis=-1, keepdims=True)
+    k = tf.minimum(tf.maximum(ratio * num_pos, min_negatives), num_neg)
+    scores = tf.where(negative_mask, tf.cast(negative_losses, tf.float32), -float("inf"))
+    order = tf.argsort(scores, axis=-1, direction="DESCENDING", stable=True)
+    rank = tf.argsort(order, axis=-1, stable=True)
+    return negative_mask & (rank < k)

@@ -1,0 +1,57 @@
+import numpy as np
+import tensorflow as tf
+
+from keras_det import losses as L
+
+
+def test_smooth_l1_hand_values():
+    x = np.array([0.0, 0.05, -0.05, 1.0, -2.0], np.float32)
+    beta = 1 / 9
+    expected = [0.0, 0.5 * 0.05**2 / beta, 0.5 * 0.05**2 / beta, 1 - 0.5 * beta, 2 - 0.5 * beta]
+    np.testing.assert_allclose(L.smooth_l1(x, beta), expected, rtol=1e-6)
+    np.testing.assert_allclose(L.smooth_l1(x, 0.0), np.abs(x))
+
+
+def test_box_regression_loss_weights_and_normaliser():
+    pred = np.array([[[1.0, 0, 0, 0], [5.0, 5, 5, 5]]], np.float32)
+    target = np.zeros_like(pred)
+    # Only row 0 counts: smooth-L1(1) = 1 - 0.5/9; divided by the normaliser 4.
+    got = L.box_regression_loss(pred, target, [[1.0, 0.0]], normalizer=4.0)
+    np.testing.assert_allclose(got, (1 - 0.5 / 9) / 4, rtol=1e-6)
+    np.testing.assert_allclose(L.box_regression_loss(pred, target, [[1.0, 0.0]], 1.0, kind="l2"), 1.0)
+    # A zero normaliser (no positives) is clamped to 1: the loss is 0, not NaN.
+    np.testing.assert_allclose(L.box_regression_loss(pred, target, [[0.0, 0.0]], 0.0), 0.0)
+
+
+def test_cross_entropies_hand_values():
+    logits = np.array([[[2.0, 0.0], [0.0, 0.0], [9.0, -9.0]]], np.float32)
+    labels = np.array([[0, 1, -1]])
+    weights = np.array([[1.0, 1.0, 0.0]], np.float32)
+    ce0 = -np.log(np.exp(2) / (np.exp(2) + 1))
+    ce1 = -np.log(0.5)
+    np.testing.assert_allclose(L.softmax_cross_entropy(logits, labels, weights), (ce0 + ce1) / 2, rtol=1e-6)
+    obj = np.array([[0.0, 3.0]], np.float32)
+    bce = (np.log(2) + np.log(1 + np.exp(-3.0))) / 2
+    np.testing.assert_allclose(L.binary_cross_entropy(obj, [[0, 1]], [[1.0, 1.0]]), bce, rtol=1e-6)
+
+
+def test_hard_negative_mining_keeps_three_to_one():
+    losses = np.arange(20, dtype=np.float32)[None].repeat(2, 0)
+    pos = np.zeros((2, 20), bool)
+    pos[0, [0, 1]] = True  # 2 positives -> 6 negatives, the highest-loss ones
+    neg = ~pos
+    neg[1, :17] = False  # image 1: no positive, 3 candidate negatives
+    got = L.hard_negative_mask(losses, pos, neg, ratio=3).numpy()
+    np.testing.assert_array_equal(np.flatnonzero(got[0]), [14, 15, 16, 17, 18, 19])
+    assert got[1].sum() == 0  # no positives, no floor: nothing
+    floor = L.hard_negative_mask(losses, pos, neg, ratio=3, min_negatives=5).numpy()
+    np.testing.assert_array_equal(np.flatnonzero(floor[1]), [17, 18, 19])  # all negatives when fewer
+    many = np.zeros((1, 20), bool)
+    many[0, :10] = True
+    got = L.hard_negative_mask(losses[:1], many, ~many, ratio=3).numpy()
+    assert got.sum() == 10  # 30 wanted, only 10 negatives exist: all of them
+
+
+def test_losses_trace_in_tf_function():
+    f = tf.function(lambda a, b, w: L.box_regression_loss(a, b, w, tf.reduce_sum(w)))
+    assert np.isfinite(f(tf.ones([2, 3, 4]), tf.zeros([2, 3, 4]), tf.ones([2, 3])).numpy())
