@@ -1,1 +1,87 @@
-"""tf.data input pipelines following the keras_det data contract."""
+"""tf.data input pipelines following the keras_det data contract.
+
+``load(source, split, bounding_box_format="xyxy", with_info=False, **options)``
+returns an unbatched ``tf.data.Dataset`` of::
+
+    {"images": float32 [H, W, 3] in 0..255,
+     "bounding_boxes": {"boxes": float32 [N, 4] in bounding_box_format,
+                        "labels": int32 [N], 0-based,
+                        ["difficult": bool [N]], ["is_crowd": bool [N]]},
+     "image_id": int64 [],
+     ["masks": uint8 [N, H, W]]}     # shapes; COCO folders with with_masks=True
+
+``source`` is ``"shapes"`` (embedded synthetic set, `shapes`), a local folder
+or COCO json (COCO, VOC devkit, LabelImg or YOLO layout, detected), or a
+TFDS name (``"voc/2007"``, ``"coco/2017"``). ``with_info=True`` also returns
+a `DatasetInfo` whose ``class_names[i]`` names label ``i``.
+``batch`` / ``pipeline`` pad to ``boxes [B, M, 4]``, ``labels [B, M]`` (-1).
+
+``image_id``: COCO → the COCO image id; TFDS → ``image/id`` or the digits of
+the file name; shapes, VOC, LabelImg, YOLO → the element's index in the
+split (``info.image_files[image_id]`` is its file).
+
+Class order: shapes → `SHAPES_CLASS_NAMES`; COCO → categories sorted by id
+(``info.category_ids``); VOC / LabelImg → the 20 standard VOC classes if
+every name found belongs to them, else the sorted names found in all the
+folder's XMLs; YOLO → file order of ``data.yaml`` / ``classes.txt``; TFDS →
+the builder's ``ClassLabel`` order. ``class_names=`` overrides (folder readers
+other than COCO).
+
+Bad-input policy (folder readers; annotations are parsed at load time, so
+errors come from ``load`` as `DataError`, a ``ValueError``, naming the file):
+  * missing annotation file / split list / image folder → error.
+  * image file missing, not a JPEG/PNG/GIF/BMP, or truncated (JPEG without
+    end-of-image marker, PNG without IEND) → error at load time
+    (``check_images=True``, a header + tail read per file). An image that
+    still fails to decode, or whose size differs from the annotation's,
+    fails at iteration with a TensorFlow error that names the file.
+  * NaN / inf coordinate, inverted box (``x2 < x1`` or ``y2 < y1``), box
+    entirely outside the image → error (``drop_invalid=True``: dropped and
+    counted instead).
+  * unknown class name / category id / YOLO class index, malformed XML /
+    JSON / label line → error.
+  * box partly outside the image → clipped, counted in a warning.
+  * zero-area box → dropped, counted in a warning (``info.stats``).
+  * COCO crowd box → dropped, counted (``include_crowd=True`` keeps them).
+  * image without objects → kept with ``N = 0`` (``skip_empty=True`` drops).
+  * YOLO image without label file → no objects, counted.
+Warnings go to the ``keras_det.data`` logger, one line per kind with a count
+and an example file.
+"""
+
+from keras_det.data import augment  # noqa: F401
+from keras_det.data.augment import (
+    Compose,
+    KerasLayer,
+    RandomExpand,
+    RandomIoUCrop,
+    ResizePad,
+    default_augmentation,
+    resize_pad,
+    ssd_augmentation,
+)
+from keras_det.data.batching import batch, pipeline
+from keras_det.data.core import DataError, DatasetInfo
+from keras_det.data.loader import detect_layout, load
+from keras_det.data.shapes import CLASS_NAMES as SHAPES_CLASS_NAMES
+from keras_det.data.voc import VOC_CLASSES
+
+__all__ = [
+    "load",
+    "batch",
+    "pipeline",
+    "detect_layout",
+    "DatasetInfo",
+    "DataError",
+    "SHAPES_CLASS_NAMES",
+    "VOC_CLASSES",
+    "augment",
+    "Compose",
+    "KerasLayer",
+    "RandomIoUCrop",
+    "RandomExpand",
+    "ResizePad",
+    "resize_pad",
+    "default_augmentation",
+    "ssd_augmentation",
+]

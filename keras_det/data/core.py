@@ -1,0 +1,451 @@
+"""Shared pieces of the readers: `DatasetInfo`, box validation, image decoding.
+
+Folder readers (COCO, VOC, YOLO) parse their annotations in Python once, at
+load time, into a list of `Record`s; `records_to_dataset` turns those into a
+`tf.data.Dataset` that reads and decodes the image files with a parallel
+`map`. The policies for bad input are documented in `keras_det.data` (the
+package docstring) and implemented here in `clean_boxes` and
+`check_image_file`.
+"""
+
+import dataclasses
+import logging
+import os
+
+import numpy as np
+import tensorflow as tf
+
+from keras_det.ops import boxes as box_ops
+
+logger = logging.getLogger("keras_det.data")
+
+IMAGE_EXTENSIONS = (".jpg", ".jpeg", ".png", ".bmp", ".gif")
+
+# Split names accepted for each other ("validation" is the TFDS / Keras name,
+# "val" the COCO / VOC / YOLO folder name).
+SPLIT_ALIASES = {
+    "validation": ("validation", "val", "valid"),
+    "val": ("val", "validation", "valid"),
+    "valid": ("valid", "val", "validation"),
+}
+
+
+def split_candidates(split):
+    """Names to try, in order, for a split in a folder layout."""
+    return SPLIT_ALIASES.get(split, (split,))
+
+
+class DataError(ValueError):
+    """Bad input data: names the file and the problem."""
+
+
+@dataclasses.dataclass
+class DatasetInfo:
+    """What `keras_det.data.load(..., with_info=True)` returns next to the dataset.
+
+    Attributes:
+        name: ``"shapes"``, the TFDS name, or the reader (``"coco"``, ``"voc"``,
+            ``"labelimg"``, ``"yolo"``).
+        split: the split that was loaded.
+        class_names: tuple of class names; label ``i`` is ``class_names[i]``.
+        bounding_box_format: format of ``bounding_boxes["boxes"]``.
+        num_examples: number of images in the split (``None`` if unknown).
+        source: the folder / json path / TFDS name that was read.
+        image_files: for folder readers, the image path of each element,
+            indexed by position in the dataset (the element's ``image_id``
+            for VOC / LabelImg / YOLO).
+        category_ids: COCO only: the COCO ``category_id`` of each label.
+        stats: counts of what the bad-input policy did (``"zero_area_dropped"``,
+            ``"clipped"``, ``"crowd_dropped"``, ``"invalid_dropped"``, ...).
+    """
+
+    name: str
+    split: str
+    class_names: tuple
+    bounding_box_format: str
+    num_examples: int = None
+    source: str = None
+    image_files: tuple = ()
+    category_ids: tuple = ()
+    stats: dict = dataclasses.field(default_factory=dict)
+
+    @property
+    def num_classes(self):
+        return len(self.class_names)
+
+
+@dataclasses.dataclass
+class Record:
+    """One image and its objects, as parsed from annotation files.
+
+    ``boxes`` are float32 ``[N, 4]`` ``xyxy``, absolute pixels or, when the
+    reader says so, relative (``rel_xyxy``); ``height``/``width`` are the size
+    the annotation declares (``-1`` when unknown).
+    """
+
+    file: str
+    image_id: int
+    boxes: np.ndarray
+    labels: np.ndarray
+    height: int = -1
+    width: int = -1
+    difficult: np.ndarray = None
+    is_crowd: np.ndarray = None
+    where: str = ""  # the annotation file, for messages
+    # JSON list of one segmentation per box ({"polygons": [[x, y, ...], ...]}
+    # or {"rle": [counts], "size": [h, w]}), when instance masks are read.
+    segmentation: str = None
+
+
+class Stats:
+    """Counts for the drop / clip policies, with one example each for the log."""
+
+    def __init__(self):
+        self.counts = {}
+        self.examples = {}
+
+    def add(self, key, where, n=1):
+        if n <= 0:
+            return
+        self.counts[key] = self.counts.get(key, 0) + n
+        self.examples.setdefault(key, where)
+
+    def log(self, reader, split):
+        messages = {
+            "zero_area_dropped": "dropped {n} zero-area box(es)",
+            "clipped": "clipped {n} box(es) extending outside their image",
+            "crowd_dropped": "dropped {n} crowd annotation(s) (include_crowd=False)",
+            "invalid_dropped": "dropped {n} invalid box(es) (drop_invalid=True)",
+            "missing_label_file": "{n} image(s) have no label file (read as no objects)",
+            "empty_images_skipped": "skipped {n} image(s) without objects (skip_empty=True)",
+        }
+        for key, n in self.counts.items():
+            text = messages.get(key, key + ": {n}").format(n=n)
+            logger.warning("%s %r: %s, e.g. %s", reader, split, text, self.examples[key])
+
+
+def clean_boxes(boxes, where, height=-1, width=-1, relative=False, drop_invalid=False, stats=None):
+    """Validates ``xyxy`` boxes of one image; returns the boxes to keep, clipped.
+
+    Policy (see the `keras_det.data` docstring):
+      * NaN / inf coordinate, inverted box (``x2 < x1`` or ``y2 < y1``), or a box
+        entirely outside the image → `DataError` naming ``where`` and the object
+        (or dropped and counted with ``drop_invalid=True``).
+      * box partly outside the image → clipped to it, counted.
+      * zero-area box (after clipping) → dropped, counted.
+
+    Args:
+        boxes: float array ``[N, 4]`` ``xyxy``, absolute or (``relative=True``)
+            divided by the image size.
+        where: text naming the annotation file (and image) for messages.
+        height, width: declared image size, ``-1`` when unknown (then only
+            the non-size checks run). Ignored when ``relative``.
+        relative: boxes are in ``[0, 1]`` units.
+        drop_invalid: drop instead of raising for the error cases.
+        stats: a `Stats` to count into.
+
+    Returns:
+        ``(keep, boxes)``: int64 indices ``[K]`` and float32 ``[K, 4]``.
+    """
+    stats = stats if stats is not None else Stats()
+    boxes = np.asarray(boxes, np.float64).reshape(-1, 4)
+    keep = []
+    out = []
+    if relative:
+        height = width = 1.0
+    known = height > 0 and width > 0
+    for i, (x1, y1, x2, y2) in enumerate(boxes):
+        problem = None
+        if not np.all(np.isfinite([x1, y1, x2, y2])):
+            problem = "has a NaN or infinite coordinate"
+        elif x2 < x1 or y2 < y1:
+            problem = "is inverted (x2 < x1 or y2 < y1)"
+        elif (
+            known
+            and (x1 >= width or y1 >= height or x2 <= 0 or y2 <= 0)
+            and not (x1 == x2 or y1 == y2)
+        ):
+            size = "1 x 1 (relative)" if relative else f"{width:g} x {height:g}"
+            problem = f"lies entirely outside the {size} image"
+        if problem:
+            coords = [float(v) for v in (x1, y1, x2, y2)]
+            message = f"{where}: object {i} box [x1, y1, x2, y2] = {coords} {problem}."
+            if drop_invalid:
+                stats.add("invalid_dropped", message)
+                continue
+            raise DataError(message)
+        if known:
+            c = [
+                min(max(x1, 0.0), width),
+                min(max(y1, 0.0), height),
+                min(max(x2, 0.0), width),
+                min(max(y2, 0.0), height),
+            ]
+            tol = 1e-6 if relative else 1e-3
+            if max(abs(a - b) for a, b in zip(c, (x1, y1, x2, y2))) > tol:
+                stats.add("clipped", f"{where} object {i}")
+            x1, y1, x2, y2 = c
+        if x2 - x1 <= 0 or y2 - y1 <= 0:
+            stats.add("zero_area_dropped", f"{where} object {i}")
+            continue
+        keep.append(i)
+        out.append((x1, y1, x2, y2))
+    return np.asarray(keep, np.int64), np.asarray(out, np.float32).reshape(-1, 4)
+
+
+_MAGIC = (
+    (b"\xff\xd8\xff", "JPEG"),
+    (b"\x89PNG\r\n\x1a\n", "PNG"),
+    (b"GIF87a", "GIF"),
+    (b"GIF89a", "GIF"),
+    (b"BM", "BMP"),
+)
+
+
+def check_image_file(path, where=None):
+    """Cheap load-time check that ``path`` is a complete JPEG/PNG/GIF/BMP file.
+
+    Reads the first bytes (format signature) and, for JPEG and PNG, the last
+    KiB (end-of-image marker / ``IEND`` chunk), so truncated and non-image
+    files are reported at load time by name instead of failing later inside
+    ``tf.io.decode_image`` with a message that names no file.
+
+    Raises:
+        DataError: naming the file (and ``where``, the annotation that refers
+            to it) and the problem.
+    """
+    ref = f" (referenced by {where})" if where else ""
+    if not os.path.isfile(path):
+        raise DataError(f"Image file {path}{ref} does not exist.")
+    size = os.path.getsize(path)
+    with open(path, "rb") as f:
+        head = f.read(16)
+        f.seek(max(0, size - 1024))
+        tail = f.read()
+    kind = next((name for magic, name in _MAGIC if head.startswith(magic)), None)
+    if kind is None:
+        raise DataError(
+            f"Image file {path}{ref} is corrupt or not a JPEG/PNG/GIF/BMP image "
+            f"(starts with bytes {head[:8]!r})."
+        )
+    if kind == "JPEG" and b"\xff\xd9" not in tail:
+        raise DataError(
+            f"Image file {path}{ref} is a corrupt JPEG: truncated (no end-of-image marker)."
+        )
+    if kind == "PNG" and b"IEND" not in tail:
+        raise DataError(f"Image file {path}{ref} is a corrupt PNG: truncated (no IEND chunk).")
+    return kind
+
+
+def decode_image(path, declared_hw=None):
+    """Reads and decodes an image file in-graph → float32 ``[H, W, 3]`` in 0..255.
+
+    If ``declared_hw`` (int32 ``[2]``) is positive, asserts that the decoded
+    size matches it; the error names the file.
+    """
+    data = tf.io.read_file(path)
+    # dtype=uint8 also scales 16-bit PNGs into 0..255.
+    image = tf.io.decode_image(data, channels=3, dtype=tf.uint8, expand_animations=False)
+    image.set_shape([None, None, 3])
+    if declared_hw is not None:
+        shape = tf.shape(image)[:2]
+        ok = tf.logical_or(
+            tf.reduce_any(declared_hw <= 0), tf.reduce_all(tf.equal(shape, declared_hw))
+        )
+        with tf.control_dependencies(
+            [
+                tf.debugging.Assert(
+                    ok,
+                    [
+                        "Image file",
+                        path,
+                        "decoded to height, width",
+                        shape,
+                        "but its annotation declares",
+                        declared_hw,
+                    ],
+                    summarize=4,
+                )
+            ]
+        ):
+            image = tf.identity(image)
+    return tf.cast(image, tf.float32)
+
+
+def records_to_dataset(records, bounding_box_format, relative=False, num_parallel_calls=None):
+    """Builds the unbatched data-contract dataset from parsed `Record`s.
+
+    Args:
+        records: list of `Record` (boxes ``xyxy``, absolute or relative).
+        bounding_box_format: output box format.
+        relative: the records' boxes are ``rel_xyxy``.
+        num_parallel_calls: for the decoding ``map`` (default AUTOTUNE).
+
+    Returns:
+        ``tf.data.Dataset`` of ``{"images", "bounding_boxes": {"boxes",
+        "labels"[, "difficult"][, "is_crowd"]}, "image_id"}``.
+    """
+    fmt = box_ops.check_format(bounding_box_format)
+    num_parallel_calls = num_parallel_calls or tf.data.AUTOTUNE
+    counts = np.array([len(r.labels) for r in records], np.int64)
+    splits = np.concatenate([[0], np.cumsum(counts)]).astype(np.int64)
+    flat_boxes = np.concatenate([np.zeros((0, 4))] + [r.boxes for r in records])
+    flat_boxes = flat_boxes.astype(np.float32).reshape(-1, 4)
+    flat_labels = np.concatenate([np.zeros(0)] + [r.labels for r in records]).astype(np.int32)
+    extras = {}
+    for key in ("difficult", "is_crowd"):
+        if records and any(getattr(r, key) is not None for r in records):
+            extras[key] = np.concatenate(
+                [
+                    (
+                        getattr(r, key)
+                        if getattr(r, key) is not None
+                        else np.zeros(len(r.labels), bool)
+                    )
+                    for r in records
+                ]
+            ).astype(bool)
+    slices = {
+        "file": np.array([r.file for r in records] or [""], dtype=str)[: len(records)],
+        "image_id": np.array([r.image_id for r in records], np.int64),
+        "hw": np.array([[r.height, r.width] for r in records], np.int32).reshape(-1, 2),
+        "start": splits[:-1],
+        "end": splits[1:],
+    }
+    with_masks = bool(records) and all(r.segmentation is not None for r in records)
+    if with_masks:
+        slices["segmentation"] = np.array([r.segmentation for r in records], dtype=object)
+    boxes_t = tf.constant(flat_boxes)
+    labels_t = tf.constant(flat_labels)
+    extras_t = {k: tf.constant(v) for k, v in extras.items()}
+    source = "rel_xyxy" if relative else "xyxy"
+
+    def load_one(item):
+        image = decode_image(item["file"], item["hw"])
+        boxes = boxes_t[item["start"] : item["end"]]
+        if source == "xyxy":
+            # Already clipped at load when the annotation declares the size;
+            # this covers annotations without one (VOC <size> 0).
+            hw = tf.cast(tf.shape(image)[:2], tf.float32)
+            boxes = tf.minimum(tf.maximum(boxes, 0.0), tf.stack([hw[1], hw[0], hw[1], hw[0]]))
+        if source != fmt:
+            boxes = box_ops.convert_format(boxes, source, fmt, image_shape=tf.shape(image)[:2])
+        bbox = {"boxes": boxes, "labels": labels_t[item["start"] : item["end"]]}
+        for k, v in extras_t.items():
+            bbox[k] = v[item["start"] : item["end"]]
+        out = {"images": image, "bounding_boxes": bbox, "image_id": item["image_id"]}
+        if with_masks:
+            hw = tf.shape(image)[:2]
+            masks = tf.numpy_function(
+                rasterize_segmentations,
+                [item["segmentation"], hw[0], hw[1]],
+                tf.uint8,
+                stateful=False,
+            )
+            masks.set_shape([None, None, None])
+            out["masks"] = masks
+        return out
+
+    ds = tf.data.Dataset.from_tensor_slices(slices)
+    return ds.map(load_one, num_parallel_calls=num_parallel_calls, deterministic=True)
+
+
+def rle_string_to_counts(text):
+    """Decodes COCO's compressed RLE string (``counts`` as ``str``) to a list of run lengths.
+
+    Each count is stored in 5-bit groups (ASCII offset 48, bit 0x20 = more
+    groups follow, bit 0x10 of the last group = sign); from the third count
+    on, the value is a difference to the count two places back.
+    """
+    counts = []
+    pos = 0
+    while pos < len(text):
+        value, shift, more = 0, 0, True
+        while more:
+            c = ord(text[pos]) - 48
+            value |= (c & 0x1F) << (5 * shift)
+            more = bool(c & 0x20)
+            pos += 1
+            shift += 1
+            if not more and c & 0x10:
+                value |= -1 << (5 * shift)
+        if len(counts) > 2:
+            value += counts[-2]
+        counts.append(value)
+    return counts
+
+
+def rle_to_mask(counts, height, width):
+    """Uncompressed COCO RLE (alternating 0 / 1 runs, column-major) → uint8 ``[H, W]``."""
+    flat = np.zeros(height * width, np.uint8)
+    pos = 0
+    for k, run in enumerate(counts):
+        if k % 2:
+            flat[pos : pos + run] = 1
+        pos += run
+    return flat.reshape((height, width), order="F")
+
+
+def polygons_to_mask(polygons, height, width):
+    """Rasterizes COCO polygons (continuous pixel coordinates) → uint8 ``[H, W]``.
+
+    A pixel is set when its centre ``(x + 0.5, y + 0.5)`` lies inside a
+    polygon (even-odd rule per polygon, union over polygons): a scanline
+    fill through the pixel centres, vectorized over rows.
+    """
+    mask = np.zeros((height, width), np.uint8)
+    ys = np.arange(height, dtype=np.float64)[:, None] + 0.5  # [H, 1]
+    for poly in polygons:
+        pts = np.asarray(poly, np.float64).reshape(-1, 2)
+        if len(pts) < 3:
+            continue
+        x0, y0 = pts[:, 0], pts[:, 1]
+        x1, y1 = np.roll(x0, -1), np.roll(y0, -1)
+        crosses = (y0 <= ys) != (y1 <= ys)  # [H, E], half-open in y
+        with np.errstate(divide="ignore", invalid="ignore"):
+            xs = x0 + (ys - y0) * (x1 - x0) / (y1 - y0)
+        xs = np.sort(np.where(crosses, xs, np.inf), axis=1)
+        starts = np.ceil(xs[:, 0::2] - 0.5)
+        ends = np.ceil(xs[:, 1::2] - 0.5) if xs.shape[1] > 1 else np.full_like(starts, np.inf)
+        valid = np.isfinite(starts) & np.isfinite(ends)
+        starts = np.clip(starts, 0, width).astype(np.int64)
+        ends = np.clip(np.where(valid, ends, 0), 0, width).astype(np.int64)
+        diff = np.zeros((height, width + 1), np.int32)
+        rows = np.broadcast_to(np.arange(height)[:, None], starts.shape)
+        np.add.at(diff, (rows[valid], starts[valid]), 1)
+        np.add.at(diff, (rows[valid], ends[valid]), -1)
+        mask |= (np.cumsum(diff, axis=1)[:, :width] > 0).astype(np.uint8)
+    return mask
+
+
+def rasterize_segmentations(segmentation_json, height, width):
+    """NumPy side of the mask decoding: JSON list of segmentations → uint8 ``[N, H, W]``."""
+    import json
+
+    if isinstance(segmentation_json, bytes):
+        segmentation_json = segmentation_json.decode()
+    height, width = int(height), int(width)
+    masks = []
+    for seg in json.loads(segmentation_json):
+        if "polygons" in seg:
+            masks.append(polygons_to_mask(seg["polygons"], height, width))
+        else:
+            mask = rle_to_mask(seg["rle"], *seg["size"])
+            if mask.shape != (height, width):
+                import cv2
+
+                mask = cv2.resize(mask, (width, height), interpolation=cv2.INTER_NEAREST)
+            masks.append(mask)
+    if not masks:
+        return np.zeros((0, height, width), np.uint8)
+    return np.stack(masks)
+
+
+def finish_records(records, stats, reader, split, skip_empty=False):
+    """Applies ``skip_empty``, logs the stats; returns the records to use."""
+    if skip_empty:
+        kept = [r for r in records if len(r.labels)]
+        stats.add("empty_images_skipped", "", len(records) - len(kept))
+        records = kept
+    stats.log(reader, split)
+    return records

@@ -1,0 +1,267 @@
+"""``shapes``: the embedded synthetic detection set (no files, no network).
+
+Every image is generated from ``(seed, split, index)`` with NumPy and OpenCV,
+so a split is identical across runs and machines, and the first ``k``
+images of a split do not depend on ``num_images``. The splits use different
+random streams, so they do not overlap.
+
+Content of one image (``image_size`` x ``image_size``, RGB):
+  * a textured background: a smooth random colour field (a 4x4 grid of
+    colours, bicubically upsampled), a few random lines of clutter and
+    Gaussian pixel noise;
+  * 1 to ``max_objects`` (default 8) objects of `CLASS_NAMES`
+    (circle, square, triangle, star, cross), randomly rotated, with
+    sizes from 8 px up to 60% of the image side (log-uniform, so small
+    objects are common), each in a random colour with its own noise.
+
+Occlusion policy: objects are painted in order, later ones over earlier
+ones. An object whose placement would leave any earlier object with less
+than half of its own area visible (or fewer than 16 visible pixels) is
+rejected and re-sampled (up to 20 tries), so every painted object is
+annotated and no annotated object is mostly hidden. Boxes are the extent
+of the **visible** pixels (the tight box of the instance mask), in
+continuous pixel coordinates (a box ``[x1, y1, x2, y2]`` covers pixel
+columns ``x1 .. x2 - 1``). Instance masks are the visible pixels, so masks
+of one image never overlap.
+
+Elements follow the data contract, plus ``"masks"`` (uint8 ``[N, H, W]``,
+0/1) when ``with_masks=True`` and ``"image_id"`` (int64, the index in the
+split).
+"""
+
+import functools
+import math
+import zlib
+
+import cv2
+import numpy as np
+import tensorflow as tf
+
+from keras_det.data.core import DatasetInfo
+from keras_det.ops import boxes as box_ops
+
+CLASS_NAMES = ("circle", "square", "triangle", "star", "cross")
+DEFAULT_NUM_IMAGES = {"train": 1000, "validation": 200, "test": 200}
+_SPLIT_CODES = {"train": 0, "validation": 1, "val": 1, "test": 2}
+_MIN_VISIBLE_FRACTION = 0.5
+_MIN_PIXELS = 16
+_MAX_TRIES = 20
+
+
+def _split_code(split):
+    if split in _SPLIT_CODES:
+        return _SPLIT_CODES[split]
+    return 1000 + zlib.crc32(split.encode()) % 1_000_000
+
+
+def _polygon(class_name, cx, cy, radius, angle):
+    """Vertices (int32 [K, 2]) of a shape of circumradius ``radius``."""
+    if class_name == "square":
+        t = angle + np.arange(4) * math.pi / 2 + math.pi / 4
+        r = np.full(4, radius)
+    elif class_name == "triangle":
+        t = angle + np.arange(3) * 2 * math.pi / 3
+        r = np.full(3, radius)
+    elif class_name == "star":
+        t = angle + np.arange(10) * math.pi / 5
+        r = np.where(np.arange(10) % 2 == 0, radius, radius * 0.42)
+    elif class_name == "cross":
+        a = 0.33  # half arm width relative to radius
+        xs = np.array([a, a, 1, 1, a, a, -a, -a, -1, -1, -a, -a]) * radius
+        ys = np.array([1, a, a, -a, -a, -1, -1, -a, -a, a, a, 1]) * radius
+        ca, sa = math.cos(angle), math.sin(angle)
+        px, py = cx + xs * ca - ys * sa, cy + xs * sa + ys * ca
+        return np.round(np.stack([px, py], -1) * 16).astype(np.int32)
+    else:
+        raise ValueError(class_name)
+    px, py = cx + r * np.cos(t), cy + r * np.sin(t)
+    return np.round(np.stack([px, py], -1) * 16).astype(np.int32)
+
+
+def _shape_mask(class_name, size, cx, cy, radius, angle):
+    mask = np.zeros((size, size), np.uint8)
+    if class_name == "circle":
+        cv2.circle(
+            mask,
+            (int(round(cx * 16)), int(round(cy * 16))),
+            int(round(radius * 16)),
+            1,
+            -1,
+            lineType=cv2.LINE_8,
+            shift=4,
+        )
+    else:
+        cv2.fillPoly(
+            mask, [_polygon(class_name, cx, cy, radius, angle)], 1, lineType=cv2.LINE_8, shift=4
+        )
+    return mask.astype(bool)
+
+
+def _background(rng, size):
+    grid = rng.uniform(0, 255, (4, 4, 3)).astype(np.float32)
+    image = cv2.resize(grid, (size, size), interpolation=cv2.INTER_CUBIC)
+    for _ in range(rng.integers(0, 6)):
+        p1 = tuple(int(v) for v in rng.integers(0, size, 2))
+        p2 = tuple(int(v) for v in rng.integers(0, size, 2))
+        color = tuple(float(v) for v in rng.uniform(0, 255, 3))
+        cv2.line(image, p1, p2, color, int(rng.integers(1, 3)))
+    image += rng.standard_normal(image.shape, dtype=np.float32) * np.float32(rng.uniform(3, 15))
+    return image
+
+
+def _generate_one(rng, size, min_objects, max_objects):
+    image = _background(rng, size)
+    idmap = np.zeros((size, size), np.uint8)
+    full_areas = []
+    visible = np.zeros(0, np.int64)  # visible pixels of each object so far
+    labels = []
+    target = int(rng.integers(min_objects, max_objects + 1))
+    min_r, max_r = 4.0, 0.3 * size
+    for _ in range(target):
+        for _try in range(_MAX_TRIES):
+            label = int(rng.integers(len(CLASS_NAMES)))
+            radius = float(math.exp(rng.uniform(math.log(min_r), math.log(max_r))))
+            cx = float(rng.uniform(radius, size - radius))
+            cy = float(rng.uniform(radius, size - radius))
+            angle = float(rng.uniform(0, 2 * math.pi))
+            mask = _shape_mask(CLASS_NAMES[label], size, cx, cy, radius, angle)
+            area = int(mask.sum())
+            if area < _MIN_PIXELS:
+                continue
+            left = visible
+            if labels:
+                hidden = np.bincount(idmap[mask], minlength=len(labels) + 1)[1:]
+                left = visible - hidden
+                if np.any(
+                    left < np.maximum(_MIN_VISIBLE_FRACTION * np.array(full_areas), _MIN_PIXELS)
+                ):
+                    continue
+            color = rng.uniform(0, 255, 3).astype(np.float32)
+            # Keep some contrast with the background under the object.
+            if np.abs(image[mask].mean(0) - color).max() < 60:
+                color = (color + 128) % 256
+            noise = rng.standard_normal((area, 3), dtype=np.float32) * np.float32(
+                rng.uniform(2, 10)
+            )
+            image[mask] = color + noise
+            idmap[mask] = len(labels) + 1
+            visible = np.append(left, area)
+            full_areas.append(area)
+            labels.append(label)
+            break
+    boxes = np.zeros((len(labels), 4), np.float32)
+    for k in range(len(labels)):
+        ys, xs = np.nonzero(idmap == k + 1)
+        boxes[k] = (xs.min(), ys.min(), xs.max() + 1, ys.max() + 1)
+    image = np.clip(image, 0, 255).astype(np.uint8)
+    return image, idmap, boxes, np.asarray(labels, np.int32)
+
+
+@functools.lru_cache(maxsize=8)
+def generate(num_images, image_size=128, seed=0, split="train", min_objects=1, max_objects=8):
+    """Generates a split as NumPy arrays (cached for repeated calls).
+
+    Returns:
+        dict with ``images`` uint8 ``[num, S, S, 3]``, ``idmaps`` uint8
+        ``[num, S, S]`` (0 background, ``k + 1`` visible pixels of object
+        ``k``), ``boxes`` float32 ``[total, 4]`` absolute ``xyxy``, ``labels``
+        int32 ``[total]``, ``row_splits`` int64 ``[num + 1]``.
+    """
+    if not 1 <= min_objects <= max_objects <= 254:
+        raise ValueError(
+            f"Need 1 <= min_objects <= max_objects <= 254, got {min_objects}, {max_objects}."
+        )
+    if image_size < 32:
+        raise ValueError(f"`image_size` must be at least 32, got {image_size}.")
+    code = _split_code(split)
+    images = np.zeros((num_images, image_size, image_size, 3), np.uint8)
+    idmaps = np.zeros((num_images, image_size, image_size), np.uint8)
+    all_boxes, all_labels, counts = [], [], []
+    for i in range(num_images):
+        rng = np.random.default_rng([seed, code, i])
+        images[i], idmaps[i], b, l = _generate_one(rng, image_size, min_objects, max_objects)
+        all_boxes.append(b)
+        all_labels.append(l)
+        counts.append(len(l))
+    for arr in (images, idmaps):
+        arr.setflags(write=False)
+    return {
+        "images": images,
+        "idmaps": idmaps,
+        "boxes": np.concatenate(all_boxes).reshape(-1, 4),
+        "labels": np.concatenate(all_labels),
+        "row_splits": np.concatenate([[0], np.cumsum(counts)]).astype(np.int64),
+    }
+
+
+def load_shapes(
+    split="train",
+    bounding_box_format="xyxy",
+    num_images=None,
+    image_size=128,
+    seed=0,
+    with_masks=True,
+    min_objects=1,
+    max_objects=8,
+):
+    """The ``shapes`` split as an unbatched data-contract dataset.
+
+    Args:
+        split: ``"train"``, ``"validation"`` (alias ``"val"``), ``"test"`` or
+            any other name (its own random stream).
+        bounding_box_format: format of the output boxes.
+        num_images: images in the split (default 1000 for train, 200 otherwise).
+        image_size: side of the square images in pixels (>= 32).
+        seed: base seed; splits derive their streams from it.
+        with_masks: add ``"masks"`` uint8 ``[N, S, S]``.
+        min_objects, max_objects: objects per image (fewer when an image is
+            too crowded to place them under the occlusion policy).
+
+    Returns:
+        ``(dataset, DatasetInfo)``.
+    """
+    fmt = box_ops.check_format(bounding_box_format)
+    if num_images is None:
+        num_images = DEFAULT_NUM_IMAGES.get(split, 200)
+    data = generate(
+        int(num_images), int(image_size), int(seed), split, int(min_objects), int(max_objects)
+    )
+    boxes_t = tf.constant(data["boxes"])
+    labels_t = tf.constant(data["labels"])
+    splits = data["row_splits"]
+    image_shape = (image_size, image_size)
+    slices = {
+        "images": data["images"],
+        "idmap": data["idmaps"],
+        "start": splits[:-1],
+        "end": splits[1:],
+        "image_id": np.arange(num_images, dtype=np.int64),
+    }
+
+    def to_contract(item):
+        boxes = boxes_t[item["start"] : item["end"]]
+        if fmt != "xyxy":
+            boxes = box_ops.convert_format(boxes, "xyxy", fmt, image_shape=image_shape)
+        out = {
+            "images": tf.cast(item["images"], tf.float32),
+            "bounding_boxes": {"boxes": boxes, "labels": labels_t[item["start"] : item["end"]]},
+            "image_id": item["image_id"],
+        }
+        if with_masks:
+            n = tf.cast(item["end"] - item["start"], tf.int32)
+            ids = tf.range(1, n + 1, dtype=tf.int32)[:, None, None]
+            out["masks"] = tf.cast(tf.equal(tf.cast(item["idmap"], tf.int32)[None], ids), tf.uint8)
+        return out
+
+    ds = tf.data.Dataset.from_tensor_slices(slices).map(
+        to_contract, num_parallel_calls=tf.data.AUTOTUNE, deterministic=True
+    )
+    info = DatasetInfo(
+        name="shapes",
+        split=split,
+        class_names=CLASS_NAMES,
+        bounding_box_format=fmt,
+        num_examples=int(num_images),
+        source="shapes",
+    )
+    return ds, info

@@ -1,0 +1,199 @@
+"""YOLO txt reader (Ultralytics / Darknet layout).
+
+Layout: ``<folder>/images/<split>/*.{jpg,jpeg,png,bmp}`` and
+``<folder>/labels/<split>/<stem>.txt`` (``validation`` also finds ``val`` /
+``valid``). Each label line is ``class cx cy w h`` with the box normalized
+by the image size. Class names, in file order (label = class index), come
+from ``data.yaml`` (``names:`` as an inline list, a block list or a
+``{index: name}`` mapping) or else ``classes.txt`` / ``obj.names`` (one per
+line); ``class_names=`` overrides.
+
+An image without a label file has no objects (the YOLO convention; the count
+is logged). A line that is not 5 numbers, or a class index outside the
+class list, is an error naming the file and line. ``image_id`` is the
+element's index in the split (images sorted by file name).
+"""
+
+import ast
+import glob
+import os
+import re
+
+import numpy as np
+
+from keras_det.data.core import (
+    IMAGE_EXTENSIONS,
+    DataError,
+    DatasetInfo,
+    Record,
+    Stats,
+    check_image_file,
+    clean_boxes,
+    finish_records,
+    records_to_dataset,
+    split_candidates,
+)
+
+
+def is_yolo_folder(folder):
+    return os.path.isdir(os.path.join(folder, "images")) and os.path.isdir(
+        os.path.join(folder, "labels")
+    )
+
+
+def _names_from_yaml(path):
+    """The ``names`` entry of a YOLO data.yaml (subset of YAML that these files use)."""
+    try:
+        import yaml  # optional: PyYAML handles every YAML form
+    except ImportError:
+        yaml = None
+    with open(path) as f:
+        text = f.read()
+    if yaml is not None:
+        names = (yaml.safe_load(text) or {}).get("names")
+    else:
+        names = None
+        lines = text.splitlines()
+        for i, line in enumerate(lines):
+            m = re.match(r"^names\s*:\s*(.*?)\s*(#.*)?$", line)
+            if not m:
+                continue
+            rest = m.group(1)
+            if rest:
+                try:
+                    names = ast.literal_eval(rest)
+                except (ValueError, SyntaxError):
+                    names = [
+                        v.strip().strip("'\"") for v in rest.strip("[]").split(",") if v.strip()
+                    ]
+                break
+            items = []
+            for sub in lines[i + 1 :]:
+                if not sub.strip() or sub.strip().startswith("#"):
+                    continue
+                if not sub.startswith((" ", "\t", "-")):
+                    break
+                sub = sub.split(" #")[0].strip()
+                if sub.startswith("-"):
+                    items.append(sub[1:].strip().strip("'\""))
+                else:
+                    key, _, value = sub.partition(":")
+                    items.append((int(key.strip()), value.strip().strip("'\"")))
+            names = dict(items) if items and isinstance(items[0], tuple) else items
+            break
+    if isinstance(names, dict):
+        names = [names[k] for k in sorted(names)]
+    if not names:
+        raise DataError(f"{path} has no `names:` list of class names.")
+    return [str(n) for n in names]
+
+
+def class_names_of(folder):
+    for name in ("data.yaml", "dataset.yaml", "data.yml"):
+        if os.path.isfile(os.path.join(folder, name)):
+            return _names_from_yaml(os.path.join(folder, name))
+    for name in ("classes.txt", "obj.names"):
+        path = os.path.join(folder, name)
+        if os.path.isfile(path):
+            with open(path) as f:
+                return [line.strip() for line in f if line.strip()]
+    raise DataError(
+        f"{folder}: no data.yaml, classes.txt or obj.names with the class names "
+        "(or pass class_names=)."
+    )
+
+
+def read_yolo(
+    folder,
+    split,
+    bounding_box_format="xyxy",
+    class_names=None,
+    skip_empty=False,
+    drop_invalid=False,
+    check_images=True,
+    num_parallel_calls=None,
+):
+    """Reads a YOLO folder; see the module docstring."""
+    names = tuple(class_names) if class_names is not None else tuple(class_names_of(folder))
+    image_dir = label_dir = None
+    for s in split_candidates(split):
+        if os.path.isdir(os.path.join(folder, "images", s)):
+            image_dir = os.path.join(folder, "images", s)
+            label_dir = os.path.join(folder, "labels", s)
+            break
+    if image_dir is None:
+        have = sorted(os.listdir(os.path.join(folder, "images")))
+        raise DataError(
+            f"YOLO split folder {os.path.join(folder, 'images', split)} does not exist "
+            f"(found: {have})."
+        )
+    files = sorted(
+        p for p in glob.glob(os.path.join(image_dir, "*")) if p.lower().endswith(IMAGE_EXTENSIONS)
+    )
+    stats = Stats()
+    records = []
+    for index, path in enumerate(files):
+        stem = os.path.splitext(os.path.basename(path))[0]
+        label_path = os.path.join(label_dir, stem + ".txt")
+        if check_images:
+            check_image_file(path, label_path)
+        labels, boxes = [], []
+        if not os.path.isfile(label_path):
+            stats.add("missing_label_file", label_path)
+        else:
+            with open(label_path) as f:
+                for line_no, line in enumerate(f, 1):
+                    if not line.strip():
+                        continue
+                    parts = line.split()
+                    try:
+                        values = [float(v) for v in parts]
+                    except ValueError:
+                        values = None
+                    if values is None or len(values) != 5 or values[0] != int(values[0]):
+                        raise DataError(
+                            f"{label_path} line {line_no}: expected `class cx cy w h`, "
+                            f"got {line.strip()!r}."
+                        )
+                    cls = int(values[0])
+                    if not 0 <= cls < len(names):
+                        raise DataError(
+                            f"{label_path} line {line_no}: unknown class id {cls} "
+                            f"({len(names)} classes: {', '.join(names)})."
+                        )
+                    cx, cy, w, h = values[1:]
+                    labels.append(cls)
+                    boxes.append((cx - w / 2, cy - h / 2, cx + w / 2, cy + h / 2))
+        keep, rel = clean_boxes(
+            np.asarray(boxes, np.float64).reshape(-1, 4),
+            label_path,
+            relative=True,
+            drop_invalid=drop_invalid,
+            stats=stats,
+        )
+        records.append(
+            Record(
+                file=path,
+                image_id=index,
+                boxes=rel,
+                labels=np.asarray(labels, np.int32)[keep],
+                where=label_path,
+            )
+        )
+    records = finish_records(records, stats, "yolo", split, skip_empty)
+    for index, r in enumerate(records):
+        r.image_id = index
+    ds = records_to_dataset(
+        records, bounding_box_format, relative=True, num_parallel_calls=num_parallel_calls
+    )
+    info = DatasetInfo(
+        name="yolo",
+        split=split,
+        class_names=names,
+        bounding_box_format=bounding_box_format,
+        num_examples=len(records),
+        source=folder,
+        image_files=tuple(r.file for r in records),
+        stats=dict(stats.counts),
+    )
+    return ds, info
