@@ -1,30 +1,249 @@
 """The ``keras-det`` command line.
 
+    keras-det demo                       train → evaluate → export → predict on `shapes`
+    keras-det train   --data shapes --output runs/model.keras
+    keras-det evaluate --gt gt.json --results dets.json      (or --model M --data D)
+    keras-det export  runs/model.keras saved_models/shapes --image-size 128
+    keras-det predict saved_models/shapes/1 image.jpg ... --output runs/pred
+
 Subcommands whose issue has not landed yet say so and exit with status 2, so
-``keras-det --help`` always lists the whole surface.
+``keras-det --help`` always lists the whole surface. Progress bars are Keras'
+own; without a terminal (CI, pipes) they print one line per epoch.
 """
 
 import argparse
+import json
+import os
 import sys
+import time
 
 _PENDING = {
-    "train": "train a detector on a dataset",
-    "evaluate": "COCO / VOC evaluation of a model or a results file",
-    "export": "export a trained model as a TF Serving SavedModel",
-    "predict": "run a model or SavedModel on images and draw the boxes",
     "proposals": "selective-search / EdgeBoxes region proposals",
-    "demo": "train -> evaluate -> export -> predict on the embedded shapes set",
     "bench": "speed and accuracy benchmarks",
 }
 
+# The demo's detector: a Faster R-CNN sized for 128-px `shapes` images on 2 CPU
+# cores. Objects are 8-77 px, so it pools from the stride-8 map (C3) with
+# 4 anchor sizes x 3 ratios; on the paper's stride-16 map AP50 stayed at 0.26
+# after 3 CPU-minutes against 0.63 here.
+DEMO_MODEL = dict(
+    backbone="tiny",
+    feature_tap="C3",
+    anchor_sizes=(12, 24, 48, 96),
+    aspect_ratios=(0.5, 1.0, 2.0),
+    rpn_filters=64,
+    fc_dims=(256, 256),
+    rpn_pre_nms_topk_train=1000,
+    rpn_post_nms_topk_train=300,
+    rpn_pre_nms_topk_test=500,
+    rpn_post_nms_topk_test=100,
+    roi_batch_size_per_image=128,
+    max_detections=50,
+)
+
+
+def _verbose():
+    return 1 if sys.stdout.isatty() and not os.environ.get("CI") else 2
+
+
+def _say(message):
+    print(f"[keras-det] {message}", flush=True)
+
+
+def _shapes_data(image_size, num_train, num_eval, batch_size, seed):
+    from keras_det import data
+
+    train, info = data.load("shapes", "train", num_images=num_train, image_size=image_size, with_masks=False, with_info=True, seed=seed)
+    test = data.load("shapes", "test", num_images=num_eval, image_size=image_size, with_masks=False, seed=seed)
+    train_batches = data.pipeline(train, batch_size, shuffle=1000, cache=True, drop_remainder=True, seed=seed).repeat()
+    return train_batches, data.batch(test, 16), info
+
+
+def evaluate_model(model, dataset, bounding_box_format="xyxy"):
+    """COCO metrics of ``model`` on a batched data-contract ``dataset``."""
+    from keras_det.metrics import COCOEvaluator
+
+    evaluator = COCOEvaluator(bounding_box_format=bounding_box_format)
+    for batch in dataset:
+        evaluator.update_state(batch["bounding_boxes"], model.predict_on_batch(batch["images"]))
+    return {k: float(v) for k, v in evaluator.result().items()}
+
+
+def _print_metrics(metrics):
+    line = "  ".join(f"{k} {v:.3f}" for k, v in metrics.items())
+    _say(f"COCO metrics: {line}")
+
+
+def cmd_demo(args):
+    import keras
+    import numpy as np
+    import tensorflow as tf
+
+    from keras_det.export import export_saved_model
+    from keras_det.models.faster_rcnn import FasterRCNN
+    from keras_det.visualize import draw_detections, save_png
+
+    keras.utils.set_random_seed(args.seed)
+    size = args.image_size
+    _say(f"data: embedded `shapes` set, {args.train_images} training / {args.eval_images} test images of {size}x{size}")
+    train, test, info = _shapes_data(size, args.train_images, args.eval_images, args.batch_size, args.seed)
+    model = FasterRCNN(len(info.class_names), bounding_box_format="xyxy", **DEMO_MODEL)
+    model.image_size = (size, size)
+    total_steps = args.epochs * args.steps_per_epoch
+    schedule = keras.optimizers.schedules.CosineDecay(args.learning_rate, decay_steps=total_steps, alpha=0.05)
+    model.compile(optimizer=keras.optimizers.Adam(schedule))
+    _say(f"train: Faster R-CNN (tiny backbone), {args.epochs} epochs x {args.steps_per_epoch} steps, batch {args.batch_size}")
+    start = time.time()
+    model.fit(train, epochs=args.epochs, steps_per_epoch=args.steps_per_epoch, verbose=_verbose())
+    _say(f"trained in {time.time() - start:.0f} s")
+
+    metrics = evaluate_model(model, test)
+    _print_metrics(metrics)
+    os.makedirs(args.output, exist_ok=True)
+    with open(os.path.join(args.output, "metrics.json"), "w") as f:
+        json.dump(metrics, f, indent=2)
+
+    export_path = export_saved_model(model, args.export_dir, image_size=(size, size), class_names=list(info.class_names))
+    _say(f"exported SavedModel: {export_path}")
+
+    batch = next(iter(test))
+    image = batch["images"][0].numpy().astype(np.uint8)
+    serving = tf.saved_model.load(export_path).signatures["serving_default"]
+    out = serving(images=tf.constant([tf.io.encode_png(image).numpy()]))
+    n = int(out["num_detections"][0])
+    boxes = out["detection_boxes"][0, :n].numpy() * size  # normalized yxyx -> pixels
+    prediction = {
+        "boxes": boxes,
+        "scores": out["detection_scores"][0, :n].numpy(),
+        "labels": out["detection_classes"][0, :n].numpy().astype(np.int32) - 1,
+    }
+    drawn = draw_detections(image, prediction, "yxyx", class_names=info.class_names, score_threshold=args.score_threshold)
+    png = save_png(drawn, os.path.join(args.output, "prediction.png"))
+    kept = int((prediction["scores"] >= args.score_threshold).sum())
+    _say(f"prediction on a test image through the SavedModel: {kept} boxes >= {args.score_threshold} drawn in {png}")
+    _say(f"metrics: {os.path.join(args.output, 'metrics.json')}")
+    return 0
+
+
+def cmd_evaluate(args):
+    from keras_det.metrics import evaluate_coco
+
+    stats = evaluate_coco(args.gt, args.results)
+    _print_metrics(stats)
+    if args.output:
+        with open(args.output, "w") as f:
+            json.dump(stats, f, indent=2)
+    return 0
+
+
+def cmd_export(args):
+    import keras
+
+    from keras_det.export import export_saved_model
+
+    model = keras.saving.load_model(args.model)
+    size = tuple(args.image_size) if len(args.image_size) == 2 else (args.image_size[0],) * 2
+    _say(f"exported {export_saved_model(model, args.export_dir, image_size=size)}")
+    return 0
+
+
+def cmd_predict(args):
+    import numpy as np
+    import tensorflow as tf
+
+    from keras_det.visualize import draw_detections, save_png
+
+    serving = tf.saved_model.load(args.saved_model).signatures["serving_default"]
+    labels_path = os.path.join(args.saved_model, "assets", "label_map.pbtxt")
+    names = None
+    if os.path.isfile(labels_path):
+        names = [line.split("'")[1] for line in open(labels_path) if line.strip().startswith("name:")]
+    os.makedirs(args.output, exist_ok=True)
+    for path in args.images:
+        data = open(path, "rb").read()
+        image = tf.io.decode_image(data, channels=3, expand_animations=False).numpy()
+        out = serving(images=tf.constant([data]))
+        n = int(out["num_detections"][0])
+        h, w = image.shape[:2]
+        prediction = {
+            "boxes": out["detection_boxes"][0, :n].numpy() * np.array([h, w, h, w], np.float32),
+            "scores": out["detection_scores"][0, :n].numpy(),
+            "labels": out["detection_classes"][0, :n].numpy().astype(np.int32) - 1,
+        }
+        drawn = draw_detections(image, prediction, "yxyx", class_names=names, score_threshold=args.score_threshold)
+        target = os.path.join(args.output, os.path.splitext(os.path.basename(path))[0] + "_pred.png")
+        save_png(drawn, target)
+        _say(f"{path}: {int((prediction['scores'] >= args.score_threshold).sum())} detections -> {target}")
+    return 0
+
+
+def cmd_train(args):
+    import keras
+
+    from keras_det import data
+    from keras_det.models.faster_rcnn import FasterRCNN
+
+    size = args.image_size
+    train, info = data.load(args.data, "train", bounding_box_format="xyxy", with_info=True)
+    batches = data.pipeline(train, args.batch_size, image_size=(size, size), bounding_box_format="xyxy", shuffle=1000, drop_remainder=True).repeat()
+    model = FasterRCNN(len(info.class_names), bounding_box_format="xyxy", backbone=args.backbone, **{k: v for k, v in DEMO_MODEL.items() if k != "backbone"})
+    model.compile(optimizer=keras.optimizers.Adam(args.learning_rate))
+    model.fit(batches, epochs=args.epochs, steps_per_epoch=args.steps_per_epoch, verbose=_verbose())
+    os.makedirs(os.path.dirname(os.path.abspath(args.output)), exist_ok=True)
+    model.save(args.output)
+    _say(f"model saved to {args.output} (export it with `keras-det export {args.output} saved_models/NAME`)")
+    return 0
+
 
 def build_parser():
-    parser = argparse.ArgumentParser(
-        prog="keras-det",
-        description="Object detection for Keras 3 / TensorFlow.",
-    )
+    parser = argparse.ArgumentParser(prog="keras-det", description="Object detection for Keras 3 / TensorFlow.")
     parser.add_argument("--version", action="store_true", help="print the version and exit")
     sub = parser.add_subparsers(dest="command", metavar="COMMAND")
+
+    demo = sub.add_parser("demo", help="train -> evaluate -> export -> predict on the embedded shapes set")
+    demo.add_argument("--epochs", type=int, default=8)
+    demo.add_argument("--steps-per-epoch", type=int, default=100)
+    demo.add_argument("--batch-size", type=int, default=8)
+    demo.add_argument("--learning-rate", type=float, default=2e-3)
+    demo.add_argument("--image-size", type=int, default=128)
+    demo.add_argument("--train-images", type=int, default=1000)
+    demo.add_argument("--eval-images", type=int, default=200)
+    demo.add_argument("--score-threshold", type=float, default=0.5)
+    demo.add_argument("--seed", type=int, default=0)
+    demo.add_argument("--output", default=os.path.join("runs", "demo"), help="metrics and drawings")
+    demo.add_argument("--export-dir", default=os.path.join("saved_models", "shapes_faster_rcnn"))
+    demo.set_defaults(func=cmd_demo)
+
+    train = sub.add_parser("train", help="train a Faster R-CNN on a dataset (shapes, a folder, or a TFDS name)")
+    train.add_argument("--data", default="shapes")
+    train.add_argument("--backbone", default="tiny")
+    train.add_argument("--epochs", type=int, default=10)
+    train.add_argument("--steps-per-epoch", type=int, default=100)
+    train.add_argument("--batch-size", type=int, default=8)
+    train.add_argument("--learning-rate", type=float, default=2e-3)
+    train.add_argument("--image-size", type=int, default=128)
+    train.add_argument("--output", default=os.path.join("runs", "model.keras"))
+    train.set_defaults(func=cmd_train)
+
+    ev = sub.add_parser("evaluate", help="COCO evaluation of a results JSON against a ground-truth JSON")
+    ev.add_argument("--gt", required=True, help="COCO ground-truth JSON")
+    ev.add_argument("--results", required=True, help="COCO results JSON (list of detections)")
+    ev.add_argument("--output", help="write the 12 numbers as JSON")
+    ev.set_defaults(func=cmd_evaluate)
+
+    ex = sub.add_parser("export", help="export a saved .keras model as a TF Serving SavedModel")
+    ex.add_argument("model", help="a .keras file")
+    ex.add_argument("export_dir", help="base directory; the version subdirectory is created")
+    ex.add_argument("--image-size", type=int, nargs="+", default=[128])
+    ex.set_defaults(func=cmd_export)
+
+    pr = sub.add_parser("predict", help="run an exported SavedModel on images and draw the boxes")
+    pr.add_argument("saved_model", help="a version directory, e.g. saved_models/shapes_faster_rcnn/1")
+    pr.add_argument("images", nargs="+")
+    pr.add_argument("--output", default=os.path.join("runs", "predict"))
+    pr.add_argument("--score-threshold", type=float, default=0.5)
+    pr.set_defaults(func=cmd_predict)
+
     for name, help_text in _PENDING.items():
         sub.add_parser(name, help=help_text, description=help_text)
     return parser
@@ -41,12 +260,10 @@ def main(argv=None):
     if args.command is None:
         parser.print_help()
         return 0
-    print(
-        f"keras-det {args.command}: not yet available in this version "
-        "(its issue has not landed).",
-        file=sys.stderr,
-    )
-    return 2
+    if args.command in _PENDING:
+        print(f"keras-det {args.command}: not yet available in this version (its issue has not landed).", file=sys.stderr)
+        return 2
+    return args.func(args)
 
 
 if __name__ == "__main__":

@@ -1,1 +1,9 @@
-"""Detection models, one module per system of the seed."""
+"""Detection models, one module per system of the seed.
+
+Importing this package registers every model with Keras' serialization, so
+``keras.saving.load_model`` finds them.
+"""
+
+from keras_det.models.fast_rcnn import FastRCNN  # noqa: F401
+from keras_det.models.faster_rcnn import FasterRCNN  # noqa: F401
+from keras_det.models.transfer import TransferClassifier  # noqa: F401

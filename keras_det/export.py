@@ -1,0 +1,189 @@
+"""One-call export of a detector to a versioned SavedModel for TF Serving.
+
+``export_saved_model(model, "saved_models/shapes")`` writes
+``saved_models/shapes/<version>/`` (the next integer version) with:
+
+* ``serving_default``: input ``images``, a batch of encoded JPEG/PNG/BMP/GIF
+  strings of any sizes (grayscale and RGBA are converted to RGB);
+* ``serving_tensor``: input ``images``, uint8 ``[B, H, W, 3]``;
+* outputs named as the TF Object Detection API's: ``detection_boxes``
+  (float32 ``[B, K, 4]`` normalized ``[ymin, xmin, ymax, xmax]`` of each
+  *original* image), ``detection_scores`` ``[B, K]``, ``detection_classes``
+  (float32, **1-based** class ids as in the TF OD API, 0 in padding rows),
+  ``num_detections`` (float32 ``[B]``);
+* ``assets/label_map.pbtxt`` (TF OD API label map, ids 1-based) and
+  ``assets.extra/tf_serving_warmup_requests`` (PredictionLog records that TF
+  Serving replays at load time).
+
+Inside the graph each image is resized, keeping its aspect ratio, to fit
+``image_size`` and padded at the bottom/right (the input size the model was
+trained at), then boxes are mapped back. The SavedModel needs TensorFlow only
+(no keras_det, no Keras) to load and run, as in TF Serving.
+"""
+
+import os
+import re
+
+import keras
+import numpy as np
+import tensorflow as tf
+
+from keras_det.ops import boxes as box_ops
+
+WARMUP_FILE = "tf_serving_warmup_requests"
+
+
+def next_version(export_dir):
+    """1 + the largest integer-named subdirectory of ``export_dir`` (1 if none)."""
+    if not os.path.isdir(export_dir):
+        return 1
+    versions = [int(d) for d in os.listdir(export_dir) if re.fullmatch(r"\d+", d)]
+    return max(versions, default=0) + 1
+
+
+def _resize_and_pad(image, size):
+    """float32 ``[h, w, 3]`` → (``[size_h, size_w, 3]``, scale, original ``(h, w)``)."""
+    shape = tf.cast(tf.shape(image)[:2], tf.float32)
+    target = tf.constant(size, tf.float32)
+    scale = tf.reduce_min(target / tf.maximum(shape, 1.0))
+    new_hw = tf.maximum(tf.cast(tf.round(shape * scale), tf.int32), 1)
+    new_hw = tf.minimum(new_hw, tf.constant(size, tf.int32))
+    resized = tf.image.resize(image, new_hw, method="bilinear")
+    padded = tf.image.pad_to_bounding_box(resized, 0, 0, size[0], size[1])
+    return padded, scale, shape
+
+
+def _label_map(class_names):
+    items = []
+    for i, name in enumerate(class_names):
+        items.append("item {\n  id: %d\n  name: '%s'\n  display_name: '%s'\n}\n" % (i + 1, name, name))
+    return "".join(items)
+
+
+class _Serving:
+    """The graph functions behind the serving signatures of one model."""
+
+    def __init__(self, model, image_size):
+        self.model = model
+        self.image_size = tuple(int(s) for s in image_size)
+        self.bounding_box_format = getattr(model, "bounding_box_format", "yxyx")
+
+    def detect(self, images, scales, original_hw):
+        outputs = self.model(images, training=False)
+        boxes = box_ops.convert_format(outputs["boxes"], self.bounding_box_format, "yxyx", image_shape=self.image_size)
+        boxes = boxes / scales[:, None, None]
+        hw = tf.concat([original_hw, original_hw], axis=-1)[:, None, :]
+        boxes = tf.clip_by_value(boxes / hw, 0.0, 1.0)
+        labels = tf.cast(outputs["labels"], tf.int32)
+        valid = labels >= 0
+        result = {
+            "detection_boxes": tf.where(valid[..., None], boxes, 0.0),
+            "detection_scores": tf.where(valid, tf.cast(outputs["scores"], tf.float32), 0.0),
+            "detection_classes": tf.cast(tf.where(valid, labels + 1, 0), tf.float32),
+            "num_detections": tf.cast(outputs["num_detections"], tf.float32),
+        }
+        if "masks" in outputs:
+            result["detection_masks"] = tf.cast(outputs["masks"], tf.float32)
+        return result
+
+    def _map(self, fn, images):
+        """Applies ``fn`` (one image → resized, scale, hw) over a batch."""
+        spec = (
+            tf.TensorSpec(self.image_size + (3,), tf.float32),
+            tf.TensorSpec([], tf.float32),
+            tf.TensorSpec([2], tf.float32),
+        )
+        return tf.map_fn(fn, images, fn_output_signature=spec)
+
+    def serve_encoded(self, images):
+        def decode(data):
+            image = tf.io.decode_image(data, channels=3, expand_animations=False, dtype=tf.uint8)
+            image.set_shape([None, None, 3])
+            return _resize_and_pad(tf.cast(image, tf.float32), self.image_size)
+
+        return self.detect(*self._map(decode, images))
+
+    def serve_tensor(self, images):
+        return self.detect(
+            *self._map(lambda image: _resize_and_pad(tf.cast(image, tf.float32), self.image_size), images)
+        )
+
+
+def _write_warmup(path, examples):
+    """PredictionLog records for ``serving_default`` (TF Serving's warmup format)."""
+    from tensorflow_serving.apis import model_pb2, predict_pb2, prediction_log_pb2
+
+    extra = os.path.join(path, "assets.extra")
+    os.makedirs(extra, exist_ok=True)
+    with tf.io.TFRecordWriter(os.path.join(extra, WARMUP_FILE)) as writer:
+        for encoded in examples:
+            request = predict_pb2.PredictRequest(
+                model_spec=model_pb2.ModelSpec(signature_name="serving_default")
+            )
+            request.inputs["images"].CopyFrom(tf.make_tensor_proto([encoded], dtype=tf.string))
+            log = prediction_log_pb2.PredictionLog(
+                predict_log=prediction_log_pb2.PredictLog(request=request)
+            )
+            writer.write(log.SerializeToString())
+
+
+def _default_warmup_images(image_size):
+    rng = np.random.default_rng(0)
+    images = []
+    for h, w in ((image_size[0], image_size[1]), (image_size[0] // 2 + 1, image_size[1])):
+        pixels = rng.integers(0, 256, (h, w, 3), dtype=np.uint8)
+        images.append(tf.io.encode_jpeg(pixels).numpy())
+    return images
+
+
+def export_saved_model(model, export_dir, version=None, image_size=None, class_names=None, warmup_images=None):
+    """Exports ``model`` as ``export_dir/<version>/`` for TF Serving.
+
+    Args:
+        model: a keras_det detector (its call returns the prediction dict).
+        export_dir: the model's base directory (e.g. ``saved_models/shapes``).
+        version: integer version; default ``next_version(export_dir)``.
+        image_size: ``(height, width)`` the model runs at; defaults to
+            ``model.image_size``.
+        class_names: names for the label map (default ``class_0``, ...).
+        warmup_images: encoded images for the warmup records (default: two
+            generated JPEGs).
+
+    Returns:
+        The path of the written version directory.
+    """
+    if image_size is None:
+        image_size = getattr(model, "image_size", None)
+    if image_size is None:
+        raise ValueError("`image_size` (height, width) is required: the model does not define `image_size`.")
+    image_size = tuple(int(s) for s in image_size[:2])
+    if version is None:
+        version = next_version(export_dir)
+    if not isinstance(version, int) or version < 0:
+        raise ValueError(f"`version` must be a non-negative integer, got {version!r}.")
+    path = os.path.join(export_dir, str(version))
+    if os.path.exists(path):
+        raise FileExistsError(f"export version directory {path!r} already exists.")
+    num_classes = getattr(model, "num_classes", None)
+    if class_names is None:
+        class_names = [f"class_{i}" for i in range(num_classes or 0)]
+    # keras.export.ExportArchive (Keras' own SavedModel writer) tracks every
+    # variable so that TF1-style loaders such as TF Serving's restore them all.
+    serving = _Serving(model, image_size)
+    archive = keras.export.ExportArchive()
+    archive.track(model)
+    archive.add_endpoint(
+        "serving_default", serving.serve_encoded, input_signature=[tf.TensorSpec([None], tf.string, name="images")]
+    )
+    archive.add_endpoint(
+        "serving_tensor",
+        serving.serve_tensor,
+        input_signature=[tf.TensorSpec([None, None, None, 3], tf.uint8, name="images")],
+    )
+    archive.write_out(path, verbose=False)
+    assets = os.path.join(path, "assets")
+    os.makedirs(assets, exist_ok=True)
+    with open(os.path.join(assets, "label_map.pbtxt"), "w") as f:
+        f.write(_label_map(class_names))
+    _write_warmup(path, warmup_images or _default_warmup_images(image_size))
+    return path

@@ -1,0 +1,137 @@
+"""What every keras_det detector shares: the data-contract boundary and the
+``compile`` / ``fit`` / ``predict`` plumbing for models that know their losses.
+
+A detector subclass implements
+
+* ``compute_detection_losses(images, gt_boxes, gt_labels, training)`` → dict of
+  scalar losses (ground truth already absolute ``yxyx``, labels ``-1`` padded),
+* ``call(images, training=False)`` → the prediction dict of the data contract.
+
+``train_step`` sums the losses (plus layer regularisation losses), applies
+gradients and reports every loss as a metric, so ``fit()`` shows e.g.
+``rpn_cls_loss rpn_box_loss roi_cls_loss roi_box_loss`` in its progress bar.
+"""
+
+import keras
+import tensorflow as tf
+
+from keras_det.models.transfer import with_lr_multipliers
+from keras_det.ops import boxes as box_ops
+
+
+def unpack_batch(data):
+    """``(images, boxes, labels, extras)`` from a batch of the data contract.
+
+    Accepts ``{"images": ..., "bounding_boxes": {"boxes", "labels"}}`` or
+    ``(images, {"boxes", "labels"})``. ``extras`` holds any other keys of the
+    element (``masks``, ``keypoints``, ...).
+    """
+    if isinstance(data, (tuple, list)):
+        if len(data) < 2:
+            raise ValueError("A training batch must be a dict with `images` and `bounding_boxes`, or (images, bounding_boxes).")
+        images, targets = data[0], data[1]
+        extras = {k: v for k, v in targets.items() if k not in ("boxes", "labels")}
+        return images, targets["boxes"], targets["labels"], extras
+    if not isinstance(data, dict) or "images" not in data:
+        raise ValueError(
+            "A training batch must be a dict with `images` and `bounding_boxes` (keras_det data contract); "
+            f"got {type(data).__name__} with keys {list(data) if isinstance(data, dict) else None}."
+        )
+    if "bounding_boxes" not in data:
+        raise ValueError("The training batch has no `bounding_boxes`: it must carry ground truth to train on.")
+    targets = data["bounding_boxes"]
+    extras = {k: v for k, v in data.items() if k not in ("images", "bounding_boxes")}
+    return data["images"], targets["boxes"], targets["labels"], extras
+
+
+def unwrap(data):
+    """Strips the 1-tuples Keras wraps ``predict_on_batch`` / ``predict`` inputs in."""
+    while isinstance(data, (tuple, list)) and len(data) == 1:
+        data = data[0]
+    return data
+
+
+def images_only(data):
+    """The images of a prediction batch (a tensor, a data-contract dict or a tuple)."""
+    data = unwrap(data)
+    if isinstance(data, dict):
+        return data["images"]
+    if isinstance(data, (tuple, list)):
+        return images_only(data[0])
+    return data
+
+
+class Detector(keras.Model):
+    """Base class of the detection models (not used directly).
+
+    Args:
+        bounding_box_format: format of the boxes the model is given and
+            returns (``"xyxy"``, ``"yxyx"``, ``"rel_yxyx"``, ...).
+        loss_names: names of the losses ``compute_detection_losses`` returns.
+    """
+
+    def __init__(self, bounding_box_format="xyxy", loss_names=(), **kwargs):
+        super().__init__(**kwargs)
+        self.bounding_box_format = box_ops.check_format(bounding_box_format)
+        self.loss_names = tuple(loss_names)
+        self.loss_trackers = {name: keras.metrics.Mean(name=name) for name in self.loss_names}
+        self.total_loss_tracker = keras.metrics.Mean(name="loss")
+
+    # -- boundary -----------------------------------------------------------
+    def _ground_truth(self, images, boxes, labels):
+        image_shape = tf.shape(images)[1:3]
+        labels = tf.cast(labels, tf.int32)
+        boxes = box_ops.convert_format(boxes, self.bounding_box_format, "yxyx", image_shape=image_shape)
+        boxes = tf.where(labels[..., None] >= 0, boxes, 0.0)
+        return tf.cast(images, tf.float32), boxes, labels
+
+    # -- keras plumbing ------------------------------------------------------
+    def compile(self, optimizer="adam", **kwargs):
+        """Compiles with the model's own losses; ``loss`` must not be given."""
+        if kwargs.get("loss") is not None:
+            raise ValueError(f"{type(self).__name__} computes its own losses; call compile() without `loss`.")
+        kwargs.pop("loss", None)
+        optimizer = keras.optimizers.get(optimizer)
+        # Set by keras_det.models.transfer.fine_tune(model.backbone, n).
+        multipliers = getattr(getattr(self, "backbone", None), "lr_multipliers", None)
+        if multipliers:
+            with_lr_multipliers(optimizer, multipliers)
+        super().compile(optimizer=optimizer, **kwargs)
+
+    @property
+    def metrics(self):
+        return [self.total_loss_tracker, *self.loss_trackers.values()]
+
+    def _step(self, data, training):
+        images, boxes, labels, extras = unpack_batch(data)
+        images, boxes, labels = self._ground_truth(images, boxes, labels)
+        losses = self.compute_detection_losses(images, boxes, labels, training=training, **extras)
+        total = tf.add_n([tf.cast(v, tf.float32) for v in losses.values()])
+        return losses, total
+
+    def train_step(self, data):
+        with tf.GradientTape() as tape:
+            losses, total = self._step(data, training=True)
+            if self.losses:
+                total = total + tf.add_n(self.losses)
+        grads = tape.gradient(total, self.trainable_variables)
+        self.optimizer.apply_gradients(
+            [(g, v) for g, v in zip(grads, self.trainable_variables) if g is not None]
+        )
+        return self._update_trackers(losses, total)
+
+    def test_step(self, data):
+        losses, total = self._step(data, training=False)
+        return self._update_trackers(losses, total)
+
+    def predict_step(self, data):
+        return self(images_only(data), training=False)
+
+    def _update_trackers(self, losses, total):
+        self.total_loss_tracker.update_state(total)
+        for name, value in losses.items():
+            self.loss_trackers[name].update_state(value)
+        return {m.name: m.result() for m in self.metrics}
+
+    def compute_detection_losses(self, images, gt_boxes, gt_labels, training=True, **extras):
+        raise NotImplementedError
