@@ -78,3 +78,63 @@ class RoIBoxHead(keras.layers.Layer):
             }
         )
         return config
+
+
+@keras.saving.register_keras_serializable(package="keras_det")
+class MaskHead(keras.layers.Layer):
+    """Mask R-CNN mask branch: per-RoI, per-class binary masks.
+
+    ``num_convs`` 3×3 convolutions (ReLU) on the RoIAligned features
+    (14×14 in the paper), a 2×2 stride-2 transposed convolution (→ 28×28)
+    and a 1×1 convolution with one mask logit channel per class.
+
+    Args:
+        num_classes: object classes (no background channel).
+        conv_dims: width of the convolutions (256 in the paper).
+        num_convs: number of 3×3 convolutions (4 in the paper).
+
+    Call arguments:
+        pooled: ``[B, R, h, w, C]`` RoIAligned features.
+
+    Returns:
+        float32 mask logits ``[B, R, 2h, 2w, num_classes]``.
+    """
+
+    def __init__(self, num_classes, conv_dims=256, num_convs=4, **kwargs):
+        super().__init__(**kwargs)
+        self.num_classes = int(num_classes)
+        self.conv_dims = int(conv_dims)
+        self.num_convs = int(num_convs)
+        init = keras.initializers.HeNormal()
+        self.convs = [
+            keras.layers.Conv2D(self.conv_dims, 3, padding="same", activation="relu", kernel_initializer=init, name=f"mask_fcn{i + 1}")
+            for i in range(self.num_convs)
+        ]
+        self.deconv = keras.layers.Conv2DTranspose(self.conv_dims, 2, strides=2, activation="relu", kernel_initializer=init, name="deconv")
+        self.predictor = keras.layers.Conv2D(
+            self.num_classes, 1, kernel_initializer=keras.initializers.RandomNormal(stddev=0.001), name="mask_logits"
+        )
+
+    def build(self, input_shape):
+        shape = (None,) + tuple(input_shape[2:])
+        for conv in self.convs:
+            conv.build(shape)
+            shape = shape[:-1] + (self.conv_dims,)
+        self.deconv.build(shape)
+        h = None if shape[1] is None else 2 * shape[1]
+        w = None if shape[2] is None else 2 * shape[2]
+        self.predictor.build((None, h, w, self.conv_dims))
+
+    def call(self, pooled):
+        shape = tf.shape(pooled)
+        x = tf.reshape(pooled, tf.concat([[shape[0] * shape[1]], shape[2:]], 0))
+        for conv in self.convs:
+            x = conv(x)
+        x = self.predictor(self.deconv(x))
+        out_shape = tf.concat([shape[:2], tf.shape(x)[1:]], 0)
+        return tf.cast(tf.reshape(x, out_shape), tf.float32)
+
+    def get_config(self):
+        config = super().get_config()
+        config.update({"num_classes": self.num_classes, "conv_dims": self.conv_dims, "num_convs": self.num_convs})
+        return config

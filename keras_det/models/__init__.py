@@ -6,4 +6,5 @@ Importing this package registers every model with Keras' serialization, so
 
 from keras_det.models.fast_rcnn import FastRCNN  # noqa: F401
 from keras_det.models.faster_rcnn import FasterRCNN  # noqa: F401
+from keras_det.models.mask_rcnn import MaskRCNN  # noqa: F401
 from keras_det.models.transfer import TransferClassifier  # noqa: F401

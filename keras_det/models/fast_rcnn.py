@@ -178,9 +178,8 @@ class FastRCNN(Detector):
         idx, sampled = select_sampled(t, self.roi_batch_size_per_image)
         return tf.gather(rois, idx, batch_dims=1), sampled
 
-    def roi_losses(self, features, proposals, proposal_valid, gt_boxes, gt_labels, training):
-        rois, t = self.roi_targets_for(proposals, proposal_valid, gt_boxes, gt_labels)
-        logits, box_deltas = self.roi_head(features, rois, training)
+    def head_losses(self, logits, box_deltas, t):
+        """Softmax + smooth-L1 (GT class deltas) over the sampled RoIs ``t``."""
         sampled = tf.reduce_sum(t["class_weights"])
         return {
             "roi_cls_loss": loss_ops.softmax_cross_entropy(logits, t["labels"], t["class_weights"]),
@@ -188,6 +187,11 @@ class FastRCNN(Detector):
                 gather_class_deltas(box_deltas, t["labels"]), t["box_targets"], t["box_weights"], sampled
             ),
         }
+
+    def roi_losses(self, features, proposals, proposal_valid, gt_boxes, gt_labels, training):
+        rois, t = self.roi_targets_for(proposals, proposal_valid, gt_boxes, gt_labels)
+        logits, box_deltas = self.roi_head(features, rois, training)
+        return self.head_losses(logits, box_deltas, t)
 
     def _proposals(self, images, proposals):
         if proposals is None:

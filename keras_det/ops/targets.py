@@ -119,3 +119,52 @@ class TargetEncoder:
             "matched_index": tf.where(positive, matches, -1),
             "max_similarity": max_similarity,
         }
+
+
+def mask_targets(gt_masks, matched_index, rois, output_size=(28, 28)):
+    """Mask R-CNN mask targets: each RoI's matched GT mask, cropped and resized.
+
+    The GT instance mask is bilinearly sampled at the centres of an
+    ``output_size`` grid laid over the RoI (pixel ``i`` of a mask covers
+    ``[i, i + 1)``) and binarised at 0.5 — the RoIAlign of the mask, as in
+    He et al.
+
+    Args:
+        gt_masks: ``[B, M, H, W]`` instance masks (0/1, any dtype).
+        matched_index: int ``[B, R]`` index into ``M`` (``-1`` → all-zero target).
+        rois: ``[B, R, 4]`` absolute ``yxyx`` in the masks' pixel frame.
+        output_size: ``(h, w)`` of the targets.
+
+    Returns:
+        float32 ``[B, R, h, w]`` in {0, 1}.
+    """
+    gt_masks = tf.cast(gt_masks, tf.float32)
+    matched_index = tf.cast(matched_index, tf.int32)
+    shape = tf.shape(gt_masks)
+    batch, num_gt, height, width = shape[0], shape[1], shape[2], shape[3]
+    rois = tf.cast(rois, tf.float32)
+    num_rois = tf.shape(rois)[1]
+    oh, ow = output_size
+    h = tf.cast(height, tf.float32)
+    w = tf.cast(width, tf.float32)
+    y1, x1, y2, x2 = tf.unstack(rois, axis=-1)
+    # First and last sample centres, in pixel-centre coordinates (pixel i at i).
+    fy0 = y1 + 0.5 * (y2 - y1) / oh - 0.5
+    fy1 = y1 + (oh - 0.5) * (y2 - y1) / oh - 0.5
+    fx0 = x1 + 0.5 * (x2 - x1) / ow - 0.5
+    fx1 = x1 + (ow - 0.5) * (x2 - x1) / ow - 0.5
+    boxes = tf.stack(
+        [fy0 / tf.maximum(h - 1, 1.0), fx0 / tf.maximum(w - 1, 1.0), fy1 / tf.maximum(h - 1, 1.0), fx1 / tf.maximum(w - 1, 1.0)],
+        axis=-1,
+    )
+    valid = matched_index >= 0
+    index = tf.range(batch)[:, None] * num_gt + tf.maximum(matched_index, 0)
+    flat_masks = tf.reshape(gt_masks, tf.stack([batch * num_gt, height, width, 1]))
+    # An image without GT has no mask to crop: an all-zero mask stands in.
+    flat_masks = tf.concat([flat_masks, tf.zeros([1, height, width, 1])], 0)
+    index = tf.where(valid, index, batch * num_gt)
+    crops = tf.image.crop_and_resize(
+        flat_masks, tf.reshape(boxes, [-1, 4]), tf.reshape(index, [-1]), (oh, ow), method="bilinear"
+    )
+    crops = tf.reshape(crops, tf.stack([batch, num_rois, oh, ow]))
+    return tf.where(valid[..., None, None], tf.cast(crops >= 0.5, tf.float32), 0.0)

@@ -1,0 +1,128 @@
+"""Mask R-CNN (He et al., 2017): Faster R-CNN + a RoIAlign mask branch.
+
+The mask branch pools 14×14 RoIAlign features of the *positive* sampled RoIs
+(training) or of the final detections (inference), predicts a 28×28 mask per
+class, and is trained with binary cross-entropy on the channel of the RoI's
+ground-truth class only (no competition between classes), averaged over the
+positive RoIs. Targets are the GT instance masks RoIAligned to 28×28
+(``keras_det.ops.targets.mask_targets``).
+
+Batches must carry ``"masks"`` (``[B, M, H, W]``, one per box, 0/1) next to
+``bounding_boxes``; ``keras_det.data.load("shapes", ...)`` provides them.
+Predictions add ``masks`` ``[B, K, 28, 28]``: per-detection probabilities in
+the frame of the detection box (paste them into the image with
+``paste_masks``).
+"""
+
+import keras
+import tensorflow as tf
+
+from keras_det.layers.heads import MaskHead
+from keras_det.layers.roi_pooling import RoIAlign
+from keras_det.models.faster_rcnn import FasterRCNN
+from keras_det.ops import boxes as box_ops
+from keras_det.ops.targets import mask_targets
+
+
+def paste_masks(masks, boxes, image_shape, threshold=0.5):
+    """Pastes box-frame masks into full images.
+
+    Args:
+        masks: ``[K, h, w]`` probabilities in each box's frame.
+        boxes: ``[K, 4]`` absolute ``yxyx``.
+        image_shape: ``(H, W)``.
+        threshold: binarisation threshold.
+
+    Returns:
+        bool ``[K, H, W]``.
+    """
+    masks = tf.convert_to_tensor(masks, tf.float32)
+    boxes = tf.convert_to_tensor(boxes, tf.float32)
+    height, width = int(image_shape[0]), int(image_shape[1])
+    ys = tf.range(height, dtype=tf.float32) + 0.5
+    xs = tf.range(width, dtype=tf.float32) + 0.5
+    y1, x1, y2, x2 = [boxes[:, i : i + 1] for i in range(4)]
+    mh = tf.cast(tf.shape(masks)[1], tf.float32)
+    mw = tf.cast(tf.shape(masks)[2], tf.float32)
+    # Position of every image pixel centre in each mask's pixel-centre frame.
+    fy = (ys[None, :] - y1) / tf.maximum(y2 - y1, 1e-6) * mh - 0.5
+    fx = (xs[None, :] - x1) / tf.maximum(x2 - x1, 1e-6) * mw - 0.5
+    boxes_n = tf.stack(
+        [fy[:, 0] / tf.maximum(mh - 1, 1.0), fx[:, 0] / tf.maximum(mw - 1, 1.0), fy[:, -1] / tf.maximum(mh - 1, 1.0), fx[:, -1] / tf.maximum(mw - 1, 1.0)],
+        axis=-1,
+    )
+    pasted = tf.image.crop_and_resize(
+        masks[..., None], boxes_n, tf.range(tf.shape(masks)[0]), (height, width), extrapolation_value=0.0
+    )[..., 0]
+    inside_y = (ys[None, :] >= y1) & (ys[None, :] < y2)
+    inside_x = (xs[None, :] >= x1) & (xs[None, :] < x2)
+    return (pasted >= threshold) & inside_y[:, :, None] & inside_x[:, None, :]
+
+
+@keras.saving.register_keras_serializable(package="keras_det")
+class MaskRCNN(FasterRCNN):
+    """Mask R-CNN detector and instance segmenter.
+
+    Args:
+        num_classes: object classes.
+        mask_roi_size: RoIAlign size of the mask branch (14; masks are twice it).
+        mask_conv_dims, mask_num_convs: mask head width and depth (256, 4).
+        **kwargs: ``FasterRCNN`` arguments.
+
+    Call: images ``[B, H, W, 3]`` → the Faster R-CNN prediction dict plus
+    ``masks`` float32 ``[B, K, 2 * mask_roi_size, 2 * mask_roi_size]``.
+    """
+
+    loss_keys = FasterRCNN.loss_keys + ("mask_loss",)
+
+    def __init__(self, num_classes, mask_roi_size=14, mask_conv_dims=256, mask_num_convs=4, **kwargs):
+        super().__init__(num_classes, **kwargs)
+        self.config_args.update(
+            {"mask_roi_size": mask_roi_size, "mask_conv_dims": mask_conv_dims, "mask_num_convs": mask_num_convs}
+        )
+        self.mask_roi_size = int(mask_roi_size)
+        self.mask_roi_layer = RoIAlign(
+            (self.mask_roi_size, self.mask_roi_size), 1.0 / self.stride, sampling_ratio=2, aligned=True, name="mask_roi_align"
+        )
+        self.mask_head = MaskHead(self.num_classes, mask_conv_dims, mask_num_convs, name="mask_head")
+
+    def mask_logits(self, features, rois):
+        return self.mask_head(self.mask_roi_layer(features, rois))
+
+    def call(self, inputs, training=False):
+        images = tf.cast(inputs["images"] if isinstance(inputs, dict) else inputs, tf.float32)
+        features = self.features(images, training)
+        *_, proposals, valid = self.rpn(features, images, training=False)
+        detections = self.detect(features, images, proposals, valid, training)
+        boxes = box_ops.convert_format(
+            detections["boxes"], self.bounding_box_format, "yxyx", image_shape=tf.shape(images)[1:3]
+        )
+        logits = self.mask_logits(features, boxes)  # [B, K, h, w, C]
+        labels = tf.maximum(detections["labels"], 0)
+        chosen = tf.gather(tf.transpose(logits, [0, 1, 4, 2, 3]), labels[..., None], batch_dims=2)[:, :, 0]
+        masks = tf.sigmoid(chosen) * tf.cast(detections["labels"] >= 0, tf.float32)[..., None, None]
+        return {**detections, "masks": masks}
+
+    def compute_detection_losses(self, images, gt_boxes, gt_labels, training=True, masks=None, **extras):
+        if masks is None:
+            raise ValueError("MaskRCNN needs `masks` [B, M, H, W] in each batch, one instance mask per box.")
+        features = self.features(images, training)
+        objectness, deltas, anchors, proposals, valid = self.rpn(features, images, training=True)
+        losses = self.rpn_losses(objectness, deltas, anchors, gt_boxes, gt_labels)
+        rois, t = self.roi_targets_for(proposals, valid, gt_boxes, gt_labels)
+        logits, box_deltas = self.roi_head(features, rois, training)
+        losses.update(self.head_losses(logits, box_deltas, t))
+        losses["mask_loss"] = self.mask_loss(features, rois, t, masks)
+        return losses
+
+    def mask_loss(self, features, rois, t, gt_masks):
+        """BCE on the GT class's 28×28 mask, averaged over positive RoIs."""
+        logits = self.mask_logits(features, rois)  # [B, S, h, w, C]
+        size = (2 * self.mask_roi_size, 2 * self.mask_roi_size)
+        targets = mask_targets(gt_masks, t["matched_index"], rois, size)
+        cls = tf.maximum(t["labels"] - 1, 0)
+        chosen = tf.gather(tf.transpose(logits, [0, 1, 4, 2, 3]), cls[..., None], batch_dims=2)[:, :, 0]
+        per_pixel = tf.nn.sigmoid_cross_entropy_with_logits(labels=targets, logits=chosen)
+        per_roi = tf.reduce_mean(per_pixel, axis=[2, 3])
+        weights = t["box_weights"]
+        return tf.reduce_sum(per_roi * weights) / tf.maximum(tf.reduce_sum(weights), 1.0)

@@ -1,0 +1,56 @@
+import keras
+import numpy as np
+import tensorflow as tf
+
+from keras_det.models.mask_rcnn import MaskRCNN, paste_masks
+from keras_det.ops.targets import mask_targets
+
+from .test_faster_rcnn import SMALL
+from .synthetic import rectangles
+
+
+def _with_masks(batch):
+    n, m = batch["bounding_boxes"]["labels"].shape
+    size = batch["images"].shape[1]
+    masks = np.zeros((n, m, size, size), np.uint8)
+    for i in range(n):
+        for j in range(m):
+            if batch["bounding_boxes"]["labels"][i, j] >= 0:
+                x1, y1, x2, y2 = batch["bounding_boxes"]["boxes"][i, j].astype(int)
+                masks[i, j, y1:y2, x1:x2] = 1
+    return {**batch, "masks": masks}
+
+
+def test_mask_targets_hand_made():
+    masks = np.zeros((1, 2, 8, 8), np.float32)
+    masks[0, 0, 2:6, 2:6] = 1  # a 4x4 square
+    masks[0, 1, :, :4] = 1  # left half
+    rois = np.array([[[2, 2, 6, 6], [0, 0, 8, 8], [0, 0, 8, 8]]], np.float32)
+    t = mask_targets(masks, np.array([[0, 1, -1]]), rois, (4, 4)).numpy()
+    np.testing.assert_array_equal(t[0, 0], np.ones((4, 4)))  # the RoI is exactly the square
+    np.testing.assert_array_equal(t[0, 1], np.tile([1, 1, 0, 0], (4, 1)))  # left half of the image
+    np.testing.assert_array_equal(t[0, 2], 0)  # unmatched RoI: empty target
+
+
+def test_paste_masks_inverts_the_crop():
+    mask = np.zeros((1, 1, 16, 16), np.float32)
+    mask[0, 0, 4:12, 2:10] = 1
+    box = np.array([[[4, 2, 12, 10]]], np.float32)
+    crop = mask_targets(mask, np.array([[0]]), box, (28, 28))[0]
+    pasted = paste_masks(crop, box[0], (16, 16)).numpy()
+    np.testing.assert_array_equal(pasted[0], mask[0, 0].astype(bool))
+
+
+def test_mask_rcnn_trains_and_predicts_masks():
+    batch = _with_masks(rectangles(num_images=2, size=64))
+    model = MaskRCNN(3, mask_conv_dims=16, mask_num_convs=2, **SMALL)
+    out = model.predict_on_batch(batch["images"])
+    assert out["masks"].shape == (2, 20, 28, 28)
+    assert np.all(out["masks"][out["labels"] < 0] == 0)
+    model.compile(optimizer=keras.optimizers.Adam(2e-3))
+    ds = tf.data.Dataset.from_tensor_slices(batch).batch(2).repeat()
+    history = model.fit(ds, steps_per_epoch=10, epochs=3, verbose=0).history
+    assert "mask_loss" in history and all(np.isfinite(v[-1]) for v in history.values())
+    assert history["mask_loss"][-1] < history["mask_loss"][0], history["mask_loss"]
+    clone = MaskRCNN.from_config(model.get_config())
+    assert clone.get_config() == model.get_config()
