@@ -107,20 +107,24 @@ def cmd_demo(args):
     _say(f"exported SavedModel: {export_path}")
 
     batch = next(iter(test))
-    image = batch["images"][0].numpy().astype(np.uint8)
+    images = batch["images"][:4].numpy().astype(np.uint8)
     serving = tf.saved_model.load(export_path).signatures["serving_default"]
-    out = serving(images=tf.constant([tf.io.encode_png(image).numpy()]))
-    n = int(out["num_detections"][0])
-    boxes = out["detection_boxes"][0, :n].numpy() * size  # normalized yxyx -> pixels
-    prediction = {
-        "boxes": boxes,
-        "scores": out["detection_scores"][0, :n].numpy(),
-        "labels": out["detection_classes"][0, :n].numpy().astype(np.int32) - 1,
-    }
-    drawn = draw_detections(image, prediction, "yxyx", class_names=info.class_names, score_threshold=args.score_threshold)
-    png = save_png(drawn, os.path.join(args.output, "prediction.png"))
-    kept = int((prediction["scores"] >= args.score_threshold).sum())
-    _say(f"prediction on a test image through the SavedModel: {kept} boxes >= {args.score_threshold} drawn in {png}")
+    out = serving(images=tf.constant([tf.io.encode_png(image).numpy() for image in images]))
+    tiles, kept = [], 0
+    zoom = 3  # draw on 3x enlarged images so that labels stay readable
+    for i, image in enumerate(images):
+        n = int(out["num_detections"][i])
+        image = np.repeat(np.repeat(image, zoom, axis=0), zoom, axis=1)
+        prediction = {
+            "boxes": out["detection_boxes"][i, :n].numpy() * size * zoom,  # normalized yxyx -> pixels
+            "scores": out["detection_scores"][i, :n].numpy(),
+            "labels": out["detection_classes"][i, :n].numpy().astype(np.int32) - 1,
+        }
+        kept += int((prediction["scores"] >= args.score_threshold).sum())
+        tiles.append(draw_detections(image, prediction, "yxyx", class_names=info.class_names, score_threshold=args.score_threshold))
+    grid = np.concatenate([np.concatenate(tiles[:2], 1), np.concatenate(tiles[2:4], 1)], 0)
+    png = save_png(grid, os.path.join(args.output, "prediction.png"))
+    _say(f"predicted 4 test images through the SavedModel: {kept} boxes >= {args.score_threshold} drawn in {png}")
     _say(f"metrics: {os.path.join(args.output, 'metrics.json')}")
     return 0
 
@@ -208,7 +212,7 @@ def build_parser():
     demo.add_argument("--image-size", type=int, default=128)
     demo.add_argument("--train-images", type=int, default=1000)
     demo.add_argument("--eval-images", type=int, default=200)
-    demo.add_argument("--score-threshold", type=float, default=0.5)
+    demo.add_argument("--score-threshold", type=float, default=0.3)
     demo.add_argument("--seed", type=int, default=0)
     demo.add_argument("--output", default=os.path.join("runs", "demo"), help="metrics and drawings")
     demo.add_argument("--export-dir", default=os.path.join("saved_models", "shapes_faster_rcnn"))

@@ -4,6 +4,7 @@ Importing this package registers every model with Keras' serialization, so
 ``keras.saving.load_model`` finds them.
 """
 
+from keras_det.models.classify_localize import ClassifyLocalize  # noqa: F401
 from keras_det.models.fast_rcnn import FastRCNN  # noqa: F401
 from keras_det.models.faster_rcnn import FasterRCNN  # noqa: F401
 from keras_det.models.mask_rcnn import MaskRCNN  # noqa: F401

@@ -1,0 +1,112 @@
+"""Classification + localization: one object per image, a class and a box.
+
+The seed's step from classification to detection: a backbone's pooled
+features feed two heads — a class softmax and a box regressor (4 numbers,
+class-agnostic, or 4 per class) — trained with a weighted multitask sum
+``L = CE + λ · L_box`` where ``L_box`` is L2 (sum of squares, the seed's) or
+smooth-L1. Box targets are the object's ``rel_yxyx`` coordinates (fractions of
+the image), predicted through a sigmoid, so the loss does not depend on the
+image size.
+
+The object is the first valid box of each image (``labels >= 0``); images
+without one contribute only... nothing (zero weight on both terms).
+"""
+
+import keras
+import tensorflow as tf
+
+from keras_det import losses as loss_ops
+from keras_det.backbones import build_backbone
+from keras_det.models.base import Detector
+from keras_det.ops import boxes as box_ops
+
+
+@keras.saving.register_keras_serializable(package="keras_det")
+class ClassifyLocalize(Detector):
+    """Single-object classifier + box regressor.
+
+    Args:
+        num_classes: object classes.
+        backbone, backbone_weights: as for every keras_det model.
+        bounding_box_format: format of the given and returned boxes.
+        class_agnostic: one box (4 outputs) or one per class (4·C outputs,
+            the GT class's box is trained and the predicted class's returned).
+        box_loss: ``"l2"`` or ``"smooth_l1"``.
+        box_loss_weight: λ of the multitask sum.
+        tap: pooled backbone stage.
+
+    Call: images ``[B, H, W, 3]`` → prediction dict with ``K = 1``.
+    """
+
+    loss_keys = ("cls_loss", "box_loss")
+
+    def __init__(self, num_classes, backbone="mobilenet_v2", backbone_weights=None, bounding_box_format="xyxy", class_agnostic=True, box_loss="l2", box_loss_weight=1.0, tap="C5", **kwargs):
+        super().__init__(bounding_box_format=bounding_box_format, loss_names=self.loss_keys, **kwargs)
+        if box_loss not in ("l2", "smooth_l1"):
+            raise ValueError(f"`box_loss` must be 'l2' or 'smooth_l1', got {box_loss!r}.")
+        self.num_classes = int(num_classes)
+        self.backbone_name = backbone if isinstance(backbone, str) else None
+        self.class_agnostic = bool(class_agnostic)
+        self.box_loss = box_loss
+        self.box_loss_weight = float(box_loss_weight)
+        self.tap = tap
+        self.backbone = build_backbone(backbone, backbone_weights, (None, None, 3), taps=(tap,))
+        self.pool = keras.layers.GlobalAveragePooling2D()
+        self.classifier = keras.layers.Dense(self.num_classes, name="classifier")
+        k = 1 if self.class_agnostic else self.num_classes
+        self.regressor = keras.layers.Dense(4 * k, name="box_regressor")
+
+    def heads(self, images, training):
+        pooled = self.pool(self.backbone(images, training=training)[self.tap])
+        logits = tf.cast(self.classifier(pooled), tf.float32)
+        boxes = tf.sigmoid(tf.cast(self.regressor(pooled), tf.float32))
+        boxes = tf.reshape(boxes, [tf.shape(boxes)[0], -1, 4])  # [B, K, 4] rel_yxyx
+        # A box is (min, max) per axis whatever the regressor emits.
+        lo = tf.minimum(boxes[..., :2], boxes[..., 2:])
+        hi = tf.maximum(boxes[..., :2], boxes[..., 2:])
+        return logits, tf.concat([lo, hi], -1)
+
+    def call(self, images, training=False):
+        images = tf.cast(images, tf.float32)
+        logits, boxes = self.heads(images, training)
+        probs = tf.nn.softmax(logits)
+        label = tf.argmax(probs, axis=-1, output_type=tf.int32)
+        box = boxes[:, 0] if self.class_agnostic else tf.gather(boxes, label, batch_dims=1)
+        out = box_ops.convert_format(box[:, None], "rel_yxyx", self.bounding_box_format, image_shape=tf.shape(images)[1:3])
+        batch = tf.shape(images)[0]
+        return {
+            "boxes": out,
+            "scores": tf.reduce_max(probs, axis=-1)[:, None],
+            "labels": label[:, None],
+            "num_detections": tf.ones([batch], tf.int32),
+        }
+
+    def compute_detection_losses(self, images, gt_boxes, gt_labels, training=True, **extras):
+        valid = gt_labels >= 0
+        has_object = tf.reduce_any(valid, axis=-1)
+        first = tf.argmax(tf.cast(valid, tf.int32), axis=-1, output_type=tf.int32)
+        label = tf.gather(gt_labels, first, batch_dims=1)
+        box = box_ops.convert_format(tf.gather(gt_boxes, first, batch_dims=1), "yxyx", "rel_yxyx", image_shape=tf.shape(images)[1:3])
+        logits, boxes = self.heads(images, training)
+        weight = tf.cast(has_object, tf.float32)
+        pred = boxes[:, 0] if self.class_agnostic else tf.gather(boxes, tf.maximum(label, 0), batch_dims=1)
+        return {
+            "cls_loss": loss_ops.softmax_cross_entropy(logits[:, None], label[:, None], weight[:, None]),
+            "box_loss": self.box_loss_weight
+            * loss_ops.box_regression_loss(pred[:, None], box[:, None], weight[:, None], tf.reduce_sum(weight), kind=self.box_loss, beta=1.0 / 9.0),
+        }
+
+    def get_config(self):
+        if self.backbone_name is None:
+            raise NotImplementedError("A ClassifyLocalize on a custom keras.Model backbone is not serializable by config.")
+        return {
+            "num_classes": self.num_classes,
+            "backbone": self.backbone_name,
+            "backbone_weights": None,
+            "bounding_box_format": self.bounding_box_format,
+            "class_agnostic": self.class_agnostic,
+            "box_loss": self.box_loss,
+            "box_loss_weight": self.box_loss_weight,
+            "tap": self.tap,
+            "name": self.name,
+        }
