@@ -1,6 +1,7 @@
 """Keras layers wrapping ``keras_det.ops`` (all serializable)."""
 
 from keras_det.layers.decoder import DetectionDecoder  # noqa: F401
+from keras_det.layers.fpn import FeaturePyramid  # noqa: F401
 from keras_det.layers.heads import MaskHead, RoIBoxHead  # noqa: F401
 from keras_det.layers.preprocessing import ImagePreprocessing  # noqa: F401
 from keras_det.layers.roi_pooling import MultiLevelRoIAlign, RoIAlign, RoIPooling  # noqa: F401

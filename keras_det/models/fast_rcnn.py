@@ -22,7 +22,8 @@ from keras_det import losses as loss_ops
 from keras_det.backbones import build_backbone
 from keras_det.layers.decoder import DetectionDecoder
 from keras_det.layers.heads import RoIBoxHead
-from keras_det.layers.roi_pooling import RoIAlign, RoIPooling
+from keras_det.layers.fpn import FeaturePyramid
+from keras_det.layers.roi_pooling import MultiLevelRoIAlign, RoIAlign, RoIPooling
 from keras_det.models.base import Detector, unwrap
 from keras_det.ops import boxes as box_ops
 from keras_det.ops.boxes import BoxCoder
@@ -113,6 +114,8 @@ class FastRCNN(Detector):
         score_threshold=0.05,
         nms_iou_threshold=0.5,
         max_detections=100,
+        fpn=False,
+        fpn_filters=256,
         **kwargs,
     ):
         super().__init__(bounding_box_format=bounding_box_format, loss_names=self.loss_keys, **kwargs)
@@ -139,9 +142,19 @@ class FastRCNN(Detector):
             "score_threshold": score_threshold,
             "nms_iou_threshold": nms_iou_threshold,
             "max_detections": max_detections,
+            "fpn": fpn,
+            "fpn_filters": fpn_filters,
         }
-        self.backbone = build_backbone(backbone, backbone_weights, (None, None, 3), taps=(feature_tap,))
-        self.roi_layer = make_roi_layer(roi_pooling, (roi_output_size, roi_output_size), 1.0 / self.stride)
+        self.use_fpn = bool(fpn)
+        if self.use_fpn:
+            # FPN: P3-P5 from C3-C5 (+ P6 for the RPN); RoIs pooled from P3-P5
+            # by the FPN level rule.
+            self.backbone = build_backbone(backbone, backbone_weights, (None, None, 3), taps=("C3", "C4", "C5"))
+            self.fpn = FeaturePyramid(fpn_filters, extra_levels=1, name="fpn")
+            self.roi_layer = MultiLevelRoIAlign((roi_output_size, roi_output_size), sampling_ratio=2, name="roi_align")
+        else:
+            self.backbone = build_backbone(backbone, backbone_weights, (None, None, 3), taps=(feature_tap,))
+            self.roi_layer = make_roi_layer(roi_pooling, (roi_output_size, roi_output_size), 1.0 / self.stride)
         self.box_head = RoIBoxHead(self.num_classes, fc_dims, class_agnostic, name="box_head")
         self.decoder = DetectionDecoder(
             (10.0, 10.0, 5.0, 5.0), score_threshold, nms_iou_threshold, max_detections,
@@ -158,10 +171,20 @@ class FastRCNN(Detector):
 
     # -- shared pieces ------------------------------------------------------
     def features(self, images, training):
-        return self.backbone(images, training=training)[self.feature_tap]
+        """The tap's map, or with FPN the pyramid dict ``{"P3": ..., "P6": ...}``."""
+        taps = self.backbone(images, training=training)
+        if self.use_fpn:
+            return self.fpn(taps)
+        return taps[self.feature_tap]
+
+    def pooling_features(self, features):
+        """What the RoI layers pool from: the map, or pyramid levels P3-P5."""
+        if self.use_fpn:
+            return {k: v for k, v in features.items() if k in ("P3", "P4", "P5")}
+        return features
 
     def roi_head(self, features, rois, training):
-        return self.box_head(self.roi_layer(features, rois), training=training)
+        return self.box_head(self.roi_layer(self.pooling_features(features), rois), training=training)
 
     def detect(self, features, images, proposals, proposal_valid, training=False):
         """Runs the head on ``[B, P, 4]`` yxyx proposals and decodes detections."""

@@ -50,6 +50,10 @@ class FasterRCNN(FastRCNN):
         rpn_batch_size_per_image, rpn_positive_fraction: RPN sampling (256, 0.5).
         rpn_pre_nms_topk_train/test, rpn_post_nms_topk_train/test: proposal counts.
         rpn_nms_iou_threshold: proposal NMS (0.7).
+        fpn: use a Feature Pyramid (P3-P6 for the RPN with one anchor size per
+            level, e.g. ``anchor_sizes=(32, 64, 128, 256)``; RoIs pooled from
+            P3-P5 by ``MultiLevelRoIAlign``'s level rule). ``feature_tap`` is
+            then unused.
         **kwargs: the RoI head and decoding arguments of ``FastRCNN``
             (``roi_pooling="align"``, ``roi_output_size``, ``fc_dims``,
             ``class_agnostic``, ``roi_batch_size_per_image=512``,
@@ -62,6 +66,7 @@ class FasterRCNN(FastRCNN):
     """
 
     loss_keys = ("rpn_cls_loss", "rpn_box_loss", "roi_cls_loss", "roi_box_loss")
+    RPN_LEVELS = ("P3", "P4", "P5", "P6")
 
     def __init__(
         self,
@@ -108,8 +113,21 @@ class FasterRCNN(FastRCNN):
                 "rpn_nms_iou_threshold": rpn_nms_iou_threshold,
             }
         )
-        self.anchor_generator = AnchorGenerator(anchor_sizes, aspect_ratios, self.stride, name="anchors")
-        self.rpn_head = RPNHead(self.anchor_generator.num_anchors_per_location, rpn_filters, name="rpn")
+        if self.use_fpn:
+            # One anchor size per pyramid level P3-P6 (strides 8-64), as in FPN.
+            if len(anchor_sizes) != len(self.RPN_LEVELS):
+                raise ValueError(
+                    f"With fpn=True, `anchor_sizes` needs one size per level {self.RPN_LEVELS}, got {tuple(anchor_sizes)}."
+                )
+            self.anchor_generators = {
+                level: AnchorGenerator((size,), aspect_ratios, 2 ** int(level[1:]), name=f"anchors_{level}")
+                for level, size in zip(self.RPN_LEVELS, anchor_sizes)
+            }
+            per_location = len(aspect_ratios)
+        else:
+            self.anchor_generator = AnchorGenerator(anchor_sizes, aspect_ratios, self.stride, name="anchors")
+            per_location = self.anchor_generator.num_anchors_per_location
+        self.rpn_head = RPNHead(per_location, rpn_filters, name="rpn")
         self.proposal_generator = ProposalGenerator(
             rpn_pre_nms_topk_train, rpn_post_nms_topk_train, rpn_pre_nms_topk_test, rpn_post_nms_topk_test,
             rpn_nms_iou_threshold, name="proposals",
@@ -122,8 +140,16 @@ class FasterRCNN(FastRCNN):
 
     def rpn(self, features, images, training):
         """``(objectness, deltas, anchors, proposals, proposal_valid)``."""
-        objectness, deltas = self.rpn_head(features)
-        anchors = self.anchor_generator(features)
+        if self.use_fpn:
+            # The shared head runs on every level; levels are concatenated
+            # (proposal selection then ranks all levels together).
+            outputs = [self.rpn_head(features[level]) for level in self.RPN_LEVELS]
+            objectness = tf.concat([o for o, _ in outputs], axis=1)
+            deltas = tf.concat([d for _, d in outputs], axis=1)
+            anchors = tf.concat([self.anchor_generators[level](features[level]) for level in self.RPN_LEVELS], axis=0)
+        else:
+            objectness, deltas = self.rpn_head(features)
+            anchors = self.anchor_generator(features)
         proposals, scores = self.proposal_generator(
             objectness, deltas, anchors, tf.shape(images)[1:3], training=training
         )

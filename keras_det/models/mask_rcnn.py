@@ -18,7 +18,7 @@ import keras
 import tensorflow as tf
 
 from keras_det.layers.heads import MaskHead
-from keras_det.layers.roi_pooling import RoIAlign
+from keras_det.layers.roi_pooling import MultiLevelRoIAlign, RoIAlign
 from keras_det.models.faster_rcnn import FasterRCNN
 from keras_det.ops import boxes as box_ops
 from keras_det.ops.targets import mask_targets
@@ -81,13 +81,15 @@ class MaskRCNN(FasterRCNN):
             {"mask_roi_size": mask_roi_size, "mask_conv_dims": mask_conv_dims, "mask_num_convs": mask_num_convs}
         )
         self.mask_roi_size = int(mask_roi_size)
-        self.mask_roi_layer = RoIAlign(
-            (self.mask_roi_size, self.mask_roi_size), 1.0 / self.stride, sampling_ratio=2, aligned=True, name="mask_roi_align"
-        )
+        size = (self.mask_roi_size, self.mask_roi_size)
+        if self.use_fpn:
+            self.mask_roi_layer = MultiLevelRoIAlign(size, sampling_ratio=2, name="mask_roi_align")
+        else:
+            self.mask_roi_layer = RoIAlign(size, 1.0 / self.stride, sampling_ratio=2, aligned=True, name="mask_roi_align")
         self.mask_head = MaskHead(self.num_classes, mask_conv_dims, mask_num_convs, name="mask_head")
 
     def mask_logits(self, features, rois):
-        return self.mask_head(self.mask_roi_layer(features, rois))
+        return self.mask_head(self.mask_roi_layer(self.pooling_features(features), rois))
 
     def call(self, inputs, training=False):
         images = tf.cast(inputs["images"] if isinstance(inputs, dict) else inputs, tf.float32)

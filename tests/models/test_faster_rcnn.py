@@ -100,3 +100,27 @@ def test_config_round_trip_and_errors():
         FasterRCNN(2, bounding_box_format="xyz", backbone="tiny")
     with pytest.raises(ValueError, match="feature_tap"):
         FasterRCNN(2, feature_tap="C9", backbone="tiny")
+
+
+def test_fpn_variant_trains_and_predicts():
+    from keras_det.layers.fpn import FeaturePyramid
+
+    pyramid = FeaturePyramid(8, extra_levels=1)
+    maps = pyramid({"C3": tf.zeros([1, 12, 12, 4]), "C4": tf.zeros([1, 6, 6, 5]), "C5": tf.zeros([1, 3, 3, 6])})
+    assert {k: tuple(v.shape[1:]) for k, v in maps.items()} == {
+        "P3": (12, 12, 8), "P4": (6, 6, 8), "P5": (3, 3, 8), "P6": (2, 2, 8)
+    }
+    kw = {k: v for k, v in SMALL.items() if k != "anchor_sizes"}
+    model = FasterRCNN(3, fpn=True, fpn_filters=32, anchor_sizes=(16, 32, 64, 128), **kw)
+    batch = rectangles(num_images=2, size=96)
+    model.compile(optimizer=keras.optimizers.Adam(2e-3))
+    history = model.fit(_dataset(batch), steps_per_epoch=8, epochs=2, verbose=0).history
+    assert all(np.isfinite(v[-1]) for v in history.values())
+    assert history["loss"][-1] < history["loss"][0]
+    out = model.predict_on_batch(batch["images"])
+    assert out["boxes"].shape == (2, 20, 4)
+    # 96 px: P3..P6 are 12, 6, 3, 2 cells with 3 anchors each.
+    assert model.rpn(model.features(tf.zeros([1, 96, 96, 3]), False), tf.zeros([1, 96, 96, 3]), False)[2].shape[0] == 3 * (144 + 36 + 9 + 4)
+    with pytest.raises(ValueError, match="one size per level"):
+        FasterRCNN(3, fpn=True, anchor_sizes=(16, 32), **kw)
+    assert FasterRCNN.from_config(model.get_config()).get_config() == model.get_config()
