@@ -138,3 +138,32 @@ class MaskHead(keras.layers.Layer):
         config = super().get_config()
         config.update({"num_classes": self.num_classes, "conv_dims": self.conv_dims, "num_convs": self.num_convs})
         return config
+
+
+@keras.saving.register_keras_serializable(package="keras_det")
+class KeypointHead(MaskHead):
+    """Mask R-CNN keypoint branch: one heatmap per keypoint type.
+
+    The architecture of ``MaskHead`` (convs → 2× transposed conv → 1×1) with
+    one output channel per keypoint instead of per class; the difference is
+    the loss, a softmax over each heatmap's cells (see
+    ``keras_det.ops.targets.keypoint_targets``).
+
+    Args:
+        num_keypoints: keypoint types (17 for COCO people).
+        conv_dims, num_convs: width and depth (512 and 8 in the paper).
+
+    Returns:
+        float32 heatmap logits ``[B, R, 2h, 2w, num_keypoints]``.
+    """
+
+    def __init__(self, num_keypoints, conv_dims=256, num_convs=4, **kwargs):
+        kwargs.pop("num_classes", None)
+        super().__init__(num_keypoints, conv_dims, num_convs, **kwargs)
+        self.num_keypoints = int(num_keypoints)
+
+    def get_config(self):
+        config = super().get_config()
+        config.pop("num_classes")
+        config["num_keypoints"] = self.num_keypoints
+        return config

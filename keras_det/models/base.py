@@ -77,6 +77,11 @@ class Detector(keras.Model):
         self.loss_trackers = {name: keras.metrics.Mean(name=name) for name in self.loss_names}
         self.total_loss_tracker = keras.metrics.Mean(name="loss")
 
+    def add_loss_name(self, name):
+        """Registers one more loss of ``compute_detection_losses`` (a metric in ``fit``)."""
+        self.loss_names = self.loss_names + (name,)
+        self.loss_trackers[name] = keras.metrics.Mean(name=name)
+
     # -- boundary -----------------------------------------------------------
     def _ground_truth(self, images, boxes, labels):
         image_shape = tf.shape(images)[1:3]

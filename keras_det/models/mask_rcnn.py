@@ -17,11 +17,11 @@ the frame of the detection box (paste them into the image with
 import keras
 import tensorflow as tf
 
-from keras_det.layers.heads import MaskHead
+from keras_det.layers.heads import KeypointHead, MaskHead
 from keras_det.layers.roi_pooling import MultiLevelRoIAlign, RoIAlign
 from keras_det.models.faster_rcnn import FasterRCNN
 from keras_det.ops import boxes as box_ops
-from keras_det.ops.targets import mask_targets
+from keras_det.ops.targets import keypoint_targets, mask_targets
 
 
 def paste_masks(masks, boxes, image_shape, threshold=0.5):
@@ -67,6 +67,10 @@ class MaskRCNN(FasterRCNN):
         num_classes: object classes.
         mask_roi_size: RoIAlign size of the mask branch (14; masks are twice it).
         mask_conv_dims, mask_num_convs: mask head width and depth (256, 4).
+        num_keypoints: ``> 0`` adds the keypoint branch ("Mask R-CNN also does
+            pose"): batches then carry ``"keypoints"`` ``[B, M, K, 3]``
+            (``x, y`` absolute pixels, visibility ``v > 0``), and predictions
+            gain ``keypoints`` ``[B, D, K, 3]`` (``x, y, probability``).
         **kwargs: ``FasterRCNN`` arguments.
 
     Call: images ``[B, H, W, 3]`` → the Faster R-CNN prediction dict plus
@@ -75,10 +79,18 @@ class MaskRCNN(FasterRCNN):
 
     loss_keys = FasterRCNN.loss_keys + ("mask_loss",)
 
-    def __init__(self, num_classes, mask_roi_size=14, mask_conv_dims=256, mask_num_convs=4, **kwargs):
+    def __init__(self, num_classes, mask_roi_size=14, mask_conv_dims=256, mask_num_convs=4, num_keypoints=0, **kwargs):
         super().__init__(num_classes, **kwargs)
+        self.num_keypoints = int(num_keypoints)
+        if self.num_keypoints:
+            self.add_loss_name("keypoint_loss")
         self.config_args.update(
-            {"mask_roi_size": mask_roi_size, "mask_conv_dims": mask_conv_dims, "mask_num_convs": mask_num_convs}
+            {
+                "mask_roi_size": mask_roi_size,
+                "mask_conv_dims": mask_conv_dims,
+                "mask_num_convs": mask_num_convs,
+                "num_keypoints": self.num_keypoints,
+            }
         )
         self.mask_roi_size = int(mask_roi_size)
         size = (self.mask_roi_size, self.mask_roi_size)
@@ -87,6 +99,8 @@ class MaskRCNN(FasterRCNN):
         else:
             self.mask_roi_layer = RoIAlign(size, 1.0 / self.stride, sampling_ratio=2, aligned=True, name="mask_roi_align")
         self.mask_head = MaskHead(self.num_classes, mask_conv_dims, mask_num_convs, name="mask_head")
+        if self.num_keypoints:
+            self.keypoint_head = KeypointHead(self.num_keypoints, mask_conv_dims, mask_num_convs, name="keypoint_head")
 
     def mask_logits(self, features, rois):
         return self.mask_head(self.mask_roi_layer(self.pooling_features(features), rois))
@@ -102,10 +116,33 @@ class MaskRCNN(FasterRCNN):
         logits = self.mask_logits(features, boxes)  # [B, K, h, w, C]
         labels = tf.maximum(detections["labels"], 0)
         chosen = tf.gather(tf.transpose(logits, [0, 1, 4, 2, 3]), labels[..., None], batch_dims=2)[:, :, 0]
-        masks = tf.sigmoid(chosen) * tf.cast(detections["labels"] >= 0, tf.float32)[..., None, None]
-        return {**detections, "masks": masks}
+        present = tf.cast(detections["labels"] >= 0, tf.float32)
+        masks = tf.sigmoid(chosen) * present[..., None, None]
+        out = {**detections, "masks": masks}
+        if self.num_keypoints:
+            out["keypoints"] = self.decode_keypoints(self.keypoint_logits(features, boxes), boxes) * present[..., None, None]
+        return out
 
-    def compute_detection_losses(self, images, gt_boxes, gt_labels, training=True, masks=None, **extras):
+    def keypoint_logits(self, features, rois):
+        # The keypoint branch shares the mask branch's 14x14 RoIAlign.
+        return self.keypoint_head(self.mask_roi_layer(self.pooling_features(features), rois))
+
+    @staticmethod
+    def decode_keypoints(logits, boxes):
+        """Heatmap logits ``[B, D, h, w, K]`` + boxes → ``[B, D, K, 3]`` (x, y, prob)."""
+        shape = tf.shape(logits)
+        h, w = shape[2], shape[3]
+        flat = tf.reshape(tf.transpose(logits, [0, 1, 4, 2, 3]), tf.concat([shape[:2], [shape[4], h * w]], 0))
+        probs = tf.nn.softmax(flat, axis=-1)
+        best = tf.argmax(flat, axis=-1, output_type=tf.int32)
+        iy = tf.cast(best // w, tf.float32)
+        ix = tf.cast(best % w, tf.float32)
+        y1, x1, y2, x2 = [boxes[..., i : i + 1] for i in range(4)]
+        y = y1 + (iy + 0.5) * (y2 - y1) / tf.cast(h, tf.float32)
+        x = x1 + (ix + 0.5) * (x2 - x1) / tf.cast(w, tf.float32)
+        return tf.stack([x, y, tf.reduce_max(probs, axis=-1)], axis=-1)
+
+    def compute_detection_losses(self, images, gt_boxes, gt_labels, training=True, masks=None, keypoints=None, **extras):
         if masks is None:
             raise ValueError("MaskRCNN needs `masks` [B, M, H, W] in each batch, one instance mask per box.")
         features = self.features(images, training)
@@ -115,7 +152,22 @@ class MaskRCNN(FasterRCNN):
         logits, box_deltas = self.roi_head(features, rois, training)
         losses.update(self.head_losses(logits, box_deltas, t))
         losses["mask_loss"] = self.mask_loss(features, rois, t, masks)
+        if self.num_keypoints:
+            if keypoints is None:
+                raise ValueError("MaskRCNN(num_keypoints > 0) needs `keypoints` [B, M, K, 3] in each batch.")
+            losses["keypoint_loss"] = self.keypoint_loss(features, rois, t, keypoints)
         return losses
+
+    def keypoint_loss(self, features, rois, t, gt_keypoints):
+        """Softmax CE over heatmap cells, averaged over visible keypoints of positive RoIs."""
+        logits = self.keypoint_logits(features, rois)  # [B, S, h, w, K]
+        shape = tf.shape(logits)
+        flat = tf.reshape(tf.transpose(logits, [0, 1, 4, 2, 3]), tf.concat([shape[:2], [shape[4], shape[2] * shape[3]]], 0))
+        matched = tf.where(t["box_weights"] > 0, t["matched_index"], -1)
+        size = (2 * self.mask_roi_size, 2 * self.mask_roi_size)
+        index, weight = keypoint_targets(gt_keypoints, matched, rois, size)
+        per = tf.nn.sparse_softmax_cross_entropy_with_logits(labels=index, logits=flat)
+        return tf.reduce_sum(per * weight) / tf.maximum(tf.reduce_sum(weight), 1.0)
 
     def mask_loss(self, features, rois, t, gt_masks):
         """BCE on the GT class's 28×28 mask, averaged over positive RoIs."""

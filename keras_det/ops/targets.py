@@ -168,3 +168,39 @@ def mask_targets(gt_masks, matched_index, rois, output_size=(28, 28)):
     )
     crops = tf.reshape(crops, tf.stack([batch, num_rois, oh, ow]))
     return tf.where(valid[..., None, None], tf.cast(crops >= 0.5, tf.float32), 0.0)
+
+
+def keypoint_targets(gt_keypoints, matched_index, rois, heatmap_size=(28, 28)):
+    """Mask R-CNN keypoint targets: the heatmap cell of each matched GT keypoint.
+
+    A keypoint ``(x, y)`` inside RoI ``[y1, x1, y2, x2]`` falls in cell
+    ``(floor((y - y1) / (y2 - y1) * h), floor((x - x1) / (x2 - x1) * w))``
+    of an ``h × w`` heatmap laid over the RoI (a point on the far edge goes
+    to the last cell); its target is that cell's flat index ``iy * w + ix``,
+    trained with a softmax over the ``h·w`` cells (He et al.). Keypoints that
+    are invisible (``v <= 0``), outside the RoI, or of unmatched RoIs get
+    weight 0.
+
+    Args:
+        gt_keypoints: ``[B, M, K, 3]`` ``(x, y, v)`` absolute pixels.
+        matched_index: int ``[B, R]`` index into ``M`` (``-1`` for none).
+        rois: ``[B, R, 4]`` absolute ``yxyx``.
+        heatmap_size: ``(h, w)``.
+
+    Returns:
+        ``(indices int32 [B, R, K], weights float32 [B, R, K])``.
+    """
+    gt_keypoints = tf.cast(gt_keypoints, tf.float32)
+    matched_index = tf.cast(matched_index, tf.int32)
+    rois = tf.cast(rois, tf.float32)
+    h, w = heatmap_size
+    kp = tf.gather(gt_keypoints, tf.maximum(matched_index, 0), batch_dims=1)  # [B, R, K, 3]
+    x, y, v = kp[..., 0], kp[..., 1], kp[..., 2]
+    y1, x1, y2, x2 = [rois[..., i : i + 1] for i in range(4)]
+    fy = (y - y1) / tf.maximum(y2 - y1, 1e-6) * h
+    fx = (x - x1) / tf.maximum(x2 - x1, 1e-6) * w
+    inside = (y >= y1) & (y <= y2) & (x >= x1) & (x <= x2)
+    iy = tf.clip_by_value(tf.cast(tf.floor(fy), tf.int32), 0, h - 1)
+    ix = tf.clip_by_value(tf.cast(tf.floor(fx), tf.int32), 0, w - 1)
+    valid = inside & (v > 0) & (matched_index >= 0)[..., None]
+    return tf.where(valid, iy * w + ix, 0), tf.cast(valid, tf.float32)

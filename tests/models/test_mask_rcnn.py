@@ -54,3 +54,32 @@ def test_mask_rcnn_trains_and_predicts_masks():
     assert history["mask_loss"][-1] < history["mask_loss"][0], history["mask_loss"]
     clone = MaskRCNN.from_config(model.get_config())
     assert clone.get_config() == model.get_config()
+
+
+def test_keypoint_targets_hand_made():
+    from keras_det.ops.targets import keypoint_targets
+
+    kp = np.array([[[[5.0, 2.0, 1.0], [9.9, 9.9, 1.0], [5.0, 5.0, 0.0], [20.0, 5.0, 2.0]]]], np.float32)
+    rois = np.array([[[0, 0, 10, 10], [0, 0, 10, 10]]], np.float32)  # yxyx
+    index, weight = keypoint_targets(kp, np.array([[0, -1]]), rois, (4, 4))
+    # (x=5, y=2) -> cell (row 0, col 2) = 2; (9.9, 9.9) -> (3, 3) = 15; invisible and outside -> weight 0.
+    np.testing.assert_array_equal(index[0, 0], [2, 15, 0, 0])
+    np.testing.assert_array_equal(weight, [[[1, 1, 0, 0], [0, 0, 0, 0]]])
+
+
+def test_keypoint_branch_trains_and_predicts():
+    batch = _with_masks(rectangles(num_images=2, size=64))
+    boxes = batch["bounding_boxes"]["boxes"]  # xyxy
+    keypoints = np.stack([boxes[..., 0] + 1, boxes[..., 1] + 1, np.ones_like(boxes[..., 0])], -1)[:, :, None, :]
+    keypoints = np.concatenate([keypoints, np.stack([boxes[..., 2] - 1, boxes[..., 3] - 1, np.ones_like(boxes[..., 0])], -1)[:, :, None]], 2)
+    keypoints[batch["bounding_boxes"]["labels"] < 0] = 0
+    batch = {**batch, "keypoints": keypoints.astype(np.float32)}  # top-left and bottom-right corners
+    model = MaskRCNN(3, mask_conv_dims=16, mask_num_convs=2, num_keypoints=2, **SMALL)
+    model.compile(optimizer=keras.optimizers.Adam(2e-3))
+    ds = tf.data.Dataset.from_tensor_slices(batch).batch(2).repeat()
+    history = model.fit(ds, steps_per_epoch=10, epochs=2, verbose=0).history
+    assert history["keypoint_loss"][-1] < history["keypoint_loss"][0], history["keypoint_loss"]
+    out = model.predict_on_batch(batch["images"])
+    assert out["keypoints"].shape == (2, 20, 2, 3)
+    assert np.all(out["keypoints"][out["labels"] < 0] == 0)
+    assert MaskRCNN.from_config(model.get_config()).num_keypoints == 2
