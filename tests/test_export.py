@@ -104,3 +104,22 @@ def test_grayscale_rgba_and_png_inputs(exported):
     out = fn(images=tf.constant([gray, rgba]))
     boxes = out["detection_boxes"].numpy()
     assert boxes.shape == (2, 20, 4) and boxes.min() >= 0 and boxes.max() <= 1
+
+
+def test_saved_model_cli_shows_both_signatures(exported):
+    _, _, path = exported
+    cli = os.path.join(os.path.dirname(sys.executable), "saved_model_cli")
+    run = subprocess.run([cli, "show", "--dir", path, "--all"], capture_output=True, text=True)
+    assert run.returncode == 0, run.stderr[-2000:]
+    out = run.stdout
+    for text in (
+        "signature_def['serving_default']",
+        "signature_def['serving_tensor']",
+        "dtype: DT_STRING",
+        "dtype: DT_UINT8",
+        "outputs['detection_boxes']",
+        "shape: (-1, 20, 4)",
+        "outputs['num_detections']",
+        "Method name is: tensorflow/serving/predict",
+    ):
+        assert text in out, text
