@@ -124,3 +124,22 @@ def test_fpn_variant_trains_and_predicts():
     with pytest.raises(ValueError, match="one size per level"):
         FasterRCNN(3, fpn=True, anchor_sizes=(16, 32), **kw)
     assert FasterRCNN.from_config(model.get_config()).get_config() == model.get_config()
+
+
+def test_fine_tuned_backbone_moves_only_its_top_layers():
+    from keras_det.models.transfer import fine_tune, iter_layers
+
+    model = FasterRCNN(3, **SMALL)
+    batch = rectangles(num_images=2, size=64)
+    model.predict_on_batch(batch["images"])
+    multipliers = fine_tune(model.backbone, num_layers=2, lr_multiplier=0.1)
+    model.compile(optimizer=keras.optimizers.SGD(0.01))
+    assert model.optimizer.lr_multipliers == multipliers and len(multipliers) == 2
+    layers = [layer for layer in iter_layers(model.backbone) if layer.weights]
+    before = {layer.name: [w.numpy().copy() for w in layer.weights] for layer in layers}
+    model.fit(_dataset(batch), steps_per_epoch=2, epochs=1, verbose=0)
+    moved = sorted(
+        layer.name for layer in layers if any(not np.array_equal(b, w.numpy()) for b, w in zip(before[layer.name], layer.weights))
+    )
+    # Only the two top convolutions of C4 move; every BatchNorm stays frozen (statistics included).
+    assert moved == ["stage4_conv1", "stage4_conv2"], moved
