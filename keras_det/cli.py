@@ -18,7 +18,6 @@ import sys
 import time
 
 _PENDING = {
-    "proposals": "selective-search / EdgeBoxes region proposals",
     "bench": "speed and accuracy benchmarks",
 }
 
@@ -248,6 +247,13 @@ def build_parser():
     pr.add_argument("--score-threshold", type=float, default=0.5)
     pr.set_defaults(func=cmd_predict)
 
+    prop = sub.add_parser(
+        "proposals",
+        help="region proposals for images at scale (the Beam pipeline; see docs/pipelines.md)",
+        add_help=False,
+    )
+    prop.set_defaults(func=None)
+
     for name, help_text in _PENDING.items():
         sub.add_parser(name, help=help_text, description=help_text)
     return parser
@@ -255,6 +261,13 @@ def build_parser():
 
 def main(argv=None):
     parser = build_parser()
+    argv = list(sys.argv[1:] if argv is None else argv)
+    if argv[:1] == ["proposals"]:
+        # Every option belongs to the Beam pipeline (incl. runner options).
+        from pipelines import proposals
+
+        proposals.main(argv[1:])
+        return 0
     args = parser.parse_args(argv)
     if args.version:
         from keras_det import __version__

@@ -63,6 +63,7 @@ from keras_det.data.augment import (
 from keras_det.data.batching import batch, pipeline
 from keras_det.data.core import DataError, DatasetInfo
 from keras_det.data.loader import detect_layout, load
+from keras_det.data.proposals import join_proposals, read_proposals, write_images  # noqa: F401
 from keras_det.data.shapes import CLASS_NAMES as SHAPES_CLASS_NAMES
 from keras_det.data.voc import VOC_CLASSES
 

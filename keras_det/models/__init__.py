@@ -8,4 +8,6 @@ from keras_det.models.classify_localize import ClassifyLocalize  # noqa: F401
 from keras_det.models.fast_rcnn import FastRCNN  # noqa: F401
 from keras_det.models.faster_rcnn import FasterRCNN  # noqa: F401
 from keras_det.models.mask_rcnn import MaskRCNN  # noqa: F401
+from keras_det.models.rcnn import RCNN  # noqa: F401
+from keras_det.models.segmentation import FCNSegmenter  # noqa: F401
 from keras_det.models.transfer import TransferClassifier  # noqa: F401

@@ -26,6 +26,8 @@ def unpack_batch(data):
     ``(images, {"boxes", "labels"})``. ``extras`` holds any other keys of the
     element (``masks``, ``keypoints``, ...).
     """
+    if isinstance(data, (tuple, list)) and len(data) >= 1 and isinstance(data[0], dict) and all(d is None for d in data[1:]):
+        data = data[0]  # train_on_batch(dict) arrives as (dict, None)
     if isinstance(data, (tuple, list)):
         if len(data) < 2:
             raise ValueError("A training batch must be a dict with `images` and `bounding_boxes`, or (images, bounding_boxes).")

@@ -143,3 +143,10 @@ def test_fine_tuned_backbone_moves_only_its_top_layers():
     )
     # Only the two top convolutions of C4 move; every BatchNorm stays frozen (statistics included).
     assert moved == ["stage4_conv1", "stage4_conv2"], moved
+
+
+def test_train_on_batch_with_a_dict():
+    model = FasterRCNN(3, **SMALL)
+    model.compile(optimizer=keras.optimizers.Adam(1e-3))
+    logs = model.train_on_batch(rectangles(num_images=2, size=64), return_dict=True)
+    assert set(logs) >= {"loss", "rpn_cls_loss", "roi_box_loss"} and np.isfinite(logs["loss"])

@@ -1,0 +1,439 @@
+"""Beam transforms shared by the keras_det pipelines (proposals, predict, evaluate).
+
+Nothing here is runner-specific: the same transforms run on the DirectRunner
+(in-process or ``--direct_running_mode=multi_processing``), Dataflow, Flink
+or Spark. File access goes through Beam's ``FileSystems`` so ``gs://``,
+``s3://`` and local paths all work.
+
+Element types
+-------------
+* an *encoded record* (output of `ReadImages`)::
+
+      {"image_id": str, "source": str, "encoded": bytes}
+
+* a *decoded record* (main output of `DecodeImages`)::
+
+      {"image_id": str, "source": str, "encoded": bytes,
+       "image": uint8 [H, W, 3] RGB}
+
+* a *dead letter* (tagged output ``DEAD_LETTER`` of every step that can
+  fail)::
+
+      {"image_id": str, "source": str, "stage": str, "reason": str}
+
+Every input element leaves a step either on its main output or as exactly one
+dead letter, so ``outputs + dead letters == inputs`` holds for a pipeline
+built from these transforms. Counters (``Metrics.counter(NAMESPACE, ...)``)
+report ``read``, ``read_failed``, ``decoded`` and ``decode_failed``.
+
+Input specs (`ReadImages`)
+--------------------------
+* a glob of image files (``/data/*.jpg``, ``gs://bucket/images/*``): the
+  image id is the file name without extension;
+* a glob of TFRecord files of ``tf.Example`` (names ending ``.tfrecord``,
+  ``.tfrec`` or containing ``tfrecord``) with ``image/encoded`` and
+  ``image/source_id`` (fallback ``image/filename``, else the SHA-1 of the
+  bytes);
+* ``tfds:NAME[:SPLIT]`` (``tfds:voc/2007:validation``): a prepared TFDS
+  dataset (``--tfds_data_dir``); the id is ``image/id`` or
+  ``image/filename``.
+"""
+
+import hashlib
+import json
+import logging
+import os
+
+import apache_beam as beam
+from apache_beam.io import fileio
+from apache_beam.io.filesystems import FileSystems
+from apache_beam.metrics import Metrics
+
+NAMESPACE = "keras_det"
+DEAD_LETTER = "dead_letter"
+TFRECORD_HINTS = (".tfrecord", ".tfrec", "tfrecord")
+
+
+def input_kind(spec):
+    """``"tfds"``, ``"tfrecord"`` or ``"images"`` for an input spec (see module doc)."""
+    if spec.startswith("tfds:"):
+        return "tfds"
+    base = os.path.basename(spec).lower()
+    if any(h in base for h in TFRECORD_HINTS):
+        return "tfrecord"
+    return "images"
+
+
+def dead_letter(record, stage, reason):
+    """A dead-letter dict for ``record`` (any dict with ``image_id`` / ``source``)."""
+    return {
+        "image_id": str(record.get("image_id", "")),
+        "source": str(record.get("source", "")),
+        "stage": stage,
+        "reason": str(reason)[:500],
+    }
+
+
+def _stem(path):
+    name = path.rstrip("/").rsplit("/", 1)[-1]
+    return name.rsplit(".", 1)[0] if "." in name else name
+
+
+class _ReadFile(beam.DoFn):
+    """File path → encoded record, or a dead letter when the file cannot be read."""
+
+    def __init__(self):
+        self.read = Metrics.counter(NAMESPACE, "read")
+        self.failed = Metrics.counter(NAMESPACE, "read_failed")
+
+    def process(self, path):
+        record = {"image_id": _stem(path), "source": path}
+        try:
+            with FileSystems.open(path) as f:
+                data = f.read()
+        except Exception as error:  # any I/O failure becomes a dead letter
+            self.failed.inc()
+            yield beam.pvalue.TaggedOutput(DEAD_LETTER, dead_letter(record, "read", f"{type(error).__name__}: {error}"))
+            return
+        self.read.inc()
+        yield {**record, "encoded": data}
+
+
+def _first(features, key):
+    values = features.get(key)
+    return values[0] if values else None
+
+
+class _ParseExample(beam.DoFn):
+    """Serialized ``tf.Example`` → encoded record, or a dead letter."""
+
+    def __init__(self, source):
+        self.source = source
+        self.read = Metrics.counter(NAMESPACE, "read")
+        self.failed = Metrics.counter(NAMESPACE, "read_failed")
+
+    def process(self, serialized):
+        try:
+            features = parse_example(serialized)
+            encoded = _first(features, "image/encoded")
+            image_id = _first(features, "image/source_id") or _first(features, "image/filename")
+            if isinstance(image_id, bytes):
+                image_id = image_id.decode("utf-8")
+            if image_id is None and _first(features, "image/id") is not None:
+                image_id = str(_first(features, "image/id"))
+            if encoded is not None and not isinstance(encoded, bytes):
+                raise ValueError("image/encoded is not a bytes feature")
+        except Exception as error:
+            self.failed.inc()
+            digest = hashlib.sha1(serialized).hexdigest()[:16]
+            yield beam.pvalue.TaggedOutput(
+                DEAD_LETTER, dead_letter({"image_id": f"sha1:{digest}", "source": self.source}, "read", f"not a tf.Example: {error}")
+            )
+            return
+        if image_id is None:
+            image_id = "sha1:" + hashlib.sha1(encoded or serialized).hexdigest()[:16]
+        record = {"image_id": image_id, "source": self.source}
+        if encoded is None:
+            self.failed.inc()
+            yield beam.pvalue.TaggedOutput(DEAD_LETTER, dead_letter(record, "read", "tf.Example has no image/encoded"))
+            return
+        self.read.inc()
+        yield {**record, "encoded": encoded}
+
+
+class _TFDSRecord(beam.DoFn):
+    """TFDS example (NumPy, image left encoded) → encoded record, or a dead letter."""
+
+    def __init__(self, source):
+        self.source = source
+        self.read = Metrics.counter(NAMESPACE, "read")
+        self.failed = Metrics.counter(NAMESPACE, "read_failed")
+
+    def process(self, example):
+        image_id = example.get("image/id")
+        if image_id is None:
+            filename = example.get("image/filename")
+            image_id = filename.decode("utf-8") if isinstance(filename, bytes) else filename
+        record = {"image_id": str(image_id) if image_id is not None else "", "source": self.source}
+        try:
+            encoded = bytes(example["image"])
+        except Exception as error:
+            self.failed.inc()
+            yield beam.pvalue.TaggedOutput(DEAD_LETTER, dead_letter(record, "read", f"no encoded image: {error}"))
+            return
+        if image_id is None:
+            record["image_id"] = "sha1:" + hashlib.sha1(encoded).hexdigest()[:16]
+        self.read.inc()
+        yield {**record, "encoded": encoded}
+
+
+class ReadImages(beam.PTransform):
+    """Reads images as encoded records (see the module docstring for ``spec``).
+
+    Returns a ``DoOutputsTuple`` with the main output (encoded records) and
+    ``DEAD_LETTER`` (records that could not be read).
+
+    Args:
+        spec: a glob of image files or TFRecords, or ``tfds:NAME[:SPLIT]``.
+        kind: ``"auto"`` (from `input_kind`), ``"images"``, ``"tfrecord"``
+            or ``"tfds"``.
+        tfds_data_dir: TFDS ``data_dir``.
+    """
+
+    def __init__(self, spec, kind="auto", tfds_data_dir=None):
+        super().__init__()
+        self.spec = spec
+        self.kind = input_kind(spec) if kind == "auto" else kind
+        self.tfds_data_dir = tfds_data_dir
+
+    def expand(self, pbegin):
+        if self.kind == "images":
+            paths = (
+                pbegin
+                | "Match" >> fileio.MatchFiles(self.spec)
+                | "Paths" >> beam.Map(lambda m: m.path)
+                # Fan the (cheap) file list out before the (expensive) work.
+                | "Spread" >> beam.Reshuffle()
+            )
+            return paths | "ReadFiles" >> beam.ParDo(_ReadFile()).with_outputs(DEAD_LETTER, main="records")
+        if self.kind == "tfrecord":
+            serialized = (
+                pbegin
+                | "ReadTFRecord" >> beam.io.ReadFromTFRecord(self.spec)
+                | "Spread" >> beam.Reshuffle()
+            )
+            return serialized | "Parse" >> beam.ParDo(_ParseExample(self.spec)).with_outputs(DEAD_LETTER, main="records")
+        if self.kind == "tfds":
+            import tensorflow_datasets as tfds
+
+            parts = self.spec[len("tfds:"):].split(":")
+            name, split = parts[0], (parts[1] if len(parts) > 1 else "train")
+            builder = tfds.builder(name, data_dir=self.tfds_data_dir)
+            source = f"tfds:{name}:{split}"
+            examples = (
+                pbegin
+                | "ReadTFDS" >> tfds.beam.ReadFromTFDS(builder, split, decoders={"image": tfds.decode.SkipDecoding()})
+                | "ToNumpy" >> beam.Map(tfds.as_numpy)
+                | "Spread" >> beam.Reshuffle()
+            )
+            return examples | "ToRecords" >> beam.ParDo(_TFDSRecord(source)).with_outputs(DEAD_LETTER, main="records")
+        raise ValueError(f"Unknown input kind {self.kind!r}; expected 'images', 'tfrecord' or 'tfds'.")
+
+
+def decode_image_bytes(data):
+    """Encoded JPEG/PNG/BMP/... bytes → uint8 ``[H, W, 3]`` RGB.
+
+    Raises:
+        ValueError: empty bytes, an undecodable file or an empty image.
+    """
+    import cv2
+    import numpy as np
+
+    if not data:
+        raise ValueError("empty file")
+    image = cv2.imdecode(np.frombuffer(data, np.uint8), cv2.IMREAD_COLOR)
+    if image is None:
+        raise ValueError("undecodable image (not a readable JPEG/PNG/BMP/TIFF/WebP)")
+    if image.ndim != 3 or image.shape[0] == 0 or image.shape[1] == 0:
+        raise ValueError(f"empty or malformed image of shape {image.shape}")
+    return np.ascontiguousarray(image[:, :, ::-1])
+
+
+class _Decode(beam.DoFn):
+    def __init__(self):
+        self.decoded = Metrics.counter(NAMESPACE, "decoded")
+        self.failed = Metrics.counter(NAMESPACE, "decode_failed")
+
+    def setup(self):
+        import cv2
+
+        cv2.setNumThreads(1)
+
+    def process(self, record):
+        try:
+            image = decode_image_bytes(record["encoded"])
+        except Exception as error:
+            self.failed.inc()
+            yield beam.pvalue.TaggedOutput(DEAD_LETTER, dead_letter(record, "decode", error))
+            return
+        self.decoded.inc()
+        yield {**record, "image": image}
+
+
+class DecodeImages(beam.PTransform):
+    """Encoded records → decoded records, undecodable/empty ones → ``DEAD_LETTER``."""
+
+    def expand(self, records):
+        return records | "Decode" >> beam.ParDo(_Decode()).with_outputs(DEAD_LETTER, main="images")
+
+
+class ReadAndDecode(beam.PTransform):
+    """`ReadImages` + `DecodeImages`; returns ``(decoded records, dead letters)``."""
+
+    def __init__(self, spec, kind="auto", tfds_data_dir=None):
+        super().__init__()
+        self.read = ReadImages(spec, kind, tfds_data_dir)
+
+    def expand(self, pbegin):
+        read = pbegin | "Read" >> self.read
+        decoded = read.records | "DecodeImages" >> DecodeImages()
+        dead = (read[DEAD_LETTER], decoded[DEAD_LETTER]) | "MergeDeadLetters" >> beam.Flatten()
+        return decoded.images, dead
+
+
+class WriteDeadLetters(beam.PTransform):
+    """Writes dead letters as JSON lines ``<prefix>-SSSSS-of-NNNNN.jsonl``."""
+
+    def __init__(self, prefix):
+        super().__init__()
+        self.prefix = prefix
+
+    def expand(self, dead):
+        return (
+            dead
+            | "ToJson" >> beam.Map(lambda d: json.dumps(d, sort_keys=True))
+            | "WriteJsonl" >> beam.io.WriteToText(self.prefix, file_name_suffix=".jsonl", shard_name_template="-SSSSS-of-NNNNN")
+        )
+
+
+# -- tf.Example without TensorFlow ---------------------------------------------
+# Importing TensorFlow costs seconds per worker process, so the pipelines build
+# and parse ``tf.train.Example`` with a wire-compatible copy of its schema
+# (tensorflow/core/example/{example,feature}.proto) in a private descriptor
+# pool (no clash with TensorFlow's own classes when both are loaded).
+
+_EXAMPLE_CLASSES = None
+
+
+def _example_classes():
+    global _EXAMPLE_CLASSES
+    if _EXAMPLE_CLASSES is None:
+        from google.protobuf import descriptor_pb2, descriptor_pool, message_factory
+
+        F = descriptor_pb2.FieldDescriptorProto
+        fdp = descriptor_pb2.FileDescriptorProto(name="keras_det_example.proto", package="tensorflow", syntax="proto3")
+
+        def message(name, fields, nested=()):
+            msg = fdp.message_type.add(name=name)
+            for fname, number, ftype, label, type_name, packed in fields:
+                field = msg.field.add(name=fname, number=number, type=ftype, label=label)
+                if type_name:
+                    field.type_name = type_name
+                if packed:
+                    field.options.packed = True
+            for n in nested:
+                msg.nested_type.add().CopyFrom(n)
+            return msg
+
+        rep, opt = F.LABEL_REPEATED, F.LABEL_OPTIONAL
+        message("BytesList", [("value", 1, F.TYPE_BYTES, rep, None, False)])
+        message("FloatList", [("value", 1, F.TYPE_FLOAT, rep, None, True)])
+        message("Int64List", [("value", 1, F.TYPE_INT64, rep, None, True)])
+        feature = message("Feature", [
+            ("bytes_list", 1, F.TYPE_MESSAGE, opt, ".tensorflow.BytesList", False),
+            ("float_list", 2, F.TYPE_MESSAGE, opt, ".tensorflow.FloatList", False),
+            ("int64_list", 3, F.TYPE_MESSAGE, opt, ".tensorflow.Int64List", False),
+        ])
+        feature.oneof_decl.add(name="kind")
+        for field in feature.field:
+            field.oneof_index = 0
+        entry = descriptor_pb2.DescriptorProto(name="FeatureEntry")
+        entry.field.add(name="key", number=1, type=F.TYPE_STRING, label=opt)
+        entry.field.add(name="value", number=2, type=F.TYPE_MESSAGE, label=opt, type_name=".tensorflow.Feature")
+        entry.options.map_entry = True
+        message("Features", [("feature", 1, F.TYPE_MESSAGE, rep, ".tensorflow.Features.FeatureEntry", False)], nested=[entry])
+        message("Example", [("features", 1, F.TYPE_MESSAGE, opt, ".tensorflow.Features", False)])
+        pool = descriptor_pool.DescriptorPool()
+        pool.Add(fdp)
+        get = lambda name: message_factory.GetMessageClass(pool.FindMessageTypeByName(f"tensorflow.{name}"))  # noqa: E731
+        _EXAMPLE_CLASSES = {name: get(name) for name in ("Example", "Feature", "BytesList", "FloatList", "Int64List")}
+    return _EXAMPLE_CLASSES
+
+
+def make_example(features):
+    """Serialized ``tf.train.Example`` from ``{key: list of bytes | float | int}``.
+
+    The value type picks the list: ``bytes`` → ``bytes_list``, ``float`` (or
+    a float NumPy array) → ``float_list``, ``int`` → ``int64_list``.
+    """
+    import numpy as np
+
+    classes = _example_classes()
+    example = classes["Example"]()
+    for key, values in features.items():
+        feature = example.features.feature[key]
+        arr = values if isinstance(values, np.ndarray) else None
+        values = list(values)
+        if arr is not None and np.issubdtype(arr.dtype, np.floating):
+            feature.float_list.value.extend(arr.astype(np.float32).ravel().tolist())
+        elif arr is not None and np.issubdtype(arr.dtype, np.integer):
+            feature.int64_list.value.extend(int(v) for v in arr.ravel())
+        elif values and isinstance(values[0], (bytes, bytearray)):
+            feature.bytes_list.value.extend(bytes(v) for v in values)
+        elif values and isinstance(values[0], (float, np.floating)):
+            feature.float_list.value.extend(float(v) for v in values)
+        elif values:
+            feature.int64_list.value.extend(int(v) for v in values)
+        else:
+            feature.bytes_list.SetInParent()
+    return example.SerializeToString()
+
+
+def parse_example(serialized):
+    """``{key: list}`` from a serialized ``tf.train.Example`` (no TensorFlow needed)."""
+    example = _example_classes()["Example"].FromString(serialized)
+    out = {}
+    for key, feature in example.features.feature.items():
+        kind = feature.WhichOneof("kind")
+        out[key] = list(getattr(feature, kind).value) if kind else []
+    return out
+
+
+def pipeline_options(beam_args):
+    """``PipelineOptions`` from the Beam command-line arguments.
+
+    Without ``--runner`` the local ``FnApiRunner`` is used: it is the engine
+    the DirectRunner falls back to, honours ``--direct_running_mode``
+    (``in_memory``, ``multi_threading``, ``multi_processing``) and
+    ``--direct_num_workers``, and never tries to download the Prism runner
+    binary (the DirectRunner's first choice since Beam 2.6x, which needs the
+    network). Any ``--runner`` given (``DirectRunner``, ``DataflowRunner``,
+    ``FlinkRunner``, ``SparkRunner``, ...) is used as is.
+    """
+    from apache_beam.options.pipeline_options import PipelineOptions, StandardOptions
+
+    options = PipelineOptions(list(beam_args))
+    if not options.view_as(StandardOptions).runner:
+        options.view_as(StandardOptions).runner = "FnApiRunner"
+    return options
+
+
+def read_text_lines(pattern):
+    """All lines of the files matching ``pattern`` (driver side, any filesystem)."""
+    lines = []
+    for match in FileSystems.match([pattern])[0].metadata_list:
+        with FileSystems.open(match.path) as f:
+            lines.extend(line for line in f.read().decode("utf-8").splitlines() if line.strip())
+    return lines
+
+
+def write_text(path, text):
+    """Writes ``text`` to ``path`` (driver side, any filesystem)."""
+    with FileSystems.create(path) as f:
+        f.write(text.encode("utf-8"))
+
+
+def log_counters(result, namespace=NAMESPACE):
+    """The committed counters of ``namespace`` in a finished pipeline ``result``, as a dict."""
+    from apache_beam.metrics.metric import MetricsFilter
+
+    out = {}
+    try:
+        counters = result.metrics().query(MetricsFilter().with_namespace(namespace))["counters"]
+    except Exception as error:  # some runners do not report metrics
+        logging.warning("Could not query Beam metrics: %s", error)
+        return out
+    for counter in counters:
+        value = counter.committed if counter.committed is not None else counter.attempted
+        out[counter.key.metric.name] = out.get(counter.key.metric.name, 0) + int(value or 0)
+    return out

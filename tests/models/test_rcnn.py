@@ -1,0 +1,88 @@
+import keras
+import numpy as np
+import pytest
+import tensorflow as tf
+
+from keras_det.models.rcnn import RCNN, WarpRegions, context_boxes
+
+from .synthetic import rectangles
+from .test_fast_rcnn import _with_proposals
+
+SMALL = dict(
+    backbone="tiny", warp_size=48, context_padding=4, finetune_rois_per_image=12, svm_negative_pool=12,
+    bbox_rois_per_image=6, max_detections=10, inference_chunk=32,
+)
+
+
+def test_context_padding_geometry():
+    # A 100-px box warped to 227 with 16 px context: the crop is 100 * 227 / 195 px.
+    out = context_boxes(tf.constant([[0.0, 0.0, 100.0, 100.0]]), 227, 16).numpy()[0]
+    side = 100 * 227 / 195
+    np.testing.assert_allclose(out, [50 - side / 2, 50 - side / 2, 50 + side / 2, 50 + side / 2], rtol=1e-5)
+    with pytest.raises(ValueError, match="no room"):
+        context_boxes(tf.zeros([1, 4]), 32, 16)
+
+
+def test_warp_regions():
+    image = np.zeros((1, 20, 20, 3), np.float32)
+    image[0, 5:15, 5:15] = 200.0
+    warp = WarpRegions(8, 0)
+    out = warp(image, tf.constant([[5.0, 5.0, 15.0, 15.0]]), tf.constant([0])).numpy()
+    assert out.shape == (1, 8, 8, 3)
+    np.testing.assert_allclose(out, 200.0, atol=1e-3)
+    # Context beyond the image border is filled with the image mean.
+    padded = WarpRegions(8, 2)(image, tf.constant([[0.0, 0.0, 20.0, 20.0]]), tf.constant([0])).numpy()
+    np.testing.assert_allclose(padded[0, 0, 0], image.mean(axis=(1, 2))[0], atol=1e-3)
+    assert WarpRegions.from_config(warp.get_config()).get_config() == warp.get_config()
+
+
+def test_rcnn_stages_train_and_predict():
+    batch = _with_proposals(rectangles(num_images=3, size=64, num_classes=2), per_image=24)
+    ds = tf.data.Dataset.from_tensor_slices(batch).batch(3).repeat()
+    model = RCNN(2, stage="finetune", **SMALL)
+    model.compile(optimizer=keras.optimizers.Adam(3e-3))
+    hist = model.fit(ds, steps_per_epoch=6, epochs=2, verbose=0).history
+    assert hist["finetune_loss"][-1] < hist["finetune_loss"][0], hist
+    backbone_before = [v.numpy().copy() for v in model.backbone.trainable_variables]
+
+    model.stage = "svm"
+    model.compile(optimizer=keras.optimizers.Adam(1e-2))
+    hist = model.fit(ds, steps_per_epoch=6, epochs=2, verbose=0).history
+    assert hist["svm_loss"][-1] < hist["svm_loss"][0] and hist["bbox_loss"][-1] < hist["bbox_loss"][0], hist
+    # SVM and regressor train on fixed features: the backbone did not move.
+    for before, v in zip(backbone_before, model.backbone.trainable_variables):
+        np.testing.assert_array_equal(before, v.numpy())
+
+    out = model.predict({"images": batch["images"], "proposals": batch["proposals"]}, verbose=0)
+    assert out["boxes"].shape == (3, 10, 4) and out["scores"].shape == (3, 10)
+    assert out["labels"].dtype == np.int32 and out["num_detections"].shape == (3,)
+    assert set(np.unique(out["labels"])) <= {-1, 0, 1}
+    n = out["num_detections"]
+    assert np.all(out["labels"][0, n[0]:] == -1)
+
+
+def test_rcnn_all_stage_and_config():
+    batch = _with_proposals(rectangles(num_images=2, size=64, num_classes=2), per_image=16)
+    model = RCNN(2, stage="all", score_source="softmax", **SMALL)
+    model.compile(optimizer="adam")
+    logs = model.fit(tf.data.Dataset.from_tensors(batch), verbose=0).history
+    assert {"finetune_loss", "svm_loss", "bbox_loss"} <= set(logs) and np.isfinite(logs["loss"][0])
+    clone = RCNN.from_config(model.get_config())
+    assert clone.get_config() == model.get_config()
+    with pytest.raises(ValueError, match="stage"):
+        model.stage = "everything"
+    with pytest.raises(ValueError, match="needs `proposals`"):
+        model(np.zeros((1, 32, 32, 3), np.float32))
+
+
+def test_rcnn_save_and_load(tmp_path):
+    images = np.random.default_rng(0).uniform(0, 255, (1, 64, 64, 3)).astype("float32")
+    props = np.array([[[0, 0, 30, 30], [10, 10, 50, 60], [0, 0, 0, 0]]], "float32")
+    model = RCNN(2, backbone="tiny", warp_size=32, context_padding=4, score_threshold=0.0, max_detections=5)
+    out = model({"images": images, "proposals": props})
+    assert int(out["num_detections"][0]) <= 4  # 2 valid proposals x 2 classes; the padding row is ignored
+    model.save(tmp_path / "rcnn.keras")
+    loaded = keras.saving.load_model(tmp_path / "rcnn.keras")
+    again = loaded({"images": images, "proposals": props})
+    np.testing.assert_allclose(out["scores"], again["scores"], atol=1e-6)
+    np.testing.assert_allclose(out["boxes"], again["boxes"], atol=1e-4)
