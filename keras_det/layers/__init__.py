@@ -1,4 +1,9 @@
-"""Keras layers wrapping ``keras_det.ops`` (all serializable)."""
+"""Keras layers wrapping ``keras_det.ops`` (all serializable).
+
+DESIGN.md places every head in ``heads.py``; the single-shot heads live in
+``ssd_head.py`` and ``yolo_head.py`` instead (small single-purpose modules);
+all are exported here.
+"""
 
 from keras_det.layers.decoder import DetectionDecoder  # noqa: F401
 from keras_det.layers.fpn import FeaturePyramid  # noqa: F401
@@ -6,3 +11,5 @@ from keras_det.layers.heads import KeypointHead, MaskHead, RoIBoxHead  # noqa: F
 from keras_det.layers.preprocessing import ImagePreprocessing  # noqa: F401
 from keras_det.layers.roi_pooling import MultiLevelRoIAlign, RoIAlign, RoIPooling  # noqa: F401
 from keras_det.layers.rpn import AnchorGenerator, ProposalGenerator, RPNHead  # noqa: F401
+from keras_det.layers.ssd_head import SSDHead  # noqa: F401
+from keras_det.layers.yolo_head import YOLOHead, YOLONeck, YOLOv1Head  # noqa: F401

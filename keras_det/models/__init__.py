@@ -10,4 +10,7 @@ from keras_det.models.faster_rcnn import FasterRCNN  # noqa: F401
 from keras_det.models.mask_rcnn import MaskRCNN  # noqa: F401
 from keras_det.models.rcnn import RCNN  # noqa: F401
 from keras_det.models.segmentation import FCNSegmenter  # noqa: F401
+from keras_det.models.sliding_window import SlidingWindowDetector  # noqa: F401
+from keras_det.models.ssd import SSD  # noqa: F401
 from keras_det.models.transfer import TransferClassifier  # noqa: F401
+from keras_det.models.yolo import YOLO  # noqa: F401

@@ -1,4 +1,6 @@
-"""Anchor grids: Faster R-CNN, multi-level (FPN-style) and SSD default boxes.
+"""Anchor grids: Faster R-CNN, multi-level (FPN-style), SSD default boxes, YOLO priors.
+
+``kmeans_anchors`` derives YOLO priors from training boxes (k-means, 1 - IoU).
 
 All absolute anchors are ``yxyx`` in input-image pixels; SSD default boxes are
 ``rel_yxyx`` (fractions of the image), as in the paper.
@@ -221,3 +223,59 @@ def ssd_default_boxes(feature_map_sizes, min_scale=0.2, max_scale=0.9, aspect_ra
     if clip:
         boxes = np.clip(boxes, 0.0, 1.0)
     return tf.constant(boxes, tf.float32)
+
+
+def kmeans_anchors(boxes_wh, k=9, seed=0, max_iter=300):
+    """YOLO priors: k-means on box sizes with the distance ``1 - IoU`` (YOLOv2).
+
+    Two boxes are compared by their widths and heights only, as if they shared
+    a corner: ``IoU = min(w1, w2) min(h1, h2) / (w1 h1 + w2 h2 - overlap)``, so
+    large and small boxes are clustered by shape rather than by a Euclidean
+    error that large boxes would dominate. Centroids start from a
+    k-means++ draw (``seed``) and move to the mean of their members until the
+    assignment stops changing.
+
+    Args:
+        boxes_wh: ``[N, 2]`` positive (width, height) of the training boxes
+            (pixels of the training image size, or relative).
+        k: number of priors (9 for three scales × 3).
+        seed: RNG seed of the initialisation.
+        max_iter: iteration cap.
+
+    Returns:
+        float32 numpy ``[k, 2]`` (width, height), sorted by area ascending
+        (split into consecutive groups of ``k / num_scales`` for the scales,
+        finest first).
+
+    Raises:
+        ValueError: fewer than ``k`` boxes, or a non-positive size.
+    """
+    wh = np.asarray(boxes_wh, np.float64).reshape(-1, 2)
+    if wh.shape[0] < k or k < 1:
+        raise ValueError(f"k-means needs at least k={k} boxes, got {wh.shape[0]}.")
+    if np.any(wh <= 0) or not np.all(np.isfinite(wh)):
+        raise ValueError("`boxes_wh` must hold positive, finite widths and heights.")
+
+    def wh_iou(a, b):
+        inter = np.minimum(a[:, None, 0], b[None, :, 0]) * np.minimum(a[:, None, 1], b[None, :, 1])
+        return inter / (a[:, None, 0] * a[:, None, 1] + b[None, :, 0] * b[None, :, 1] - inter)
+
+    rng = np.random.default_rng(seed)
+    centroids = [wh[rng.integers(len(wh))]]
+    for _ in range(1, k):  # k-means++: draw far (in 1 - IoU) boxes more often
+        d = np.min(1.0 - wh_iou(wh, np.asarray(centroids)), axis=1) ** 2
+        p = d / d.sum() if d.sum() > 0 else None
+        centroids.append(wh[rng.choice(len(wh), p=p)])
+    centroids = np.asarray(centroids)
+    assign = None
+    for _ in range(max_iter):
+        new_assign = np.argmax(wh_iou(wh, centroids), axis=1)
+        if assign is not None and np.array_equal(new_assign, assign):
+            break
+        assign = new_assign
+        for c in range(k):
+            members = wh[assign == c]
+            if len(members):
+                centroids[c] = members.mean(axis=0)
+    order = np.argsort(centroids[:, 0] * centroids[:, 1])
+    return centroids[order].astype(np.float32)
