@@ -15,6 +15,7 @@ gradients and reports every loss as a metric, so ``fit()`` shows e.g.
 import keras
 import tensorflow as tf
 
+from keras_det.models.config import ConfigFromArguments
 from keras_det.models.transfer import with_lr_multipliers
 from keras_det.ops import boxes as box_ops
 
@@ -63,7 +64,7 @@ def images_only(data):
     return data
 
 
-class Detector(keras.Model):
+class Detector(ConfigFromArguments, keras.Model):
     """Base class of the detection models (not used directly).
 
     Args:

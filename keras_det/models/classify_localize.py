@@ -96,9 +96,8 @@ class ClassifyLocalize(Detector):
             * loss_ops.box_regression_loss(pred[:, None], box[:, None], weight[:, None], tf.reduce_sum(weight), kind=self.box_loss, beta=1.0 / 9.0),
         }
 
-    def get_config(self):
-        if self.backbone_name is None:
-            raise NotImplementedError("A ClassifyLocalize on a custom keras.Model backbone is not serializable by config.")
+    @property
+    def config_args(self):
         return {
             "num_classes": self.num_classes,
             "backbone": self.backbone_name,
@@ -108,5 +107,4 @@ class ClassifyLocalize(Detector):
             "box_loss": self.box_loss,
             "box_loss_weight": self.box_loss_weight,
             "tap": self.tap,
-            "name": self.name,
         }

@@ -241,7 +241,3 @@ class FastRCNN(Detector):
         features = self.features(images, training)
         return self.roi_losses(features, proposals, valid, gt_boxes, gt_labels, training)
 
-    def get_config(self):
-        if self.backbone_name is None:
-            raise NotImplementedError(f"A {type(self).__name__} on a custom keras.Model backbone is not serializable by config.")
-        return {**self.config_args, "name": self.name}

@@ -429,7 +429,3 @@ class RCNN(Detector):
         count = tf.maximum(tf.reduce_sum(pos_w) + tf.reduce_sum(neg_w), 1.0)
         return total / count + self.svm_l2 * tf.reduce_sum(tf.square(self.svm.kernel))
 
-    def get_config(self):
-        if self.backbone_name is None:
-            raise NotImplementedError("An RCNN on a custom keras.Model backbone is not serializable by config.")
-        return {**self.config_args, "name": self.name}

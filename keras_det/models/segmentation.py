@@ -21,6 +21,7 @@ import numpy as np
 import tensorflow as tf
 
 from keras_det.backbones import build_backbone
+from keras_det.models.config import ConfigFromArguments
 
 TAPS = ("C3", "C4", "C5")
 
@@ -87,7 +88,7 @@ def _crop_to(x, like):
 
 
 @keras.saving.register_keras_serializable(package="keras_det")
-class FCNSegmenter(keras.Model):
+class FCNSegmenter(ConfigFromArguments, keras.Model):
     """FCN-8s semantic segmenter on a ``keras.applications`` backbone.
 
     Args:
@@ -144,13 +145,11 @@ class FCNSegmenter(keras.Model):
         """Argmax class map ``[B, H, W]`` int32 (0 background, ``label + 1`` objects)."""
         return tf.argmax(self(images, training=False), axis=-1, output_type=tf.int32)
 
-    def get_config(self):
-        if self.backbone_name is None:
-            raise NotImplementedError("An FCNSegmenter on a custom keras.Model backbone is not serializable by config.")
+    @property
+    def config_args(self):
         return {
             "num_classes": self.num_classes,
             "backbone": self.backbone_name,
             "backbone_weights": None,
             "bounding_box_format": self.bounding_box_format,
-            "name": self.name,
         }

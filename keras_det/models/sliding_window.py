@@ -303,7 +303,3 @@ class SlidingWindowDetector(Detector):
             losses["box_loss"] = tf.zeros([])
         return losses
 
-    def get_config(self):
-        if self.backbone_name is None:
-            raise NotImplementedError(f"A {type(self).__name__} on a custom keras.Model backbone is not serializable by config.")
-        return {**self.config_args, "name": self.name}

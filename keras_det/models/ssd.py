@@ -290,10 +290,6 @@ class SSD(Detector):
         logits, deltas = self.head_outputs(images, training)
         return self.ssd_losses(logits, deltas, gt_boxes, gt_labels)
 
-    def get_config(self):
-        if self.backbone_name is None:
-            raise NotImplementedError(f"A {type(self).__name__} on a custom keras.Model backbone is not serializable by config.")
-        return {**self.config_args, "name": self.name}
 
 
 def _ratios_config(aspect_ratios):

@@ -22,6 +22,7 @@ depend on the gradient's scale.
 import keras
 
 from keras_det.backbones import build_backbone
+from keras_det.models.config import ConfigFromArguments
 
 
 def iter_layers(model):
@@ -147,7 +148,7 @@ def recommend_strategy(num_examples, similarity, small_data_threshold=1000):
 
 
 @keras.saving.register_keras_serializable(package="keras_det")
-class TransferClassifier(keras.Model):
+class TransferClassifier(ConfigFromArguments, keras.Model):
     """Image classifier on a pretrained backbone: pooled tap features + linear softmax.
 
     Starts as a fixed feature extractor (the backbone frozen); call
@@ -187,9 +188,8 @@ class TransferClassifier(keras.Model):
         with_lr_multipliers(optimizer, getattr(self.backbone, "lr_multipliers", {}))
         super().compile(optimizer=optimizer, loss=loss, metrics=list(metrics), **kwargs)
 
-    def get_config(self):
-        if self.backbone_name is None:
-            raise NotImplementedError("A TransferClassifier on a custom keras.Model backbone is not serializable by config.")
+    @property
+    def config_args(self):
         return {
             "num_classes": self.num_classes,
             "backbone": self.backbone_name,
@@ -198,5 +198,4 @@ class TransferClassifier(keras.Model):
             "input_shape": self.image_shape,
             "tap": self.tap,
             "dropout": self.dropout_rate,
-            "name": self.name,
         }

@@ -482,7 +482,3 @@ class YOLO(Detector):
             return self.v1_losses(raw, gt_boxes, gt_labels)
         return self.multiscale_losses(raw, gt_boxes, gt_labels)
 
-    def get_config(self):
-        if self.backbone_name is None:
-            raise NotImplementedError(f"A {type(self).__name__} on a custom keras.Model backbone is not serializable by config.")
-        return {**self.config_args, "name": self.name}
