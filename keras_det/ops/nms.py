@@ -220,7 +220,9 @@ def _float32_threshold(iou_threshold):
 
 def _empty_inverted(boxes):
     """Collapses inverted ``yxyx`` boxes to a point so their IoU is 0."""
-    ymin, xmin, ymax, xmax = tf.unstack(boxes, axis=-1)
+    # Slices, not tf.unstack: TFLite cannot unstack an empty tensor (a class
+    # without candidates).
+    ymin, xmin, ymax, xmax = boxes[..., 0], boxes[..., 1], boxes[..., 2], boxes[..., 3]
     inverted = tf.logical_or(ymax < ymin, xmax < xmin)
     point = tf.stack([ymin, xmin, ymin, xmin], axis=-1)
     return tf.where(inverted[..., None], point, boxes)
