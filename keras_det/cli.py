@@ -180,12 +180,47 @@ def cmd_predict(args):
     return 0
 
 
+def train_classifier(args):
+    """The classification path: a TransferClassifier on a folder of class subfolders."""
+    import keras
+
+    from keras_det.models.transfer import TransferClassifier, fine_tune, recommend_strategy
+
+    size = args.image_size
+    train = keras.utils.image_dataset_from_directory(
+        args.data, image_size=(size, size), batch_size=args.batch_size, shuffle=True, seed=0
+    )
+    names = list(train.class_names)
+    count = sum(int(b[1].shape[0]) for b in train)
+    advice = recommend_strategy(count, args.similarity)
+    _say(f"{count} images of {len(names)} classes; {advice['advice']}")
+    model = TransferClassifier(
+        len(names),
+        backbone=args.backbone,
+        backbone_weights=None if str(args.backbone_weights).lower() == "none" else args.backbone_weights,
+        input_shape=(size, size, 3),
+        tap=advice["tap"],
+    )
+    layers = advice["fine_tune_layers"] if args.fine_tune is None else args.fine_tune
+    if layers:
+        fine_tune(model.backbone, layers, lr_multiplier=0.1)
+        _say(f"fine-tuning the top {layers} backbone layers at 0.1x the learning rate")
+    model.compile(optimizer=keras.optimizers.Adam(args.learning_rate))
+    model.fit(train.repeat(), epochs=args.epochs, steps_per_epoch=args.steps_per_epoch, verbose=_verbose())
+    os.makedirs(os.path.dirname(os.path.abspath(args.output)), exist_ok=True)
+    model.save(args.output)
+    _say(f"classifier ({', '.join(names)}) saved to {args.output}")
+    return 0
+
+
 def cmd_train(args):
     import keras
 
     from keras_det import data
     from keras_det.models.faster_rcnn import FasterRCNN
 
+    if args.task == "classify":
+        return train_classifier(args)
     size = args.image_size
     train, info = data.load(args.data, "train", bounding_box_format="xyxy", with_info=True)
     batches = data.pipeline(train, args.batch_size, image_size=(size, size), bounding_box_format="xyxy", shuffle=1000, drop_remainder=True).repeat()
@@ -217,9 +252,18 @@ def build_parser():
     demo.add_argument("--export-dir", default=os.path.join("saved_models", "shapes_faster_rcnn"))
     demo.set_defaults(func=cmd_demo)
 
-    train = sub.add_parser("train", help="train a Faster R-CNN on a dataset (shapes, a folder, or a TFDS name)")
+    train = sub.add_parser(
+        "train",
+        help="train a Faster R-CNN on a dataset (shapes, a folder, or a TFDS name), "
+        "or with --task classify a transfer-learning classifier on a folder of class subfolders",
+    )
+    train.add_argument("--task", choices=("detect", "classify"), default="detect")
     train.add_argument("--data", default="shapes")
     train.add_argument("--backbone", default="tiny")
+    train.add_argument("--backbone-weights", default=None, help="'imagenet', a local weights file, or none")
+    train.add_argument("--similarity", choices=("similar", "different"), default="similar",
+                       help="classify: how close the data is to ImageNet (picks the transfer strategy)")
+    train.add_argument("--fine-tune", type=int, default=None, help="classify: top backbone layers to fine-tune")
     train.add_argument("--epochs", type=int, default=10)
     train.add_argument("--steps-per-epoch", type=int, default=100)
     train.add_argument("--batch-size", type=int, default=8)
