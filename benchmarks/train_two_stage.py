@@ -148,8 +148,11 @@ def inference_speed(runs):
 
 
 def torchvision_speed(python, runs):
+    # Without a passive OpenMP wait policy, torch's 2 spinning threads stall
+    # for seconds whenever another process holds a core.
+    env = dict(os.environ, OMP_WAIT_POLICY=os.environ.get("OMP_WAIT_POLICY", "PASSIVE"))
     out = subprocess.run(
-        [python, "-c", TORCH_SCRIPT, str(os.cpu_count() or 1), str(runs)], capture_output=True, text=True, timeout=1800
+        [python, "-c", TORCH_SCRIPT, str(os.cpu_count() or 1), str(runs)], capture_output=True, text=True, timeout=1800, env=env
     )
     if out.returncode != 0:
         return {"error": out.stderr.strip().splitlines()[-1] if out.stderr else "failed"}
