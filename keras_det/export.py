@@ -169,6 +169,9 @@ def export_saved_model(model, export_dir, version=None, image_size=None, class_n
         class_names = [f"class_{i}" for i in range(num_classes or 0)]
     # keras.export.ExportArchive (Keras' own SavedModel writer) tracks every
     # variable so that TF1-style loaders such as TF Serving's restore them all.
+    if not model.built:
+        # Variables exist only after a first call; export needs them.
+        model(tf.zeros((1,) + image_size + (3,), tf.float32), training=False)
     serving = _Serving(model, image_size)
     archive = keras.export.ExportArchive()
     archive.track(model)

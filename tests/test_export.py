@@ -123,3 +123,30 @@ def test_saved_model_cli_shows_both_signatures(exported):
         "Method name is: tensorflow/serving/predict",
     ):
         assert text in out, text
+
+
+def _other_detectors():
+    from keras_det.models import SSD, YOLO, SlidingWindowDetector
+
+    from .models.test_sliding_window import SMALL as WINDOW_SMALL
+    from .models.test_ssd import SMALL as SSD_SMALL
+    from .models.test_yolo import MS
+
+    return [
+        ("ssd", lambda: SSD(3, **SSD_SMALL)),
+        ("yolo_multiscale", lambda: YOLO(3, **MS)),
+        ("sliding_window", lambda: SlidingWindowDetector(3, **WINDOW_SMALL)),
+    ]
+
+
+@pytest.mark.parametrize("name,factory", _other_detectors())
+def test_every_detector_exports(name, factory, tmp_path):
+    model = factory()
+    path = export_saved_model(model, str(tmp_path / name), image_size=(128, 128))
+    fn = tf.saved_model.load(path).signatures["serving_default"]
+    png = tf.io.encode_png(np.random.default_rng(0).integers(0, 256, (100, 150, 3), dtype=np.uint8)).numpy()
+    out = fn(images=tf.constant([png]))
+    k = out["detection_scores"].shape[1]
+    assert out["detection_boxes"].shape == (1, k, 4) and out["num_detections"].shape == (1,)
+    boxes = out["detection_boxes"].numpy()
+    assert boxes.min() >= 0 and boxes.max() <= 1
