@@ -43,6 +43,7 @@ import hashlib
 import json
 import logging
 import os
+import time
 
 import apache_beam as beam
 from apache_beam.io import fileio
@@ -437,3 +438,51 @@ def log_counters(result, namespace=NAMESPACE):
         value = counter.committed if counter.committed is not None else counter.attempted
         out[counter.key.metric.name] = out.get(counter.key.metric.name, 0) + int(value or 0)
     return out
+
+
+def execute(build, args, beam_args):
+    """Builds a pipeline with ``build(pipeline, args)`` and runs it to the end.
+
+    Args:
+        build: function adding the transforms to a ``beam.Pipeline``.
+        args: the pipeline's own parsed arguments.
+        beam_args: the remaining command-line arguments (runner options).
+
+    Returns:
+        ``(result, seconds)``: the finished ``PipelineResult`` and the wall time.
+    """
+    start = time.time()
+    pipeline = beam.Pipeline(options=pipeline_options(beam_args))
+    build(pipeline, args)
+    result = pipeline.run()
+    result.wait_until_finish()
+    return result, time.time() - start
+
+
+def pop_stats(out):
+    """Reads and removes the ``_stats.json`` a pipeline wrote into ``out``."""
+    path = FileSystems.join(out, "_stats.json")
+    stats = json.loads(read_text_lines(path)[0])
+    FileSystems.delete([path])
+    return stats
+
+
+def finish_summary(out, name, summary, result, seconds, summary_name="summary.json"):
+    """Adds timing and counters to ``summary``, writes ``out/summary.json``, logs it.
+
+    ``images_per_second`` is added when the summary counts ``images``.
+    """
+    summary["seconds"] = round(seconds, 3)
+    if "images" in summary:
+        summary["images_per_second"] = round(summary["images"] / seconds, 4) if seconds > 0 else None
+    summary["counters"] = log_counters(result)
+    write_text(FileSystems.join(out, summary_name), json.dumps(summary, indent=2, sort_keys=True))
+    logging.info("%s summary: %s", name, json.dumps(summary, sort_keys=True))
+    return summary
+
+
+def main(run, argv=None, render=None):
+    """Command-line entry point: INFO logging, ``run(argv)``, print the summary."""
+    logging.getLogger().setLevel(logging.INFO)
+    summary = run(argv)
+    print(render(summary) if render else json.dumps(summary, indent=2, sort_keys=True))

@@ -35,8 +35,6 @@ Output directory: ``metrics.json`` (the metric dict), ``summary.json``
 
 import argparse
 import json
-import logging
-import time
 
 import apache_beam as beam
 from apache_beam.io import fileio
@@ -453,31 +451,15 @@ def parser():
 def run(argv=None):
     """Runs the pipeline; returns the summary dict (also written to ``summary.json``)."""
     args, beam_args = parser().parse_known_args(argv)
-    options = common.pipeline_options(beam_args)
     out = args.output.rstrip("/")
-    start = time.time()
-    pipeline = beam.Pipeline(options=options)
-    build(pipeline, args)
-    result = pipeline.run()
-    result.wait_until_finish()
-    seconds = time.time() - start
+    result, seconds = common.execute(build, args, beam_args)
     metrics = json.loads(common.read_text_lines(FileSystems.join(out, METRICS_NAME))[0])
-    summary = {
-        **metrics,
-        "gt": args.gt,
-        "detections_input": args.detections,
-        "seconds": round(seconds, 3),
-        "counters": common.log_counters(result),
-    }
-    common.write_text(FileSystems.join(out, SUMMARY_NAME), json.dumps(summary, indent=2, sort_keys=True))
-    logging.info("evaluate summary: %s", json.dumps(summary, sort_keys=True))
-    return summary
+    summary = {**metrics, "gt": args.gt, "detections_input": args.detections}
+    return common.finish_summary(out, "evaluate", summary, result, seconds, SUMMARY_NAME)
 
 
 def main(argv=None):
-    logging.getLogger().setLevel(logging.INFO)
-    summary = run(argv)
-    print(format_table(summary))
+    common.main(run, argv, render=format_table)
 
 
 if __name__ == "__main__":

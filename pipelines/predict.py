@@ -40,8 +40,6 @@ either an inferred image (with zero or more detections) or a dead letter.
 
 import argparse
 import json
-import logging
-import time
 
 import apache_beam as beam
 from apache_beam.io.filesystems import FileSystems
@@ -266,35 +264,15 @@ def parser():
 def run(argv=None):
     """Runs the pipeline; returns the summary dict (also written to ``summary.json``)."""
     args, beam_args = parser().parse_known_args(argv)
-    options = common.pipeline_options(beam_args)
     out = args.output.rstrip("/")
-    start = time.time()
-    pipeline = beam.Pipeline(options=options)
-    build(pipeline, args)
-    result = pipeline.run()
-    result.wait_until_finish()
-    seconds = time.time() - start
-    stats_path = FileSystems.join(out, "_stats.json")
-    summary = json.loads(common.read_text_lines(stats_path)[0])
-    FileSystems.delete([stats_path])
-    summary.update(
-        {
-            "input": args.input,
-            "model": args.model,
-            "seconds": round(seconds, 3),
-            "images_per_second": round(summary["images"] / seconds, 4) if seconds > 0 else None,
-            "counters": common.log_counters(result),
-        }
-    )
-    common.write_text(FileSystems.join(out, SUMMARY_NAME), json.dumps(summary, indent=2, sort_keys=True))
-    logging.info("predict summary: %s", json.dumps(summary, sort_keys=True))
-    return summary
+    result, seconds = common.execute(build, args, beam_args)
+    summary = common.pop_stats(out)
+    summary.update({"input": args.input, "model": args.model})
+    return common.finish_summary(out, "predict", summary, result, seconds, SUMMARY_NAME)
 
 
 def main(argv=None):
-    logging.getLogger().setLevel(logging.INFO)
-    summary = run(argv)
-    print(json.dumps(summary, indent=2, sort_keys=True))
+    common.main(run, argv)
 
 
 if __name__ == "__main__":

@@ -37,8 +37,6 @@ Dataflow / Flink / Spark command lines.
 
 import argparse
 import json
-import logging
-import time
 
 import apache_beam as beam
 from apache_beam.io.filesystems import FileSystems
@@ -240,36 +238,15 @@ def run(argv=None):
     args, beam_args = parser().parse_known_args(argv)
     if args.method == "edge_boxes" and not args.edge_model:
         raise ValueError("--method edge_boxes needs --edge_model (a structured-edge model file).")
-    options = common.pipeline_options(beam_args)
     out = args.output.rstrip("/")
-    start = time.time()
-    pipeline = beam.Pipeline(options=options)
-    build(pipeline, args)
-    result = pipeline.run()
-    result.wait_until_finish()
-    seconds = time.time() - start
-    stats_path = FileSystems.join(out, "_stats.json")
-    summary = json.loads(common.read_text_lines(stats_path)[0])
-    FileSystems.delete([stats_path])
-    summary.update(
-        {
-            "input": args.input,
-            "method": args.method,
-            "max_proposals": args.max_proposals,
-            "seconds": round(seconds, 3),
-            "images_per_second": round(summary["images"] / seconds, 4) if seconds > 0 else None,
-            "counters": common.log_counters(result),
-        }
-    )
-    common.write_text(FileSystems.join(out, SUMMARY_NAME), json.dumps(summary, indent=2, sort_keys=True))
-    logging.info("proposals summary: %s", json.dumps(summary, sort_keys=True))
-    return summary
+    result, seconds = common.execute(build, args, beam_args)
+    summary = common.pop_stats(out)
+    summary.update({"input": args.input, "method": args.method, "max_proposals": args.max_proposals})
+    return common.finish_summary(out, "proposals", summary, result, seconds, SUMMARY_NAME)
 
 
 def main(argv=None):
-    logging.getLogger().setLevel(logging.INFO)
-    summary = run(argv)
-    print(json.dumps(summary, indent=2, sort_keys=True))
+    common.main(run, argv)
 
 
 if __name__ == "__main__":
