@@ -1,14 +1,16 @@
 """The ``keras-det`` command line.
 
     keras-det demo                       train → evaluate → export → predict on `shapes`
-    keras-det train   --data shapes --output runs/model.keras
+    keras-det train   --model faster_rcnn --data shapes --output-dir runs/train
     keras-det evaluate --gt gt.json --results dets.json      (or --model M --data D)
-    keras-det export  runs/model.keras saved_models/shapes --image-size 128
-    keras-det predict saved_models/shapes/1 image.jpg ... --output runs/pred
+    keras-det export  runs/train/model.keras saved_models/shapes --image-size 128
+    keras-det predict saved_models/shapes/1 image.jpg folder/ ... --output runs/pred
 
-Subcommands whose issue has not landed yet say so and exit with status 2, so
-``keras-det --help`` always lists the whole surface. Progress bars are Keras'
-own; without a terminal (CI, pipes) they print one line per epoch.
+    keras-det proposals --input 'images/*.jpg' --output runs/proposals   (Beam)
+    keras-det bench eval_speed                                            (benchmarks/)
+
+Progress bars are Keras' own; without a terminal (CI, pipes) they print one
+line per epoch. See docs/cli.md.
 """
 
 import argparse
@@ -16,10 +18,6 @@ import json
 import os
 import sys
 import time
-
-_PENDING = {
-    "bench": "speed and accuracy benchmarks",
-}
 
 # The demo's detector: a Faster R-CNN sized for 128-px `shapes` images on 2 CPU
 # cores. Objects are 8-77 px, so it pools from the stride-8 map (C3) with
@@ -142,27 +140,58 @@ def cmd_evaluate(args):
 def cmd_export(args):
     import keras
 
+    import keras_det.models  # noqa: F401  (registers the models for load_model)
     from keras_det.export import export_saved_model
 
+    if not os.path.isfile(args.model):
+        raise SystemExit(f"keras-det export: model file {args.model!r} does not exist.")
     model = keras.saving.load_model(args.model)
     size = tuple(args.image_size) if len(args.image_size) == 2 else (args.image_size[0],) * 2
-    _say(f"exported {export_saved_model(model, args.export_dir, image_size=size)}")
+    names = None
+    names_file = os.path.join(os.path.dirname(os.path.abspath(args.model)), "class_names.json")
+    if os.path.isfile(names_file):  # written by `keras-det train`
+        names = json.load(open(names_file))
+    _say(f"exported {export_saved_model(model, args.export_dir, image_size=size, class_names=names)}")
     return 0
 
 
+IMAGE_SUFFIXES = (".jpg", ".jpeg", ".png", ".bmp", ".gif")
+
+
+def _image_paths(items):
+    """Files and the images inside folders, in order; a missing path is an error naming it."""
+    paths = []
+    for item in items:
+        if os.path.isdir(item):
+            paths += sorted(os.path.join(item, f) for f in os.listdir(item) if f.lower().endswith(IMAGE_SUFFIXES))
+        elif os.path.isfile(item):
+            paths.append(item)
+        else:
+            raise SystemExit(f"keras-det predict: {item!r} is neither an image file nor a folder.")
+    if not paths:
+        raise SystemExit("keras-det predict: no images found in " + ", ".join(map(repr, items)))
+    return paths
+
+
 def cmd_predict(args):
+    import keras
     import numpy as np
     import tensorflow as tf
 
     from keras_det.visualize import draw_detections, save_png
 
+    if not os.path.isfile(os.path.join(args.saved_model, "saved_model.pb")):
+        raise SystemExit(f"keras-det predict: {args.saved_model!r} is not a SavedModel version directory (no saved_model.pb).")
+    paths = _image_paths(args.images)
     serving = tf.saved_model.load(args.saved_model).signatures["serving_default"]
     labels_path = os.path.join(args.saved_model, "assets", "label_map.pbtxt")
     names = None
     if os.path.isfile(labels_path):
         names = [line.split("'")[1] for line in open(labels_path) if line.strip().startswith("name:")]
     os.makedirs(args.output, exist_ok=True)
-    for path in args.images:
+    results = {}
+    progress = keras.utils.Progbar(len(paths), verbose=_verbose())
+    for i, path in enumerate(paths):
         data = open(path, "rb").read()
         image = tf.io.decode_image(data, channels=3, expand_animations=False).numpy()
         out = serving(images=tf.constant([data]))
@@ -173,10 +202,23 @@ def cmd_predict(args):
             "scores": out["detection_scores"][0, :n].numpy(),
             "labels": out["detection_classes"][0, :n].numpy().astype(np.int32) - 1,
         }
+        keep = prediction["scores"] >= args.score_threshold
+        results[path] = [
+            {
+                "box_xyxy": [round(float(v), 2) for v in box[[1, 0, 3, 2]]],
+                "score": round(float(score), 4),
+                "label": int(label),
+                "class": names[label] if names and 0 <= label < len(names) else str(label),
+            }
+            for box, score, label in zip(prediction["boxes"][keep], prediction["scores"][keep], prediction["labels"][keep])
+        ]
         drawn = draw_detections(image, prediction, "yxyx", class_names=names, score_threshold=args.score_threshold)
-        target = os.path.join(args.output, os.path.splitext(os.path.basename(path))[0] + "_pred.png")
-        save_png(drawn, target)
-        _say(f"{path}: {int((prediction['scores'] >= args.score_threshold).sum())} detections -> {target}")
+        save_png(drawn, os.path.join(args.output, os.path.splitext(os.path.basename(path))[0] + "_pred.png"))
+        progress.update(i + 1)
+    with open(os.path.join(args.output, "detections.json"), "w") as f:
+        json.dump(results, f, indent=1)
+    total = sum(len(v) for v in results.values())
+    _say(f"{len(paths)} images, {total} detections >= {args.score_threshold}: drawings and detections.json in {args.output}")
     return 0
 
 
@@ -213,23 +255,76 @@ def train_classifier(args):
     return 0
 
 
+def build_detector(name, num_classes, backbone, image_size):
+    """A CPU-sized detector of the given kind for ``keras-det train``."""
+    from keras_det.models import SSD, YOLO, FasterRCNN, MaskRCNN
+
+    two_stage = {k: v for k, v in DEMO_MODEL.items() if k != "backbone"}
+    size = (image_size, image_size)
+    if name == "faster_rcnn":
+        return FasterRCNN(num_classes, backbone=backbone, bounding_box_format="xyxy", **two_stage)
+    if name == "mask_rcnn":
+        return MaskRCNN(num_classes, backbone=backbone, bounding_box_format="xyxy", mask_conv_dims=64, **two_stage)
+    if name == "ssd":
+        return SSD(num_classes, backbone=backbone, bounding_box_format="xyxy", image_size=size)
+    if name == "yolo":
+        return YOLO(num_classes, backbone=backbone, bounding_box_format="xyxy", variant="multiscale", image_size=size)
+    raise ValueError(f"--model must be one of {DETECTORS}, got {name!r}.")
+
+
+DETECTORS = ("faster_rcnn", "mask_rcnn", "ssd", "yolo")
+
+
 def cmd_train(args):
     import keras
 
     from keras_det import data
-    from keras_det.models.faster_rcnn import FasterRCNN
 
     if args.task == "classify":
         return train_classifier(args)
     size = args.image_size
-    train, info = data.load(args.data, "train", bounding_box_format="xyxy", with_info=True)
-    batches = data.pipeline(train, args.batch_size, image_size=(size, size), bounding_box_format="xyxy", shuffle=1000, drop_remainder=True).repeat()
-    model = FasterRCNN(len(info.class_names), bounding_box_format="xyxy", backbone=args.backbone, **{k: v for k, v in DEMO_MODEL.items() if k != "backbone"})
+    options = {"num_images": args.train_images} if args.data == "shapes" and args.train_images else {}
+    if args.data == "shapes":
+        options["with_masks"] = args.model == "mask_rcnn"
+    train, info = data.load(args.data, "train", bounding_box_format="xyxy", with_info=True, **options)
+    batches = data.pipeline(
+        train, args.batch_size, image_size=(size, size), bounding_box_format="xyxy", shuffle=1000, drop_remainder=True
+    ).repeat()
+    model = build_detector(args.model, len(info.class_names), args.backbone, size)
+    model(keras.ops.zeros((1, size, size, 3)))  # BackupAndRestore needs a built model
     model.compile(optimizer=keras.optimizers.Adam(args.learning_rate))
-    model.fit(batches, epochs=args.epochs, steps_per_epoch=args.steps_per_epoch, verbose=_verbose())
-    os.makedirs(os.path.dirname(os.path.abspath(args.output)), exist_ok=True)
-    model.save(args.output)
-    _say(f"model saved to {args.output} (export it with `keras-det export {args.output} saved_models/NAME`)")
+    run_dir = args.output_dir
+    os.makedirs(run_dir, exist_ok=True)
+    callbacks = [
+        # Resumable: an interrupted run continues from its last epoch when started again.
+        keras.callbacks.BackupAndRestore(os.path.join(run_dir, "backup")),
+        keras.callbacks.ModelCheckpoint(os.path.join(run_dir, "checkpoint.keras")),
+        keras.callbacks.TensorBoard(os.path.join(run_dir, "logs")),
+    ]
+    _say(f"train: {args.model} ({args.backbone}) on {args.data}, {len(info.class_names)} classes; logs and checkpoints in {run_dir}")
+    model.fit(batches, epochs=args.epochs, steps_per_epoch=args.steps_per_epoch, verbose=_verbose(), callbacks=callbacks)
+    path = os.path.join(run_dir, "model.keras")
+    model.save(path)
+    with open(os.path.join(run_dir, "class_names.json"), "w") as f:
+        json.dump(list(info.class_names), f)
+    _say(f"model saved to {path} (export it with `keras-det export {path} saved_models/NAME --image-size {size}`)")
+    return 0
+
+
+def cmd_bench(args):
+    """Runs a script of benchmarks/ (source checkouts only) with the remaining arguments."""
+    import runpy
+
+    root = os.path.join(os.path.dirname(os.path.dirname(os.path.abspath(__file__))), "benchmarks")
+    script = os.path.join(root, f"{args.name.replace('-', '_')}.py")
+    if not os.path.isfile(script):
+        available = sorted(f[:-3] for f in os.listdir(root) if f.endswith(".py")) if os.path.isdir(root) else []
+        raise SystemExit(
+            f"keras-det bench: no benchmark {args.name!r}"
+            + (f"; available: {', '.join(available)}" if available else " (benchmarks/ ships with a source checkout)")
+        )
+    sys.argv = [script, *args.rest]
+    runpy.run_path(script, run_name="__main__")
     return 0
 
 
@@ -258,7 +353,9 @@ def build_parser():
         "or with --task classify a transfer-learning classifier on a folder of class subfolders",
     )
     train.add_argument("--task", choices=("detect", "classify"), default="detect")
-    train.add_argument("--data", default="shapes")
+    train.add_argument("--model", choices=DETECTORS, default="faster_rcnn", help="detect: which detector")
+    train.add_argument("--data", default="shapes", help="'shapes', a COCO/VOC/YOLO folder, or a TFDS name")
+    train.add_argument("--train-images", type=int, default=None, help="shapes: number of training images")
     train.add_argument("--backbone", default="tiny")
     train.add_argument("--backbone-weights", default=None, help="'imagenet', a local weights file, or none")
     train.add_argument("--similarity", choices=("similar", "different"), default="similar",
@@ -269,7 +366,9 @@ def build_parser():
     train.add_argument("--batch-size", type=int, default=8)
     train.add_argument("--learning-rate", type=float, default=2e-3)
     train.add_argument("--image-size", type=int, default=128)
-    train.add_argument("--output", default=os.path.join("runs", "model.keras"))
+    train.add_argument("--output-dir", default=os.path.join("runs", "train"),
+                       help="detect: model.keras, checkpoint.keras, TensorBoard logs/ and the resumable backup/")
+    train.add_argument("--output", default=os.path.join("runs", "classifier.keras"), help="classify: the saved model")
     train.set_defaults(func=cmd_train)
 
     ev = sub.add_parser("evaluate", help="COCO evaluation of a results JSON against a ground-truth JSON")
@@ -286,7 +385,7 @@ def build_parser():
 
     pr = sub.add_parser("predict", help="run an exported SavedModel on images and draw the boxes")
     pr.add_argument("saved_model", help="a version directory, e.g. saved_models/shapes_faster_rcnn/1")
-    pr.add_argument("images", nargs="+")
+    pr.add_argument("images", nargs="+", help="image files and/or folders of images")
     pr.add_argument("--output", default=os.path.join("runs", "predict"))
     pr.add_argument("--score-threshold", type=float, default=0.5)
     pr.set_defaults(func=cmd_predict)
@@ -298,8 +397,11 @@ def build_parser():
     )
     prop.set_defaults(func=None)
 
-    for name, help_text in _PENDING.items():
-        sub.add_parser(name, help=help_text, description=help_text)
+    bench = sub.add_parser("bench", help="run a benchmark script: eval_speed, train_two_stage, train_single_stage, ...")
+    bench.add_argument("name", help="benchmark name (a file of benchmarks/)")
+    bench.add_argument("rest", nargs=argparse.REMAINDER, help="arguments for the benchmark")
+    bench.set_defaults(func=cmd_bench)
+
     return parser
 
 
@@ -321,9 +423,6 @@ def main(argv=None):
     if args.command is None:
         parser.print_help()
         return 0
-    if args.command in _PENDING:
-        print(f"keras-det {args.command}: not yet available in this version (its issue has not landed).", file=sys.stderr)
-        return 2
     return args.func(args)
 
 
