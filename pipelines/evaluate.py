@@ -437,7 +437,13 @@ def format_table(metrics):
 
 def parser():
     p = argparse.ArgumentParser(description=__doc__.split("\n\n")[0], formatter_class=argparse.RawDescriptionHelpFormatter)
-    p.add_argument("--gt", required=True, help="COCO ground-truth JSON (local, gs://, ...)")
+    p.add_argument(
+        "--gt",
+        required=True,
+        help="COCO ground-truth JSON (local, gs://, ...), or any keras_det.data.load source (a VOC / "
+        "LabelImg / YOLO folder, a TFDS name such as voc/2007) with --gt_split",
+    )
+    p.add_argument("--gt_split", default="test", help="split of a non-JSON --gt source")
     p.add_argument("--detections", required=True, help="glob of COCO results JSON lists or JSON-lines shards")
     p.add_argument("--output", required=True, help="output directory")
     p.add_argument("--metric", default="coco", choices=("coco", "voc"))
@@ -448,10 +454,27 @@ def parser():
     return p
 
 
+def ground_truth_json(source, split, out):
+    """A COCO JSON of a non-JSON ground-truth source, written to ``out/ground_truth.json``.
+
+    Built on the driver with ``keras_det.data.load`` + ``to_coco`` (category
+    ids ``label + 1``, the exported models' ``detection_classes``; image ids
+    from all-digit file names, as ``pipelines.predict`` writes them).
+    """
+    from keras_det import data
+
+    dataset, info = data.load(source, split, bounding_box_format="xywh", with_info=True)
+    path = FileSystems.join(out, "ground_truth.json")
+    common.write_text(path, json.dumps(data.to_coco(dataset, info)))
+    return path
+
+
 def run(argv=None):
     """Runs the pipeline; returns the summary dict (also written to ``summary.json``)."""
     args, beam_args = parser().parse_known_args(argv)
     out = args.output.rstrip("/")
+    if not args.gt.lower().endswith(".json"):
+        args.gt = ground_truth_json(args.gt, args.gt_split, out)
     result, seconds = common.execute(build, args, beam_args)
     metrics = json.loads(common.read_text_lines(FileSystems.join(out, METRICS_NAME))[0])
     summary = {**metrics, "gt": args.gt, "detections_input": args.detections}

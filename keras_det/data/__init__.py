@@ -65,6 +65,7 @@ from keras_det.data.core import DataError, DatasetInfo
 from keras_det.data.loader import detect_layout, load
 from keras_det.data.proposals import join_proposals, read_proposals, write_images  # noqa: F401
 from keras_det.data.shapes import CLASS_NAMES as SHAPES_CLASS_NAMES
+from keras_det.data.to_coco import to_coco  # noqa: F401
 from keras_det.data.voc import VOC_CLASSES
 
 __all__ = [

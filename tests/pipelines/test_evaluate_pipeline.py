@@ -128,3 +128,30 @@ def test_multiprocess_two_workers(tmp_path):
                             "--direct_running_mode=multi_processing", "--direct_num_workers=2"])
     ref = evaluate_coco(gt_path, results)
     np.testing.assert_allclose(_stats(summary), [ref[k] for k in STAT_NAMES], rtol=0, atol=1e-12)
+
+
+def test_voc_folder_ground_truth(tmp_path):
+    """A VOC folder as --gt: its boxes become a COCO ground truth; perfect detections score AP 1."""
+    import json as _json
+
+    from keras_det import data
+    from keras_det.metrics import evaluate_coco
+    from pipelines import evaluate
+
+    from ..data.folders import write_voc_devkit
+
+    root = write_voc_devkit(str(tmp_path / "voc"))
+    dataset, info = data.load(root, "train", bounding_box_format="xywh", with_info=True)
+    gt = data.to_coco(dataset, info)
+    assert len(gt["images"]) == 3 and [c["id"] for c in gt["categories"]] == [1, 2, 3, 4]
+    detections = [
+        {"image_id": a["image_id"], "category_id": a["category_id"], "bbox": a["bbox"], "score": 0.9}
+        for a in gt["annotations"]
+    ]
+    dets = tmp_path / "dets.json"
+    dets.write_text(_json.dumps(detections))
+    summary = evaluate.run(["--gt", root, "--gt_split", "train", "--detections", str(dets), "--output", str(tmp_path / "out")])
+    reference = evaluate_coco(str(tmp_path / "out" / "ground_truth.json"), str(dets))
+    for key, value in reference.items():
+        assert summary["stats"][key] == value, key
+    assert abs(summary["stats"]["AP50"] - 1.0) < 1e-12
