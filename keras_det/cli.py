@@ -127,10 +127,24 @@ def cmd_demo(args):
 
 
 def cmd_evaluate(args):
-    from keras_det.metrics import evaluate_coco
+    if args.metric == "voc" or not args.gt.lower().endswith(".json"):
+        # VOC AP, or ground truth that is a dataset folder / TFDS name: the
+        # evaluation pipeline, run in-process, does both.
+        import tempfile
 
-    stats = evaluate_coco(args.gt, args.results)
-    _print_metrics(stats)
+        from pipelines import evaluate as pipeline
+
+        with tempfile.TemporaryDirectory() as out:
+            summary = pipeline.run(
+                ["--gt", args.gt, "--gt_split", args.gt_split, "--detections", args.results, "--output", out, "--metric", args.metric]
+            )
+        print(pipeline.format_table(summary))
+        stats = summary["stats"]
+    else:
+        from keras_det.metrics import evaluate_coco
+
+        stats = evaluate_coco(args.gt, args.results)
+        _print_metrics(stats)
     if args.output:
         with open(args.output, "w") as f:
             json.dump(stats, f, indent=2)
@@ -371,8 +385,10 @@ def build_parser():
     train.add_argument("--output", default=os.path.join("runs", "classifier.keras"), help="classify: the saved model")
     train.set_defaults(func=cmd_train)
 
-    ev = sub.add_parser("evaluate", help="COCO evaluation of a results JSON against a ground-truth JSON")
-    ev.add_argument("--gt", required=True, help="COCO ground-truth JSON")
+    ev = sub.add_parser("evaluate", help="COCO or VOC evaluation of a results JSON against ground truth")
+    ev.add_argument("--gt", required=True, help="COCO ground-truth JSON, or a VOC/LabelImg/YOLO folder or TFDS name")
+    ev.add_argument("--gt-split", default="test", help="split of a folder / TFDS ground truth")
+    ev.add_argument("--metric", choices=("coco", "voc"), default="coco")
     ev.add_argument("--results", required=True, help="COCO results JSON (list of detections)")
     ev.add_argument("--output", help="write the 12 numbers as JSON")
     ev.set_defaults(func=cmd_evaluate)

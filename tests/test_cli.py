@@ -79,3 +79,19 @@ def test_train_export_predict_round_trip(tmp_path, capsys):
         cli.main(["predict", os.path.join(export_dir, "1"), str(tmp_path / "missing.jpg")])
     with pytest.raises(SystemExit, match="not a SavedModel"):
         cli.main(["predict", str(tmp_path), str(images)])
+
+
+def test_evaluate_coco_and_voc_tables(tmp_path, capsys):
+    import json
+
+    gt = {
+        "images": [{"id": 1, "height": 50, "width": 50}],
+        "annotations": [{"id": 1, "image_id": 1, "category_id": 1, "bbox": [5, 5, 20, 20], "area": 400, "iscrowd": 0}],
+        "categories": [{"id": 1, "name": "thing"}],
+    }
+    (tmp_path / "gt.json").write_text(json.dumps(gt))
+    (tmp_path / "dets.json").write_text(json.dumps([{"image_id": 1, "category_id": 1, "bbox": [5, 5, 20, 20], "score": 0.9}]))
+    assert cli.main(["evaluate", "--gt", str(tmp_path / "gt.json"), "--results", str(tmp_path / "dets.json")]) == 0
+    assert "AP50 1.000" in capsys.readouterr().out
+    assert cli.main(["evaluate", "--gt", str(tmp_path / "gt.json"), "--results", str(tmp_path / "dets.json"), "--metric", "voc"]) == 0
+    assert "AP[1]" in capsys.readouterr().out
