@@ -20,7 +20,7 @@ import keras
 
 from keras_det.layers.preprocessing import ImagePreprocessing
 
-_STRIDES = {"C2": 4, "C3": 8, "C4": 16, "C5": 32}
+TAP_STRIDES = {"C2": 4, "C3": 8, "C4": 16, "C5": 32}
 
 
 def tiny_cnn(include_top=False, weights=None, input_shape=(None, None, 3), widths=(16, 32, 64, 128, 256)):
@@ -61,11 +61,18 @@ BACKBONES = tuple(_APPLICATIONS)
 _PROBE_SIZE = 224
 
 
+def tap_stride(tap, allowed=("C3", "C4", "C5"), name="feature_tap"):
+    """The stride of a detector's feature tap; a ValueError naming ``name`` otherwise."""
+    if tap not in allowed:
+        raise ValueError(f"`{name}` must be one of {tuple(allowed)}, got {tap!r}.")
+    return TAP_STRIDES[tap]
+
+
 def _check_taps(taps):
     taps = tuple(taps)
-    unknown = [t for t in taps if t not in _STRIDES]
+    unknown = [t for t in taps if t not in TAP_STRIDES]
     if not taps or unknown:
-        raise ValueError(f"`taps` must be a non-empty subset of {tuple(_STRIDES)}, got {taps!r}.")
+        raise ValueError(f"`taps` must be a non-empty subset of {tuple(TAP_STRIDES)}, got {taps!r}.")
     return taps
 
 
@@ -96,7 +103,7 @@ def tap_layer_indices(model, taps, probe_size=None):
         if shape is None or len(shape) != 4 or shape[1] is None:
             continue
         for tap in taps:
-            stride = _STRIDES[tap]
+            stride = TAP_STRIDES[tap]
             if shape[1] in (size // stride, -(-size // stride)):
                 found[tap] = index
     missing = [t for t in taps if t not in found]

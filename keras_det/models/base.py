@@ -86,6 +86,17 @@ class Detector(ConfigFromArguments, keras.Model):
         self.loss_trackers[name] = keras.metrics.Mean(name=name)
 
     # -- boundary -----------------------------------------------------------
+    def check_image_size(self, images):
+        """Raises a ValueError when static image sizes differ from ``self.image_size``
+        (models whose anchors / grid are fixed at construction: SSD, YOLO)."""
+        shape = images.shape
+        if shape.rank == 4 and shape[1] is not None and shape[2] is not None:
+            if (shape[1], shape[2]) != tuple(self.image_size):
+                raise ValueError(
+                    f"{type(self).__name__} was built for {self.image_size[0]}x{self.image_size[1]} images, got "
+                    f"{shape[1]}x{shape[2]}; resize them (keras_det.data.batch(image_size=...))."
+                )
+
     def _ground_truth(self, images, boxes, labels):
         image_shape = tf.shape(images)[1:3]
         labels = tf.cast(labels, tf.int32)

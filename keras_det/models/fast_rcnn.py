@@ -19,7 +19,7 @@ import keras
 import tensorflow as tf
 
 from keras_det import losses as loss_ops
-from keras_det.backbones import build_backbone
+from keras_det.backbones import build_backbone, tap_stride
 from keras_det.layers.decoder import DetectionDecoder
 from keras_det.layers.heads import RoIBoxHead
 from keras_det.layers.fpn import FeaturePyramid
@@ -29,8 +29,6 @@ from keras_det.ops import boxes as box_ops
 from keras_det.ops.boxes import BoxCoder
 from keras_det.ops.matching import BalancedSampler, Matcher
 from keras_det.ops.targets import TargetEncoder
-
-TAP_STRIDES = {"C3": 8, "C4": 16, "C5": 32}
 
 
 def make_roi_layer(kind, output_size, spatial_scale, sampling_ratio=2):
@@ -119,12 +117,10 @@ class FastRCNN(Detector):
         **kwargs,
     ):
         super().__init__(bounding_box_format=bounding_box_format, loss_names=self.loss_keys, **kwargs)
-        if feature_tap not in TAP_STRIDES:
-            raise ValueError(f"`feature_tap` must be one of {tuple(TAP_STRIDES)}, got {feature_tap!r}.")
         self.num_classes = int(num_classes)
         self.backbone_name = backbone if isinstance(backbone, str) else None
         self.feature_tap = feature_tap
-        self.stride = TAP_STRIDES[feature_tap]
+        self.stride = tap_stride(feature_tap)
         self.config_args = {
             "num_classes": self.num_classes,
             "backbone": self.backbone_name,

@@ -31,7 +31,7 @@ import keras
 import tensorflow as tf
 
 from keras_det import losses as loss_ops
-from keras_det.backbones import build_backbone
+from keras_det.backbones import build_backbone, tap_stride
 from keras_det.layers.decoder import DetectionDecoder
 from keras_det.models.base import Detector
 from keras_det.ops import anchors as anchor_ops
@@ -39,7 +39,6 @@ from keras_det.ops.boxes import BoxCoder
 from keras_det.ops.matching import BalancedSampler, Matcher
 from keras_det.ops.targets import TargetEncoder
 
-_TAP_STRIDES = {"C3": 8, "C4": 16, "C5": 32}
 _BOX_WEIGHTS = (10.0, 10.0, 5.0, 5.0)
 
 
@@ -230,12 +229,10 @@ class SlidingWindowDetector(Detector):
         **kwargs,
     ):
         super().__init__(bounding_box_format=bounding_box_format, loss_names=self.loss_keys, **kwargs)
-        if feature_tap not in _TAP_STRIDES:
-            raise ValueError(f"`feature_tap` must be one of {tuple(_TAP_STRIDES)}, got {feature_tap!r}.")
         self.num_classes = int(num_classes)
         self.backbone_name = backbone if isinstance(backbone, str) else None
         self.feature_tap = feature_tap
-        self.stride = _TAP_STRIDES[feature_tap]
+        self.stride = tap_stride(feature_tap)
         self.window_sizes = tuple(float(s) for s in window_sizes)
         self.aspect_ratios = tuple(float(r) for r in aspect_ratios)
         anchor_ops.cell_anchors(self.window_sizes, self.aspect_ratios)  # validates

@@ -232,19 +232,10 @@ class SSD(Detector):
         )
 
     # -- forward --------------------------------------------------------------
-    def _check_size(self, images):
-        shape = images.shape
-        if shape.rank == 4 and shape[1] is not None and shape[2] is not None:
-            if (shape[1], shape[2]) != self.image_size:
-                raise ValueError(
-                    f"SSD was built for {self.image_size[0]}x{self.image_size[1]} images, got "
-                    f"{shape[1]}x{shape[2]}; resize them (keras_det.data.batch(image_size=...))."
-                )
-
     def head_outputs(self, images, training=False):
         """Raw head outputs: ``(logits [B, N, C + 1], deltas [B, N, 4])``."""
         images = tf.cast(images, tf.float32)
-        self._check_size(images)
+        self.check_image_size(images)
         taps = self.backbone(images, training=training)
         maps = [taps[t] for t in self.feature_taps]
         extra = self.extras(maps[-1], training=training)

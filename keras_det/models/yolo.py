@@ -335,19 +335,10 @@ class YOLO(Detector):
         return tf.where(inside, tf.math.divide_no_nan(inter, union), 0.0)
 
     # -- forward --------------------------------------------------------------
-    def _check_size(self, images):
-        shape = images.shape
-        if shape.rank == 4 and shape[1] is not None and shape[2] is not None:
-            if (shape[1], shape[2]) != self.image_size:
-                raise ValueError(
-                    f"YOLO was built for {self.image_size[0]}x{self.image_size[1]} images, got "
-                    f"{shape[1]}x{shape[2]}; resize them (keras_det.data.batch(image_size=...))."
-                )
-
     def head_outputs(self, images, training=False):
         """Raw outputs: v1 ``[B, S, S, 5B + C]``; multiscale ``[B, N, 5 + C]``."""
         images = tf.cast(images, tf.float32)
-        self._check_size(images)
+        self.check_image_size(images)
         taps = self.backbone(images, training=training)
         if self.variant == "v1":
             return self.head(taps["C5"], training=training)
