@@ -6,7 +6,7 @@ import tensorflow as tf
 from keras_det.layers.rpn import ProposalGenerator
 from keras_det.models.faster_rcnn import FasterRCNN
 
-from .synthetic import rectangles
+from .synthetic import rectangles, dataset as _dataset
 
 SMALL = dict(
     backbone="tiny",
@@ -20,11 +20,6 @@ SMALL = dict(
     roi_batch_size_per_image=32,
     max_detections=20,
 )
-
-
-def _dataset(batch, repeat=True):
-    ds = tf.data.Dataset.from_tensor_slices(batch).batch(len(batch["images"]))
-    return ds.repeat() if repeat else ds
 
 
 def test_proposal_generator_hand_made():

@@ -6,24 +6,10 @@ import tensorflow as tf
 from keras_det.models.sliding_window import SlidingWindowDetector, WindowClassifier, count_windows, window_shapes
 from keras_det.ops import boxes as box_ops
 
-from .synthetic import rectangles
+from .synthetic import rectangles, dataset as _dataset, check_prediction_contract as _check_contract
 
 SMALL = dict(backbone="tiny", feature_tap="C4", window_sizes=(24, 48), aspect_ratios=(0.5, 1.0, 2.0), hidden_dim=32,
              batch_size_per_image=64, max_detections=20, allow_low_quality_matches=True)
-
-
-def _dataset(batch, repeat=True):
-    ds = tf.data.Dataset.from_tensor_slices(batch).batch(len(batch["images"]))
-    return ds.repeat() if repeat else ds
-
-
-def _check_contract(out, batch_size, k):
-    assert out["boxes"].shape == (batch_size, k, 4) and out["boxes"].dtype == np.float32
-    assert out["scores"].shape == (batch_size, k) and out["labels"].dtype == np.int32
-    assert out["num_detections"].shape == (batch_size,)
-    for b in range(batch_size):
-        n = int(out["num_detections"][b])
-        assert np.all(out["labels"][b, n:] == -1) and np.all(out["scores"][b, n:] == 0)
 
 
 def test_count_windows_hand_computed():

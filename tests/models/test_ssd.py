@@ -7,25 +7,9 @@ import tensorflow as tf
 
 from keras_det.models.ssd import SSD, default_aspect_ratios
 
-from .synthetic import rectangles
+from .synthetic import rectangles, dataset as _dataset, check_prediction_contract as _check_contract
 
 SMALL = dict(backbone="tiny", image_size=(128, 128), extra_filters=64, max_detections=20)
-
-
-def _dataset(batch, repeat=True):
-    ds = tf.data.Dataset.from_tensor_slices(batch).batch(len(batch["images"]))
-    return ds.repeat() if repeat else ds
-
-
-def _check_contract(out, batch_size, k):
-    assert out["boxes"].shape == (batch_size, k, 4) and out["boxes"].dtype == np.float32
-    assert out["scores"].shape == (batch_size, k) and out["scores"].dtype == np.float32
-    assert out["labels"].shape == (batch_size, k) and out["labels"].dtype == np.int32
-    assert out["num_detections"].shape == (batch_size,)
-    for b in range(batch_size):
-        n = int(out["num_detections"][b])
-        assert np.all(out["labels"][b, n:] == -1) and np.all(out["scores"][b, n:] == 0)
-        assert np.all(out["boxes"][b, n:] == 0)
 
 
 def test_ssd300_default_box_count():

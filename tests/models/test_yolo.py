@@ -8,25 +8,11 @@ import tensorflow as tf
 from keras_det.models.yolo import YOLO, priors_per_level, prior_grid
 from keras_det.ops.anchors import kmeans_anchors
 
-from .synthetic import rectangles
+from .synthetic import rectangles, dataset as _dataset, check_prediction_contract as _check_contract
 
 V1 = dict(backbone="tiny", variant="v1", image_size=(128, 128), grid_size=4, head_filters=32, fc_dim=64, dropout=0.0, max_detections=20)
 PRIORS = (((8, 8), (16, 16), (12, 20)), ((24, 24), (32, 32), (28, 40)), ((48, 48), (64, 64), (100, 100)))
 MS = dict(backbone="tiny", variant="multiscale", image_size=(128, 128), head_filters=32, neck_filters=32, priors=PRIORS, max_detections=20)
-
-
-def _dataset(batch, repeat=True):
-    ds = tf.data.Dataset.from_tensor_slices(batch).batch(len(batch["images"]))
-    return ds.repeat() if repeat else ds
-
-
-def _check_contract(out, batch_size, k):
-    assert out["boxes"].shape == (batch_size, k, 4) and out["boxes"].dtype == np.float32
-    assert out["scores"].shape == (batch_size, k) and out["labels"].dtype == np.int32
-    assert out["num_detections"].shape == (batch_size,)
-    for b in range(batch_size):
-        n = int(out["num_detections"][b])
-        assert np.all(out["labels"][b, n:] == -1) and np.all(out["scores"][b, n:] == 0)
 
 
 def test_v1_target_grid_by_hand():
