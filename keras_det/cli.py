@@ -7,7 +7,7 @@
     keras-det predict saved_models/shapes/1 image.jpg folder/ ... --output runs/pred
 
     keras-det proposals --input 'images/*.jpg' --output runs/proposals   (Beam)
-    keras-det bench eval_speed                                            (benchmarks/)
+    keras-det bench ladder | peers | report [--run]                       (benchmarks/)
 
 Progress bars are Keras' own; without a terminal (CI, pipes) they print one
 line per epoch. See docs/cli.md.
@@ -413,7 +413,7 @@ def build_parser():
     )
     prop.set_defaults(func=None)
 
-    bench = sub.add_parser("bench", help="run a benchmark script: eval_speed, train_two_stage, train_single_stage, ...")
+    bench = sub.add_parser("bench", help="run a benchmark script of benchmarks/: ladder, peers, report, eval_speed, ...")
     bench.add_argument("name", help="benchmark name (a file of benchmarks/)")
     bench.add_argument("rest", nargs=argparse.REMAINDER, help="arguments for the benchmark")
     bench.set_defaults(func=cmd_bench)

@@ -1,0 +1,412 @@
+"""Every keras_det detector next to keras-cv, keras-hub and torchvision: speed, FLOPs, accuracy.
+
+    python benchmarks/peers.py [--part speed accuracy] [--torch-python PY]   # or: keras-det bench peers
+
+**speed** — inference ms/image at batch 1, 320×320, end to end (preprocessing,
+forward, box decoding and NMS; outputs fetched), all candidates in one run:
+``--warmup`` untimed runs each, then ``--rounds`` interleaved rounds of
+``--runs-per-round`` runs of every candidate (≥ 20 timed runs by default);
+medians and IQRs, and *paired* ratios (median over rounds of the ratio of the
+two medians in the round) against the nearest peer and against torchvision's
+SSDLite. Candidates (random weights everywhere: speed does not depend on them):
+
+* keras_det: every detector of ``zoo.DETECTORS`` in its ImageNet-class
+  configuration (``zoo.speed_detector``: MobileNetV3-Large Faster/Mask R-CNN
+  configured like torchvision's 320 FPN model, MobileNetV2 for the others,
+  91 classes); R-CNN and Fast R-CNN on ``--proposals`` selective-search
+  proposals of a real photo (``skimage.data.astronaut``), whose time is
+  timed as a candidate of its own (``selective_search_fast``);
+* keras-cv ``YOLOV8Detector`` on the ``yolo_v8_xs_backbone`` preset's
+  architecture (20 classes; presets download weights, so the config is
+  written out), ``call`` + ``decode_predictions`` in one ``tf.function``;
+* keras-hub ``RetinaNetObjectDetector`` on the ``retinanet_resnet50_fpn_coco``
+  preset's architecture (ResNet-50 v1, P3–P7; 34.1 M parameters, 91 classes);
+* torchvision ``ssdlite320_mobilenet_v3_large`` and
+  ``fasterrcnn_mobilenet_v3_large_320_fpn`` (``weights=None``) in
+  subprocesses of ``--torch-python`` (keras_det's environment has no torch),
+  ``torch.no_grad()``, timed with each of ``--torch-threads`` (1 and 2); a peer's row is its
+  fastest thread count.
+
+GFLOPs are those of the convolutions and matrix products (2 per
+multiply-accumulate): ``harness.graph_flops`` on the traced TensorFlow
+function, ``torch.utils.flop_counter.FlopCounterMode`` for torchvision.
+"% of peak" divides the attained FLOP/s (GFLOPs / time) by this CPU's
+measured float32 matmul peak (and the nominal peak, in the JSON).
+
+**accuracy** — every keras_det detector (``zoo.shapes_detector``, tiny
+backbone from scratch) and keras-cv's YOLOV8Detector (the same xs
+architecture, from scratch) trained on the same ``shapes`` images (128 px)
+for the same ``--budget`` of process CPU seconds, then COCO AP / AP50 on the
+200 test images and ms/image at batch 1.
+
+Writes ``benchmarks/results/peers.json`` (sections not re-measured are kept).
+"""
+
+import argparse
+import os
+import statistics
+import sys
+import time
+
+os.environ.setdefault("KERAS_BACKEND", "tensorflow")
+os.environ.setdefault("TF_CPP_MIN_LOG_LEVEL", "3")
+
+HERE = os.path.dirname(os.path.abspath(__file__))
+sys.path.insert(0, HERE)
+
+import harness  # noqa: E402
+import zoo  # noqa: E402
+
+SIZE = 320
+DEFAULT_OUTPUT = os.path.join(harness.RESULTS, "peers.json")
+KERASCV = "kerascv_yolov8_xs"
+KERASHUB = "kerashub_retinanet_resnet50_fpn"
+TV_SSD = "torchvision_ssdlite320_mobilenet_v3_large"
+TV_FRCNN = "torchvision_fasterrcnn_mobilenet_v3_large_320_fpn"
+PEERS = (KERASCV, KERASHUB, TV_SSD, TV_FRCNN)
+SELECTIVE_SEARCH = "selective_search_fast"
+# The peer each keras_det detector is compared with (the closest design).
+NEAREST = {
+    "classify_localize": KERASCV, "sliding_window": KERASCV, "yolo_v1": KERASCV, "yolo_multiscale": KERASCV,
+    "ssd": TV_SSD, "ssdlite": TV_SSD,
+    "rcnn": TV_FRCNN, "fast_rcnn": TV_FRCNN, "faster_rcnn": TV_FRCNN, "mask_rcnn": TV_FRCNN,
+}
+LABELS = {
+    **zoo.LABELS, KERASCV: "keras-cv YOLOV8 xs", KERASHUB: "keras-hub RetinaNet R50-FPN",
+    TV_SSD: "torchvision SSDLite320 MNv3", TV_FRCNN: "torchvision Faster R-CNN MNv3-320-FPN",
+    SELECTIVE_SEARCH: "selective search (fast)",
+}
+# keras-cv's "yolo_v8_xs_backbone" preset config (its weights come from Kaggle).
+YOLO_V8_XS = dict(stackwise_channels=[32, 64, 128, 256], stackwise_depth=[1, 2, 2, 1], include_rescaling=True)
+# keras-hub's "retinanet_resnet50_fpn_coco" preset architecture: ResNet-50 v1 + FPN P3-P7.
+RESNET50 = dict(input_conv_filters=[64], input_conv_kernel_sizes=[7], stackwise_num_filters=[64, 128, 256, 512],
+                stackwise_num_blocks=[3, 4, 6, 3], stackwise_num_strides=[1, 2, 2, 2], block_type="bottleneck_block")
+
+
+def photo(size=SIZE):
+    import cv2
+    import skimage.data
+
+    return cv2.resize(skimage.data.astronaut(), (size, size), interpolation=cv2.INTER_AREA).astype("float32")
+
+
+def kerascv_yolov8(num_classes):
+    import keras_cv
+
+    backbone = keras_cv.models.YOLOV8Backbone(**YOLO_V8_XS)
+    return keras_cv.models.YOLOV8Detector(num_classes=num_classes, bounding_box_format=zoo.FORMAT, backbone=backbone,
+                                          fpn_depth=1)
+
+
+def kerashub_retinanet(num_classes=91):
+    import keras_hub
+
+    encoder = keras_hub.models.ResNetBackbone(image_shape=(None, None, 3), **RESNET50)
+    backbone = keras_hub.models.RetinaNetBackbone(image_encoder=encoder, min_level=3, max_level=7, use_p5=False,
+                                                  image_shape=(None, None, 3))
+    return keras_hub.models.RetinaNetObjectDetector(backbone=backbone, num_classes=num_classes, bounding_box_format="yxyx")
+
+
+def decoded(model):
+    """``x -> call + decode_predictions`` of a keras-cv / keras-hub detector (their ``predict`` path)."""
+    return lambda x: model.decode_predictions(model(x, training=False), x)
+
+
+# ---------------------------------------------------------------------------
+# speed
+# ---------------------------------------------------------------------------
+
+
+def speed(args):
+    import numpy as np
+    import tensorflow as tf
+
+    from keras_det.proposals import propose
+
+    image = photo()
+    batch = tf.constant(image[None])
+    props = propose(image, "selective_search_fast", max_proposals=args.proposals)
+    padded = np.zeros((1, args.proposals, 4), np.float32)
+    padded[0, : len(props)] = props
+    # The models take xyxy proposals (zoo.FORMAT); propose returns yxyx.
+    padded = padded[..., [1, 0, 3, 2]]
+    with_props = {"images": batch, "proposals": tf.constant(padded)}
+
+    bench = harness.Interleaved(args.warmup, args.rounds, args.runs_per_round)
+    info, flops = {}, {}
+    bench.add(SELECTIVE_SEARCH, lambda n: [_timed(lambda: propose(image, "selective_search_fast",
+                                                                 max_proposals=args.proposals)) for _ in range(n)])
+    for name in args.models:
+        model = zoo.speed_detector(name, 91, SIZE)
+        x = with_props if name in zoo.PROPOSAL_DETECTORS else batch
+        fn = tf.function(lambda t, m=model: m(t, training=False))
+        harness.fetch(fn(x))
+        bench.add(name, harness.timer(fn, x))
+        info[name] = {"params": int(model.count_params()), "framework": "keras_det", "num_classes": 91}
+        flops[name] = harness.graph_flops(fn, x)
+        print(f"{name}: {model.count_params():,} params, {flops[name]['flops'] / 1e9:.2f} GFLOPs", flush=True)
+    if not args.no_kerascv:
+        _add_keras_peer(bench, info, flops, KERASCV, lambda: kerascv_yolov8(20), batch, "keras-cv", 20)
+    if not args.no_kerashub:
+        _add_keras_peer(bench, info, flops, KERASHUB, kerashub_retinanet, batch, "keras-hub", 91)
+    torch_peers = []
+    if args.torch_python:
+        # Every thread count of --torch-threads is timed; the peer's row is its fastest (see summarize_speed).
+        for name, model in ((TV_SSD, "ssdlite320_mobilenet_v3_large"), (TV_FRCNN, "fasterrcnn_mobilenet_v3_large_320_fpn")):
+            for threads in args.torch_threads:
+                variant = f"{name}@{threads}t"
+                try:
+                    peer = harness.TorchPeer(args.torch_python, model, threads, args.warmup, SIZE, args.torch_omp_wait_policy)
+                except Exception as e:  # noqa: BLE001 - a peer that cannot start is reported, not fatal
+                    bench.errors[variant] = f"{type(e).__name__}: {e}"
+                    print(f"{variant}: {bench.errors[variant]}", flush=True)
+                    continue
+                torch_peers.append(peer)
+                bench.add(variant, peer.runner("e2e"))
+                info[variant] = {**peer.info, "framework": "torchvision", "num_classes": 91}
+                flops[variant] = {"flops": peer.info["flops"], "by_op": {}, "notes": ["torch FlopCounterMode"]}
+    else:
+        bench.errors["torchvision"] = "skipped: pass --torch-python (a Python with torch + torchvision)"
+    print("measuring CPU peak ...", flush=True)
+    peak = {"measured_gflops": harness.measured_peak_gflops(), "nominal": harness.nominal_peak_gflops()}
+    bench.measure()
+    for peer in torch_peers:
+        peer.close()
+    return summarize_speed(bench, info, flops, peak, args)
+
+
+def _timed(fn):
+    start = time.perf_counter()
+    fn()
+    return 1000 * (time.perf_counter() - start)
+
+
+def _add_keras_peer(bench, info, flops, name, make, batch, framework, num_classes):
+    import tensorflow as tf
+
+    try:
+        model = make()
+        fn = tf.function(decoded(model))
+        harness.fetch(fn(batch))
+        bench.add(name, harness.timer(fn, batch))
+        info[name] = {"params": int(model.count_params()), "framework": framework, "num_classes": num_classes}
+        flops[name] = harness.graph_flops(fn, batch)
+    except Exception as e:  # noqa: BLE001 - report the peer's failure, keep measuring ours
+        bench.errors[name] = f"{type(e).__name__}: {e}".splitlines()[0]
+        print(f"{name}: {bench.errors[name]}", flush=True)
+
+
+def best_variants(ms):
+    """``{peer: fastest "peer@Nt" variant}`` of the torch peers timed with several thread counts."""
+    best = {}
+    for name in ms:
+        if "@" in name:
+            base = name.split("@")[0]
+            if base not in best or ms[name] < ms[best[base]]:
+                best[base] = name
+    return best
+
+
+def summarize_speed(bench, info, flops, peak, args):
+    summary = bench.summary()
+    ms = dict(summary["ms"])
+    best = best_variants(ms)
+    # A torch peer's row (and every ratio against it) is its fastest thread count.
+    for base, variant in best.items():
+        ms[base] = ms[variant]
+        summary["iqr_ms"][base] = summary["iqr_ms"][variant]
+        info[base] = {**info[variant], "variants_ms": {k: ms[k] for k in ms if k.startswith(base + "@")}}
+        flops[base] = flops[variant]
+        bench.times[base] = bench.times[variant]
+    rows = {}
+    for name in ms:
+        if name == SELECTIVE_SEARCH or "@" in name:
+            continue
+        gflops = flops[name]["flops"] / 1e9
+        attained = gflops / (ms[name] / 1000.0)
+        row = {
+            "label": LABELS[name] + (f" ({info[name]['threads']} thread{'s' if info[name]['threads'] > 1 else ''})"
+                                     if info[name].get("framework") == "torchvision" else ""),
+            **info[name],
+            "ms": ms[name],
+            "iqr_ms": summary["iqr_ms"][name],
+            "gflops": gflops,
+            "attained_gflops_per_s": attained,
+            "fraction_of_measured_peak": attained / peak["measured_gflops"],
+            "fraction_of_nominal_peak": attained / peak["nominal"]["gflops"] if peak["nominal"]["gflops"] else None,
+            "flops_notes": flops[name]["notes"][:5],
+        }
+        if name in zoo.PROPOSAL_DETECTORS and SELECTIVE_SEARCH in ms:
+            row["ms_with_proposals"] = ms[name] + ms[SELECTIVE_SEARCH]
+        peer = NEAREST.get(name)
+        if peer in ms:
+            row["nearest_peer"] = peer
+            row["ratio_to_nearest_peer"] = bench.paired(name, peer)
+        if TV_SSD in ms:
+            row["ratio_to_torchvision_ssdlite"] = bench.paired(name, TV_SSD)
+        rows[name] = row
+    return {
+        "image_size": SIZE,
+        "batch": 1,
+        "proposals": args.proposals,
+        "protocol": summary["protocol"],
+        "timed_runs": summary["timed_runs"],
+        "selective_search_ms": ms.get(SELECTIVE_SEARCH),
+        "peak": peak,
+        "rows": rows,
+        "errors": summary["errors"],
+        "torch_variants": best,
+    }
+
+
+def speed_table(s):
+    """Markdown table of the speed section."""
+    peak = s["peak"]["measured_gflops"]
+    lines = [
+        f"| detector | params | GFLOPs | ms/image (median, IQR) | GFLOP/s | % of peak ({peak:.0f} GFLOP/s) "
+        "| ratio to nearest peer | ratio to torchvision SSDLite |",
+        "|---|---|---|---|---|---|---|---|",
+    ]
+    for name, r in sorted(s["rows"].items(), key=lambda kv: kv[1]["ms"]):
+        lo, hi = r["iqr_ms"]
+        ms = f"{r['ms']:.1f} ({lo:.1f}–{hi:.1f})"
+        if "ms_with_proposals" in r:
+            ms += f"; {r['ms_with_proposals']:.0f} with proposals"
+        near = f"{r['ratio_to_nearest_peer']:.2f}× {LABELS[r['nearest_peer']]}" if "ratio_to_nearest_peer" in r else "—"
+        ssd = f"{r['ratio_to_torchvision_ssdlite']:.2f}×" if "ratio_to_torchvision_ssdlite" in r else "—"
+        lines.append(f"| {r['label']} | {r['params'] / 1e6:.1f} M | {r['gflops']:.2f} | {ms} | "
+                     f"{r['attained_gflops_per_s']:.1f} | {100 * r['fraction_of_measured_peak']:.1f} % | {near} | {ssd} |")
+    if s.get("selective_search_ms") is not None:
+        lines.append(f"\nSelective search (fast) on the 320×320 photo: {s['selective_search_ms']:.0f} ms; R-CNN and "
+                     f"Fast R-CNN run on {s['proposals']} of its proposals.")
+    return "\n".join(lines)
+
+
+# ---------------------------------------------------------------------------
+# accuracy
+# ---------------------------------------------------------------------------
+
+
+def kerascv_batches(task):
+    """The single-stage training batches of ``task`` in keras-cv's ``(images, {"boxes", "classes"})`` form."""
+    import tensorflow as tf
+
+    def convert(batch):
+        boxes = batch["bounding_boxes"]
+        return batch["images"], {"boxes": boxes["boxes"], "classes": tf.cast(boxes["labels"], tf.float32)}
+
+    return task.batches("ssd", training=True).map(convert)
+
+
+class _Decoded:
+    """A keras-cv detector seen through the keras_det prediction contract (for zoo.evaluate)."""
+
+    def __init__(self, model):
+        import tensorflow as tf
+
+        self.model = model
+        self.fn = tf.function(decoded(model))
+
+    def predict_on_batch(self, images):
+        out = self.fn(images)
+        return {"boxes": out["boxes"], "scores": out["confidence"], "labels": out["classes"],
+                "num_detections": out["num_detections"]}
+
+    def __call__(self, images, training=False):
+        return self.fn(images)
+
+
+def train_kerascv(task, budget, timing_runs, steps_per_call=50):
+    import keras
+
+    keras.utils.set_random_seed(0)
+    model = kerascv_yolov8(len(task.class_names))
+    recipe = zoo.RECIPES["single_stage"]
+    model.compile(optimizer=keras.optimizers.Adam(recipe["learning_rate"]), classification_loss="binary_crossentropy",
+                  box_loss="ciou")
+    run = harness.train_for_cpu_seconds(model, kerascv_batches(task), budget, steps_per_call)
+    wrapped = _Decoded(model)
+    metrics = zoo.evaluate(wrapped, task.batches("ssd", training=False))
+    return {
+        "model": KERASCV, "budget_cpu_s": budget, "recipe": recipe, **run,
+        "train_images_per_s": run["steps"] * recipe["batch_size"] / run["wall_s"],
+        "AP": metrics["AP"], "AP50": metrics["AP50"], "coco": metrics, "params": int(model.count_params()),
+        "infer_ms": zoo.inference_ms(wrapped, task, "ssd", timing_runs),
+    }
+
+
+def accuracy(args):
+    task = zoo.ShapesTask(args.train_images, args.test_images, need_proposals=bool(set(args.models) & set(zoo.PROPOSAL_DETECTORS)),
+                          need_masks="mask_rcnn" in args.models)
+    rows = {}
+    for name in args.models:
+        rows[name], _ = zoo.train_on_shapes(name, task, args.budget, steps_per_call=args.steps_per_call)
+        _log_row(rows[name])
+    if not args.no_kerascv:
+        rows[KERASCV] = train_kerascv(task, args.budget, 30, args.steps_per_call)
+        _log_row(rows[KERASCV])
+    out = {"budget_cpu_s": args.budget, "train_images": args.train_images, "test_images": args.test_images,
+           "image_size": zoo.SHAPES_SIZE, "rows": rows}
+    if task.proposals is not None:
+        out["proposals"] = task.proposal_info
+    return out
+
+
+def _log_row(r):
+    print(f"{LABELS[r['model']]}: {r['steps']} steps in {r['cpu_s']:.0f} CPU-s ({r['wall_s']:.0f} s wall), "
+          f"AP {r['AP']:.3f} AP50 {r['AP50']:.3f}, {r['infer_ms']:.1f} ms/image", flush=True)
+
+
+def accuracy_table(a):
+    lines = [
+        f"| detector | AP50 | AP | training steps | training images/s | ms/image ({a['image_size']} px, batch 1) | params |",
+        "|---|---|---|---|---|---|---|",
+    ]
+    for name, r in sorted(a["rows"].items(), key=lambda kv: -kv[1]["AP50"]):
+        ms = f"{r['infer_ms']:.1f}" + (f" (+{r['proposal_ms']:.0f} proposals)" if "proposal_ms" in r else "")
+        lines.append(f"| {LABELS[name]} | {r['AP50']:.3f} | {r['AP']:.3f} | {r['steps']} | {r['train_images_per_s']:.1f} "
+                     f"| {ms} | {r['params'] / 1e6:.2f} M |")
+    return "\n".join(lines)
+
+
+def main(argv=None):
+    parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
+    parser.add_argument("--part", nargs="+", choices=("speed", "accuracy"), default=["speed", "accuracy"])
+    parser.add_argument("--models", nargs="+", choices=zoo.DETECTORS, default=list(zoo.DETECTORS))
+    parser.add_argument("--warmup", type=int, default=5)
+    parser.add_argument("--rounds", type=int, default=5)
+    parser.add_argument("--runs-per-round", type=int, default=4)
+    parser.add_argument("--proposals", type=int, default=200, help="speed: proposals per image for R-CNN / Fast R-CNN")
+    parser.add_argument("--torch-python", default=os.environ.get("KERAS_DET_TORCH_PYTHON"),
+                        help="a Python with torch + torchvision for the torchvision peers")
+    parser.add_argument("--torch-threads", type=int, nargs="+", default=sorted({1, os.cpu_count() or 1}),
+                        help="thread counts to time each torchvision peer with; its row is the fastest")
+    parser.add_argument("--torch-omp-wait-policy", default="",
+                        help="OMP_WAIT_POLICY of the torch subprocesses ('' = OpenMP's default: spin briefly, then "
+                             "sleep). PASSIVE made 2-thread SSDLite 1.6x slower here (a wake-up per parallel region)")
+    parser.add_argument("--no-kerascv", action="store_true")
+    parser.add_argument("--no-kerashub", action="store_true")
+    parser.add_argument("--budget", type=float, default=300.0, help="accuracy: training budget, process CPU seconds")
+    parser.add_argument("--train-images", type=int, default=1000)
+    parser.add_argument("--test-images", type=int, default=200)
+    parser.add_argument("--steps-per-call", type=int, default=50, help="accuracy: training steps between budget checks")
+    parser.add_argument("--output", default=DEFAULT_OUTPUT)
+    args = parser.parse_args(argv)
+
+    payload = harness.read_json(args.output)
+    payload["machine"] = harness.machine_info()
+    if "speed" in args.part:
+        payload["speed"] = speed(args)
+        payload["speed_settings"] = vars(args)
+        harness.write_json(args.output, payload)
+        print(speed_table(payload["speed"]))
+    if "accuracy" in args.part:
+        payload["accuracy"] = accuracy(args)
+        payload["accuracy_settings"] = vars(args)
+        harness.write_json(args.output, payload)
+        print(accuracy_table(payload["accuracy"]))
+    return payload
+
+
+if __name__ == "__main__":
+    main()

@@ -1,0 +1,284 @@
+"""Writes docs/benchmarks.md and its plots from benchmarks/results/ (optionally measuring first).
+
+    python benchmarks/report.py            # tables + plots from the JSON results
+    python benchmarks/report.py --run --torch-python PY   # measure everything first (about an hour on 2 cores)
+    keras-det bench report [--run ...]
+
+``--run`` measures in this order, so that the timing-sensitive part sees the
+quietest machine: ``peers.py --part speed``, ``ladder.py``, ``peers.py
+--part accuracy``. Plots (PNG, matplotlib's Agg backend) go to
+``docs/images/``: the ladder (test time per image with and without
+proposals, AP50), speed against AP50 on ``shapes``, and the 320×320 speed of
+every detector and peer.
+"""
+
+import argparse
+import datetime
+import os
+import sys
+
+HERE = os.path.dirname(os.path.abspath(__file__))
+sys.path.insert(0, HERE)
+
+import harness  # noqa: E402
+import zoo  # noqa: E402
+
+DOCS = os.path.join(harness.ROOT, "docs")
+LADDER_JSON = os.path.join(harness.RESULTS, "ladder.json")
+PEERS_JSON = os.path.join(harness.RESULTS, "peers.json")
+PEER_COLOR = {"keras_det": "tab:blue", "keras-cv": "tab:orange", "keras-hub": "tab:green", "torchvision": "tab:red"}
+
+
+def _pyplot():
+    import matplotlib
+
+    matplotlib.use("Agg")
+    import matplotlib.pyplot as plt
+
+    return plt
+
+
+def plot_ladder(ladder, path):
+    import ladder as ladder_mod
+
+    plt = _pyplot()
+    t = ladder["table"]
+    names = ladder_mod.LADDER
+    labels = [zoo.LABELS[n] for n in names]
+    fig, (ax1, ax2) = plt.subplots(1, 2, figsize=(9, 3.6))
+    x = range(len(names))
+    width = 0.38
+    with_p = [1000 * t["test_s_with_proposals"][n] for n in names]
+    without = [1000 * t["test_s_without_proposals"][n] for n in names]
+    ax1.bar([i - width / 2 for i in x], with_p, width, label="with proposals", color="tab:gray")
+    ax1.bar([i + width / 2 for i in x], without, width, label="without proposals", color="tab:blue")
+    for i, n in enumerate(names):
+        ax1.annotate(ladder_mod.fmt_speedup(t["speedup_with_proposals"][n]), (i - width / 2, with_p[i]),
+                     ha="center", va="bottom", fontsize=8)
+    ax1.set_yscale("log")
+    ax1.set_xticks(list(x), labels)
+    ax1.set_ylabel("test time per image (ms, log)")
+    ax1.set_title("Test time (batch 1, 128 px)")
+    ax1.legend(fontsize=8)
+    ap50 = [100 * t["AP50"][n] for n in names]
+    ax2.bar(list(x), ap50, color="tab:green")
+    for i, v in enumerate(ap50):
+        ax2.annotate(f"{v:.1f}", (i, v), ha="center", va="bottom", fontsize=8)
+    ax2.set_xticks(list(x), labels)
+    ax2.set_ylabel("AP50 (%)")
+    ax2.set_title(f"AP50 on shapes after {ladder['settings']['budget']:g} CPU-s")
+    fig.tight_layout()
+    fig.savefig(path, dpi=110)
+    plt.close(fig)
+
+
+def plot_speed_vs_ap(accuracy, path):
+    import peers
+
+    plt = _pyplot()
+    fig, ax = plt.subplots(figsize=(7, 4.5))
+    for name, r in accuracy["rows"].items():
+        ms = r["infer_ms"] + r.get("proposal_ms", 0.0)
+        color = PEER_COLOR["keras-cv"] if name == peers.KERASCV else PEER_COLOR["keras_det"]
+        ax.scatter(ms, 100 * r["AP50"], color=color, s=30)
+        ax.annotate(peers.LABELS[name], (ms, 100 * r["AP50"]), textcoords="offset points", xytext=(4, 3), fontsize=8)
+    ax.set_xscale("log")
+    ax.set_xlabel("ms per image (batch 1, 128 px; R-CNN / Fast R-CNN incl. selective search), log")
+    ax.set_ylabel("AP50 on shapes test (%)")
+    ax.set_title(f"Speed vs AP50 after {accuracy['budget_cpu_s']:g} CPU-s of training (blue: keras_det, orange: keras-cv)",
+                 fontsize=9)
+    ax.grid(True, which="both", alpha=0.3)
+    fig.tight_layout()
+    fig.savefig(path, dpi=110)
+    plt.close(fig)
+
+
+def plot_peers_speed(speed, path):
+    plt = _pyplot()
+    rows = sorted(speed["rows"].values(), key=lambda r: r["ms"])
+    fig, ax = plt.subplots(figsize=(8, 0.35 * len(rows) + 1.2))
+    y = range(len(rows))
+    ax.barh(list(y), [r["ms"] for r in rows], color=[PEER_COLOR.get(r["framework"], "tab:gray") for r in rows])
+    for i, r in enumerate(rows):
+        ax.annotate(f"{r['ms']:.0f} ms, {r['gflops']:.1f} GFLOPs", (r["ms"], i), xytext=(3, 0),
+                    textcoords="offset points", va="center", fontsize=7)
+    ax.set_yticks(list(y), [r["label"] for r in rows], fontsize=8)
+    ax.invert_yaxis()
+    ax.set_xscale("log")
+    ax.set_xlabel(f"ms per image, batch 1, {speed['image_size']}×{speed['image_size']}, decode + NMS included (log)")
+    ax.set_title("blue: keras_det, orange: keras-cv, green: keras-hub, red: torchvision", fontsize=9)
+    fig.tight_layout()
+    fig.savefig(path, dpi=110)
+    plt.close(fig)
+
+
+def ladder_notes(ladder):
+    t = ladder["table"]
+    ss = 1000 * t["selective_search_s"]
+    fast_with = 1000 * t["test_s_with_proposals"]["fast_rcnn"]
+    return (
+        f"- Without proposals Fast R-CNN is **{t['speedup_without_proposals']['fast_rcnn']:.1f}×** faster than R-CNN "
+        f"(the seed: 146×): one backbone pass over the image instead of one per warped proposal "
+        f"({ladder['proposals']['median_proposals']:.0f} per image here, median).\n"
+        f"- Selective search takes **{ss:.0f} ms** per image, {100 * ss / fast_with:.0f} % of Fast R-CNN's test time with "
+        f"proposals — the bottleneck the seed points at; Faster R-CNN's RPN removes it: "
+        f"**{t['speedup_with_proposals']['faster_rcnn']:.0f}×** R-CNN's speed with proposals (the seed: 250×).\n"
+        f"- AP50 after the same {ladder['settings']['budget']:g} CPU-s: "
+        + ", ".join(f"{zoo.LABELS[n]} {100 * t['AP50'][n]:.1f}" for n in ("rcnn", "fast_rcnn", "faster_rcnn"))
+        + ". The seed's three are within 1 mAP of each other after days of GPU training; under a small CPU "
+        "budget the faster detectors also see more training images per second.\n"
+        "- The machine is far slower than the seed's GPU and the images far smaller (128 px against ~500 px), so "
+        "absolute times are not comparable; the speed-ups are."
+    )
+
+
+def speed_notes(speed):
+    peak = speed["peak"]
+    nominal = peak["nominal"]
+    lines = [
+        f"- Peak: **{peak['measured_gflops']:.0f} GFLOP/s** measured (the best of 20 float32 2048×2048 matmuls in TensorFlow on "
+        f"{harness.os.cpu_count()} cores); nominal "
+        + (f"{nominal['gflops']:.0f} GFLOP/s ({nominal['assumption']})." if nominal["gflops"] else "unknown."),
+        "- GFLOPs count convolutions and matrix products only (2 per multiply-accumulate), on both sides: "
+        "`harness.graph_flops` on the traced TF graph (loop bodies × trip count), torchvision's `FlopCounterMode`.",
+        "- Ratios are paired (timed back to back in each round; median over rounds); < 1 means the keras_det "
+        "detector is faster.",
+    ]
+    if speed.get("errors"):
+        lines.append("- Not measured: " + "; ".join(f"{k}: {v}" for k, v in speed["errors"].items()))
+    return "\n".join(lines)
+
+
+def render(ladder, peers_result, images_rel="images"):
+    import ladder as ladder_mod
+    import peers
+
+    machine = (peers_result or {}).get("machine") or (ladder or {}).get("machine") or {}
+    out = [
+        "# Benchmarks",
+        "",
+        "Generated by `python benchmarks/report.py` (`keras-det bench report`) from `benchmarks/results/*.json`; "
+        "`keras-det bench report --run --torch-python PY` measures everything again first (about an hour on 2 cores; "
+        "PY is a Python with torch + torchvision for the torchvision peers, see below). Do not edit by hand.",
+        "",
+        f"Machine: {machine.get('cpu', '?')}, {machine.get('cpus', '?')} CPU cores, TensorFlow "
+        f"{machine.get('tensorflow', '?')}, Keras {machine.get('keras', '?')}, Python {machine.get('python', '?')}. "
+        f"Written {datetime.date.today().isoformat()}.",
+        "",
+    ]
+    if ladder:
+        out += [
+            "## The ladder: R-CNN → Fast R-CNN → Faster R-CNN",
+            "",
+            "`keras-det bench ladder` (`benchmarks/ladder.py`): the same tiny backbone from scratch, the same `shapes` "
+            f"images (128 px; {ladder['settings']['train_images']} train / {ladder['settings']['test_images']} test), "
+            f"the same training budget ({ladder['settings']['budget']:g} process CPU-s each); R-CNN and Fast R-CNN on "
+            f"the same ≤{ladder['proposals']['max_proposals']} selective-search (fast) proposals per image. Test time: "
+            f"batch 1, median of {ladder['settings']['timing_images']} test images × {ladder['settings']['passes']} "
+            "passes, the three detectors and selective search timed back to back per image.",
+            "",
+            ladder_mod.table(ladder),
+            "",
+            ladder_notes(ladder),
+            "",
+            f"![ladder]({images_rel}/ladder.png)",
+            "",
+        ]
+    if peers_result and "speed" in peers_result:
+        s = peers_result["speed"]
+        out += [
+            "## Inference speed against the peers (320×320, batch 1)",
+            "",
+            "`keras-det bench peers --part speed` (`benchmarks/peers.py`): every keras_det detector in its "
+            "ImageNet-class configuration (MobileNet backbones, 91 classes, random weights) next to keras-cv's "
+            "YOLOV8Detector (xs), keras-hub's RetinaNet (ResNet-50 FPN) and torchvision's SSDLite320 and Faster R-CNN "
+            f"MobileNetV3-Large-320-FPN, all in one run: {s['protocol']}; {s['timed_runs']} timed runs each. End to end: "
+            "preprocessing, forward, box decoding and NMS.",
+            "",
+            peers.speed_table(s),
+            "",
+            speed_notes(s),
+            "",
+            f"![speed at 320]({images_rel}/peers_speed.png)",
+            "",
+        ]
+    if peers_result and "accuracy" in peers_result:
+        a = peers_result["accuracy"]
+        out += [
+            "## Accuracy after a fixed CPU budget (shapes)",
+            "",
+            "`keras-det bench peers --part accuracy`: every keras_det detector (tiny backbone, from scratch) and "
+            f"keras-cv's YOLOV8Detector (xs, from scratch) trained on the same {a['train_images']} `shapes` images "
+            f"for {a['budget_cpu_s']:g} process CPU-s each, COCO AP on the {a['test_images']} test images (keras_det's "
+            "pycocotools-identical evaluator). Recipes: single-stage models batch 16, Adam 1e-3, the default "
+            "box-aware augmentation; two-stage models batch 8, Adam 2e-3, no augmentation.",
+            "",
+            peers.accuracy_table(a),
+            "",
+            f"![speed vs AP50]({images_rel}/speed_vs_ap.png)",
+            "",
+        ]
+    out += [
+        "## Other benchmarks",
+        "",
+        "Each script prints medians and paired ratios and writes `benchmarks/results/<name>.json`:",
+        "",
+        "| script | measures |",
+        "|---|---|",
+        "| `eval_speed.py` | COCO evaluation vs pycocotools and faster-coco-eval (5,000 images) |",
+        "| `beam_eval.py` | the Beam evaluation pipeline vs `evaluate_coco` and pycocotools |",
+        "| `data_throughput.py` | `keras_det.data` input pipelines, images/s |",
+        "| `proposals_scaling.py` | Beam proposal pipeline scaling, R-CNN vs Fast R-CNN at 480 px, proposal recall |",
+        "| `serving_latency.py` | exported SavedModels (TF1 session loader, serving_tensor) vs Keras predict |",
+        "| `train_two_stage.py`, `train_single_stage.py` | earlier per-family training / speed runs |",
+        "",
+        "### The torchvision peers",
+        "",
+        "torch is not a keras_det dependency; the torchvision peers run in a subprocess of another Python. On this "
+        "kind of machine (x86_64, Python 3.11): `python -m venv /work/torchvenv && /work/torchvenv/bin/pip install "
+        "torch==2.14.1 torchvision==0.29.1`, then pass `--torch-python /work/torchvenv/bin/python` (or set "
+        "`KERAS_DET_TORCH_PYTHON`).",
+        "",
+    ]
+    return "\n".join(out)
+
+
+def write_report(ladder_path=LADDER_JSON, peers_path=PEERS_JSON, docs=DOCS):
+    """Writes ``docs/benchmarks.md`` and the PNGs from the results that exist; returns the markdown path."""
+    ladder = harness.read_json(ladder_path) or None
+    peers_result = harness.read_json(peers_path) or None
+    images = os.path.join(docs, "images")
+    os.makedirs(images, exist_ok=True)
+    if ladder:
+        plot_ladder(ladder, os.path.join(images, "ladder.png"))
+    if peers_result and "speed" in peers_result:
+        plot_peers_speed(peers_result["speed"], os.path.join(images, "peers_speed.png"))
+    if peers_result and "accuracy" in peers_result:
+        plot_speed_vs_ap(peers_result["accuracy"], os.path.join(images, "speed_vs_ap.png"))
+    path = os.path.join(docs, "benchmarks.md")
+    with open(path, "w") as f:
+        f.write(render(ladder, peers_result) + "\n")
+    print(f"wrote {path}", flush=True)
+    return path
+
+
+def main(argv=None):
+    parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
+    parser.add_argument("--run", action="store_true", help="measure first (peers speed, ladder, peers accuracy)")
+    parser.add_argument("--budget", type=float, default=300.0, help="with --run: training CPU-s per detector")
+    parser.add_argument("--torch-python", default=os.environ.get("KERAS_DET_TORCH_PYTHON"))
+    parser.add_argument("--docs", default=DOCS)
+    args = parser.parse_args(argv)
+    if args.run:
+        import ladder
+        import peers
+
+        torch = ["--torch-python", args.torch_python] if args.torch_python else []
+        peers.main(["--part", "speed", *torch])
+        ladder.main(["--budget", str(args.budget)])
+        peers.main(["--part", "accuracy", "--budget", str(args.budget)])
+    return write_report(docs=args.docs)
+
+
+if __name__ == "__main__":
+    main()

@@ -1,0 +1,122 @@
+"""benchmarks/peers.py summaries, ladder.py's table and report.py's page + plots, on hand-made results."""
+
+import argparse
+
+import pytest
+
+import harness
+import ladder
+import peers
+import report
+
+
+def _fake(value):
+    return lambda n: [value] * n
+
+
+def speed_section():
+    bench = harness.Interleaved(warmup=1, rounds=3, runs_per_round=2, log=False)
+    bench.add(peers.SELECTIVE_SEARCH, _fake(700.0))
+    bench.add("ssd", _fake(100.0))
+    bench.add("fast_rcnn", _fake(150.0))
+    bench.add(f"{peers.TV_SSD}@1t", _fake(120.0))
+    bench.add(f"{peers.TV_SSD}@2t", _fake(80.0))
+    bench.measure()
+    info = {
+        "ssd": {"params": 1_000_000, "framework": "keras_det", "num_classes": 91},
+        "fast_rcnn": {"params": 2_000_000, "framework": "keras_det", "num_classes": 91},
+        f"{peers.TV_SSD}@1t": {"params": 3_000_000, "framework": "torchvision", "threads": 1},
+        f"{peers.TV_SSD}@2t": {"params": 3_000_000, "framework": "torchvision", "threads": 2},
+    }
+    flops = {k: {"flops": f, "notes": []} for k, f in
+             (("ssd", 5e9), ("fast_rcnn", 10e9), (f"{peers.TV_SSD}@1t", 1e9), (f"{peers.TV_SSD}@2t", 1e9))}
+    peak = {"measured_gflops": 200.0, "nominal": {"gflops": 400.0, "assumption": "test"}}
+    return peers.summarize_speed(bench, info, flops, peak, argparse.Namespace(proposals=200))
+
+
+def test_speed_summary_ratios_peak_fraction_and_fastest_torch_variant():
+    s = speed_section()
+    assert s["torch_variants"] == {peers.TV_SSD: f"{peers.TV_SSD}@2t"}
+    tv = s["rows"][peers.TV_SSD]
+    assert tv["ms"] == 80.0 and tv["threads"] == 2 and tv["variants_ms"] == {f"{peers.TV_SSD}@1t": 120.0,
+                                                                             f"{peers.TV_SSD}@2t": 80.0}
+    ssd = s["rows"]["ssd"]
+    assert ssd["nearest_peer"] == peers.TV_SSD and ssd["ratio_to_nearest_peer"] == pytest.approx(100 / 80)
+    assert ssd["attained_gflops_per_s"] == pytest.approx(5 / 0.1)
+    assert ssd["fraction_of_measured_peak"] == pytest.approx(50 / 200)
+    assert ssd["fraction_of_nominal_peak"] == pytest.approx(50 / 400)
+    fast = s["rows"]["fast_rcnn"]
+    assert fast["ms_with_proposals"] == pytest.approx(850.0) and "ratio_to_torchvision_ssdlite" in fast
+    assert peers.SELECTIVE_SEARCH not in s["rows"] and s["selective_search_ms"] == 700.0
+    table = peers.speed_table(s)
+    assert "| SSD | 1.0 M | 5.00 | 100.0 (100.0–100.0) | 50.0 | 25.0 % | 1.25× torchvision SSDLite320 MNv3 | 1.25× |" in table
+    assert "850 with proposals" in table and "(2 threads)" in table
+
+
+def ladder_result():
+    without = {"rcnn": 2.0, "fast_rcnn": 0.05, "faster_rcnn": 0.02}
+    ss = 0.45
+    with_props = {"rcnn": 2.45, "fast_rcnn": 0.5, "faster_rcnn": 0.02}
+    return {
+        "machine": {"cpus": 2, "cpu": "test CPU", "tensorflow": "x", "keras": "y", "python": "z"},
+        "settings": {"budget": 300.0, "train_images": 1000, "test_images": 200, "timing_images": 20, "passes": 2},
+        "proposals": {"max_proposals": 300, "median_proposals": 150.0},
+        "table": {
+            "test_s_with_proposals": with_props,
+            "speedup_with_proposals": {n: with_props["rcnn"] / v for n, v in with_props.items()},
+            "test_s_without_proposals": without,
+            "speedup_without_proposals": {n: without["rcnn"] / v for n, v in without.items()},
+            "selective_search_s": ss,
+            "AP50": {"rcnn": 0.5, "fast_rcnn": 0.6, "faster_rcnn": 0.7},
+            "AP": {"rcnn": 0.3, "fast_rcnn": 0.35, "faster_rcnn": 0.4},
+            "train_images_per_s": {"rcnn": 10.0, "fast_rcnn": 90.0, "faster_rcnn": 45.0},
+        },
+        "models": {},
+    }
+
+
+def test_ladder_table_in_the_seeds_layout():
+    text = ladder.table(ladder_result())
+    assert "| Test time per image (with proposals) | 2.45 s | 0.500 s | 0.020 s |" in text
+    assert "| (Speedup) | 1.0x | 4.9x | 122x |" in text  # 2.45 / 0.5, 2.45 / 0.02
+    assert "| Test time per image (without proposals) | 2.00 s | 0.050 s | 0.020 s |" in text
+    assert "| (Speedup) | 1.0x | 40x | 100x |" in text
+    assert "| AP50 (%) on shapes test, after 300 CPU-s of training | 50.0 | 60.0 | 70.0 |" in text
+    # The seed's rows, from the papers.
+    assert "| Test time per image (with proposals) | 50.00 s | 2.00 s | 0.200 s |" in text
+    assert "| (Speedup) | 1.0x | 25x | 250x |" in text
+    assert "| mAP (VOC 2007) | 66.0 | 66.9 | 66.9 |" in text
+
+
+def accuracy_section():
+    rows = {}
+    for i, name in enumerate(("ssd", "fast_rcnn", peers.KERASCV)):
+        rows[name] = {"model": name, "AP50": 0.2 + 0.1 * i, "AP": 0.1 + 0.05 * i, "steps": 100 * (i + 1),
+                      "train_images_per_s": 50.0, "infer_ms": 10.0 + i, "params": 1_500_000}
+    rows["fast_rcnn"]["proposal_ms"] = 80.0
+    return {"budget_cpu_s": 300.0, "train_images": 1000, "test_images": 200, "image_size": 128, "rows": rows}
+
+
+def test_report_writes_page_and_plots(tmp_path):
+    ladder_path, peers_path = tmp_path / "ladder.json", tmp_path / "peers.json"
+    harness.write_json(str(ladder_path), ladder_result())
+    harness.write_json(str(peers_path), {"machine": {"cpu": "test CPU", "cpus": 2}, "speed": speed_section(),
+                                         "accuracy": accuracy_section()})
+    page = report.write_report(str(ladder_path), str(peers_path), str(tmp_path / "docs"))
+    text = open(page).read()
+    for png in ("ladder.png", "peers_speed.png", "speed_vs_ap.png"):
+        data = (tmp_path / "docs" / "images" / png).read_bytes()
+        assert data[:8] == b"\x89PNG\r\n\x1a\n" and len(data) > 5000, png
+        assert f"(images/{png})" in text
+    assert "Fast R-CNN is **40.0×** faster than R-CNN" in text
+    assert "Selective search takes **450 ms** per image, 90 % of Fast R-CNN's test time" in text
+    # Accuracy rows are sorted by AP50, the keras-cv peer included.
+    acc = text[text.index("## Accuracy"):]
+    assert acc.index("keras-cv YOLOV8 xs") < acc.index("Fast R-CNN") < acc.index("| SSD |")
+    assert "| Fast R-CNN | 0.300 | 0.150 | 200 | 50.0 | 11.0 (+80 proposals) | 1.50 M |" in acc
+
+
+def test_report_without_results_still_writes_a_page(tmp_path):
+    page = report.write_report(str(tmp_path / "none.json"), str(tmp_path / "none2.json"), str(tmp_path / "docs"))
+    text = open(page).read()
+    assert text.startswith("# Benchmarks") and "## The ladder" not in text and "## Other benchmarks" in text

@@ -1,0 +1,61 @@
+"""The benchmark scripts end to end at toy sizes (seconds of training; the numbers mean nothing here)."""
+
+import json
+import os
+
+import pytest
+
+import ladder
+import peers
+import zoo
+
+TINY = ["--train-images", "16", "--test-images", "4", "--budget", "0", "--steps-per-call", "2"]
+
+
+@pytest.mark.slow
+def test_ladder_runs_and_writes_the_table(tmp_path, capsys):
+    out = tmp_path / "ladder.json"
+    ladder.main(TINY + ["--timing-images", "2", "--passes", "1", "--output", str(out)])
+    result = json.loads(out.read_text())
+    t = result["table"]
+    for name in ladder.LADDER:
+        assert t["test_s_without_proposals"][name] > 0 and 0 <= t["AP50"][name] <= 1
+        assert result["models"][name]["steps"] >= 2
+    # Proposals add selective search to the two detectors that take them, and nothing to Faster R-CNN.
+    for name in zoo.PROPOSAL_DETECTORS:
+        assert t["test_s_with_proposals"][name] == pytest.approx(t["test_s_without_proposals"][name] + t["selective_search_s"])
+    assert t["test_s_with_proposals"]["faster_rcnn"] == t["test_s_without_proposals"]["faster_rcnn"]
+    assert t["speedup_with_proposals"]["rcnn"] == 1.0 and t["speedup_without_proposals"]["rcnn"] == 1.0
+    assert len(result["per_image_s"]["rcnn"]) == 2
+    assert set(result["models"]["rcnn"]["stages"]) == {"finetune", "svm"}
+    assert "| (Speedup) | 1.0x |" in capsys.readouterr().out
+
+
+@pytest.mark.slow
+def test_peers_speed_and_accuracy_run(tmp_path):
+    out = tmp_path / "peers.json"
+    peers.main(["--part", "speed", "--models", "classify_localize", "--warmup", "1", "--rounds", "1",
+                "--runs-per-round", "1", "--no-kerashub", "--output", str(out)])
+    speed = json.loads(out.read_text())["speed"]
+    assert set(speed["rows"]) == {"classify_localize", peers.KERASCV}
+    row = speed["rows"]["classify_localize"]
+    assert row["gflops"] > 0.1 and row["ms"] > 0 and 0 < row["fraction_of_measured_peak"] < 1.5
+    assert speed["rows"][peers.KERASCV]["gflops"] > 1.0
+    assert "skipped" in speed["errors"]["torchvision"]
+    peers.main(["--part", "accuracy", "--models", "ssd"] + TINY + ["--output", str(out)])
+    payload = json.loads(out.read_text())
+    assert "speed" in payload, "a part that was not re-measured is kept"
+    rows = payload["accuracy"]["rows"]
+    assert set(rows) == {"ssd", peers.KERASCV}
+    for r in rows.values():
+        assert 0 <= r["AP50"] <= 1 and r["infer_ms"] > 0 and r["steps"] >= 2
+
+
+def test_bench_command_finds_the_new_scripts():
+    from keras_det.cli import main
+
+    for name in ("ladder", "peers", "report"):
+        with pytest.raises(SystemExit) as e:
+            main(["bench", name, "--help"])
+        assert e.value.code == 0
+    assert os.path.exists(os.path.join(os.path.dirname(zoo.__file__), "ladder.py"))
