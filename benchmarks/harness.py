@@ -65,6 +65,23 @@ def timer(fn, *args):
     return run
 
 
+def cpu_ticks():
+    """``(steal, total)`` CPU ticks of the machine since boot (``/proc/stat``; ``(0, 0)`` where there is none)."""
+    try:
+        with open("/proc/stat") as f:
+            fields = [int(v) for v in f.readline().split()[1:]]
+    except (OSError, ValueError):
+        return 0, 0
+    # user nice system idle iowait irq softirq steal (guest times are inside user/nice)
+    return (fields[7] if len(fields) > 7 else 0), sum(fields[:8])
+
+
+def steal_percent(before, after):
+    """% of the CPU time between two `cpu_ticks` readings that the hypervisor gave to other guests."""
+    total = after[1] - before[1]
+    return round(100.0 * (after[0] - before[0]) / total, 1) if total > 0 else None
+
+
 def paired_ratio(rounds_a, rounds_b):
     """Median over rounds of ``median(a_round) / median(b_round)``.
 
@@ -109,12 +126,14 @@ class Interleaved:
                 print(f"{name}: dropped ({self.errors[name]})", flush=True)
                 del self.candidates[name]
         self.times = {name: [] for name in self.candidates}
+        ticks = cpu_ticks()
         for r in range(self.rounds):
             start = time.perf_counter()
             for name, run in self.candidates.items():
                 self.times[name].append(run(self.runs_per_round))
             if self.log:
                 print(f"round {r + 1}/{self.rounds}: {time.perf_counter() - start:.1f} s", flush=True)
+        self.steal = steal_percent(ticks, cpu_ticks())
         return self
 
     def all_times(self, name):
@@ -138,6 +157,8 @@ class Interleaved:
                 "over rounds of the ratio of the two candidates' medians in that round"
             ),
             "timed_runs": self.rounds * self.runs_per_round,
+            # CPU time the hypervisor gave to other guests while timing (a virtual machine's noise).
+            "cpu_steal_percent": getattr(self, "steal", None),
             "ms": {k: round(self.median(k), 3) for k in self.times},
             "iqr_ms": {k: [round(v, 3) for v in self.iqr(k)] for k in self.times},
             "errors": dict(self.errors),

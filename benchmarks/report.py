@@ -38,35 +38,50 @@ def _pyplot():
     return plt
 
 
+def _time_bars(ax, t, title):
+    """Test time per image with / without proposals (log scale), speed-ups over R-CNN on the bars."""
+    import ladder as ladder_mod
+
+    names = ladder_mod.LADDER
+    x = list(range(len(names)))
+    width = 0.38
+    with_p = [1000 * t["test_s_with_proposals"][n] for n in names]
+    without = [1000 * t["test_s_without_proposals"][n] for n in names]
+    ax.bar([i - width / 2 for i in x], with_p, width, label="with proposals", color="tab:gray")
+    ax.bar([i + width / 2 for i in x], without, width, label="without proposals", color="tab:blue")
+    for i, n in enumerate(names):
+        ax.annotate(ladder_mod.fmt_speedup(t["speedup_with_proposals"][n]), (i - width / 2, with_p[i]),
+                    ha="center", va="bottom", fontsize=8)
+        ax.annotate(ladder_mod.fmt_speedup(t["speedup_without_proposals"][n]), (i + width / 2, without[i]),
+                    ha="center", va="bottom", fontsize=8)
+    ax.set_yscale("log")
+    ax.set_xticks(x, [zoo.LABELS[n] for n in names])
+    ax.set_ylabel("test time per image (ms, log)")
+    ax.set_title(title, fontsize=10)
+    ax.legend(fontsize=7)
+
+
 def plot_ladder(ladder, path):
     import ladder as ladder_mod
 
     plt = _pyplot()
     t = ladder["table"]
+    scale = ladder.get("seed_scale")
+    fig, axes = plt.subplots(1, 3 if scale else 2, figsize=(13 if scale else 9, 3.8))
+    _time_bars(axes[0], t, "shapes, 128 px, tiny backbone (batch 1)")
+    if scale:
+        st = scale["settings"]
+        _time_bars(axes[1], scale, f"{st['backbone']}, {st['image_hw'][0]}×{st['image_hw'][1]} photos, "
+                                   f"≤{st['max_proposals']} proposals")
+    ax = axes[-1]
     names = ladder_mod.LADDER
-    labels = [zoo.LABELS[n] for n in names]
-    fig, (ax1, ax2) = plt.subplots(1, 2, figsize=(9, 3.6))
-    x = range(len(names))
-    width = 0.38
-    with_p = [1000 * t["test_s_with_proposals"][n] for n in names]
-    without = [1000 * t["test_s_without_proposals"][n] for n in names]
-    ax1.bar([i - width / 2 for i in x], with_p, width, label="with proposals", color="tab:gray")
-    ax1.bar([i + width / 2 for i in x], without, width, label="without proposals", color="tab:blue")
-    for i, n in enumerate(names):
-        ax1.annotate(ladder_mod.fmt_speedup(t["speedup_with_proposals"][n]), (i - width / 2, with_p[i]),
-                     ha="center", va="bottom", fontsize=8)
-    ax1.set_yscale("log")
-    ax1.set_xticks(list(x), labels)
-    ax1.set_ylabel("test time per image (ms, log)")
-    ax1.set_title("Test time (batch 1, 128 px)")
-    ax1.legend(fontsize=8)
     ap50 = [100 * t["AP50"][n] for n in names]
-    ax2.bar(list(x), ap50, color="tab:green")
+    ax.bar(range(len(names)), ap50, color="tab:green")
     for i, v in enumerate(ap50):
-        ax2.annotate(f"{v:.1f}", (i, v), ha="center", va="bottom", fontsize=8)
-    ax2.set_xticks(list(x), labels)
-    ax2.set_ylabel("AP50 (%)")
-    ax2.set_title(f"AP50 on shapes after {ladder['settings']['budget']:g} CPU-s")
+        ax.annotate(f"{v:.1f}", (i, v), ha="center", va="bottom", fontsize=8)
+    ax.set_xticks(range(len(names)), [zoo.LABELS[n] for n in names])
+    ax.set_ylabel("AP50 (%)")
+    ax.set_title(f"AP50 on shapes after {ladder['settings']['budget']:g} CPU-s", fontsize=10)
     fig.tight_layout()
     fig.savefig(path, dpi=110)
     plt.close(fig)
@@ -116,10 +131,11 @@ def ladder_notes(ladder):
     t = ladder["table"]
     ss = 1000 * t["selective_search_s"]
     fast_with = 1000 * t["test_s_with_proposals"]["fast_rcnn"]
-    return (
+    notes = (
         f"- Without proposals Fast R-CNN is **{t['speedup_without_proposals']['fast_rcnn']:.1f}×** faster than R-CNN "
-        f"(the seed: 146×): one backbone pass over the image instead of one per warped proposal "
-        f"({ladder['proposals']['median_proposals']:.0f} per image here, median).\n"
+        f"(the seed: 146×): one backbone pass over the image instead of one per warped proposal (R-CNN warps all "
+        f"{ladder['proposals']['max_proposals']} proposal slots, padding included, for static shapes; selective search "
+        f"gives a median of {ladder['proposals']['median_proposals']:.0f} per image here).\n"
         f"- Selective search takes **{ss:.0f} ms** per image, {100 * ss / fast_with:.0f} % of Fast R-CNN's test time with "
         f"proposals — the bottleneck the seed points at; Faster R-CNN's RPN removes it: "
         f"**{t['speedup_with_proposals']['faster_rcnn']:.0f}×** R-CNN's speed with proposals (the seed: 250×).\n"
@@ -127,9 +143,22 @@ def ladder_notes(ladder):
         + ", ".join(f"{zoo.LABELS[n]} {100 * t['AP50'][n]:.1f}" for n in ("rcnn", "fast_rcnn", "faster_rcnn"))
         + ". The seed's three are within 1 mAP of each other after days of GPU training; under a small CPU "
         "budget the faster detectors also see more training images per second.\n"
-        "- The machine is far slower than the seed's GPU and the images far smaller (128 px against ~500 px), so "
-        "absolute times are not comparable; the speed-ups are."
+        "- On `shapes` the images are small (128 px against the seed's ~500 px) and the tiny backbone cheap, so "
+        "fixed costs (RoI head, NMS) weigh more and the speed-ups are smaller than the seed's."
     )
+    scale = ladder.get("seed_scale")
+    if scale:
+        st = scale["settings"]
+        notes += (
+            f"\n- At the seed's scale ({st['backbone']}, {st['image_hw'][0]}×{st['image_hw'][1]} photos, a median of "
+            f"{scale['median_proposals']:.0f} proposals): R-CNN takes **{scale['test_s_without_proposals']['rcnn']:.1f} s** "
+            f"per image without proposals, Fast R-CNN {1000 * scale['test_s_without_proposals']['fast_rcnn']:.0f} ms "
+            f"(**{scale['speedup_without_proposals']['fast_rcnn']:.0f}×**), Faster R-CNN "
+            f"{1000 * scale['test_s_without_proposals']['faster_rcnn']:.0f} ms; with selective search "
+            f"({scale['selective_search_s']:.1f} s) the speed-ups are {scale['speedup_with_proposals']['fast_rcnn']:.1f}× "
+            f"and **{scale['speedup_with_proposals']['faster_rcnn']:.0f}×** (the seed: 25× and 250×)."
+        )
+    return notes
 
 
 def speed_notes(speed):
@@ -144,9 +173,21 @@ def speed_notes(speed):
         "- Ratios are paired (timed back to back in each round; median over rounds); < 1 means the keras_det "
         "detector is faster.",
     ]
+    if speed.get("cpu_steal_percent") is not None:
+        lines.append(f"- This is a virtual machine: {speed['cpu_steal_percent']:.0f} % of the CPU time while timing "
+                     "went to other guests (steal, `/proc/stat`), hence the wide IQRs; the paired ratios cancel most "
+                     "of it.")
     if speed.get("errors"):
         lines.append("- Not measured: " + "; ".join(f"{k}: {v}" for k, v in speed["errors"].items()))
     return "\n".join(lines)
+
+
+def section(title, intro, blocks, image):
+    """Markdown lines of one section: heading, intro paragraph, blocks (tables, notes), image."""
+    lines = [f"## {title}", "", intro, ""]
+    for block in blocks:
+        lines += [block, ""]
+    return lines + [image, ""]
 
 
 def render(ladder, peers_result, images_rel="images"):
@@ -167,57 +208,42 @@ def render(ladder, peers_result, images_rel="images"):
         "",
     ]
     if ladder:
-        out += [
-            "## The ladder: R-CNN → Fast R-CNN → Faster R-CNN",
-            "",
+        settings = ladder["settings"]
+        out += section(
+            "The ladder: R-CNN → Fast R-CNN → Faster R-CNN",
             "`keras-det bench ladder` (`benchmarks/ladder.py`): the same tiny backbone from scratch, the same `shapes` "
-            f"images (128 px; {ladder['settings']['train_images']} train / {ladder['settings']['test_images']} test), "
-            f"the same training budget ({ladder['settings']['budget']:g} process CPU-s each); R-CNN and Fast R-CNN on "
-            f"the same ≤{ladder['proposals']['max_proposals']} selective-search (fast) proposals per image. Test time: "
-            f"batch 1, median of {ladder['settings']['timing_images']} test images × {ladder['settings']['passes']} "
-            "passes, the three detectors and selective search timed back to back per image.",
-            "",
-            ladder_mod.table(ladder),
-            "",
-            ladder_notes(ladder),
-            "",
+            f"images (128 px; {settings['train_images']} train / {settings['test_images']} test), the same training "
+            f"budget ({settings['budget']:g} process CPU-s each); R-CNN and Fast R-CNN on the same "
+            f"≤{ladder['proposals']['max_proposals']} selective-search (fast) proposals per image. Test time: batch 1, "
+            f"median of {settings['timing_images']} test images × {settings['passes']} passes, the three detectors and "
+            "selective search timed back to back per image.",
+            [ladder_mod.table(ladder), ladder_notes(ladder)],
             f"![ladder]({images_rel}/ladder.png)",
-            "",
-        ]
+        )
     if peers_result and "speed" in peers_result:
         s = peers_result["speed"]
-        out += [
-            "## Inference speed against the peers (320×320, batch 1)",
-            "",
+        out += section(
+            "Inference speed against the peers (320×320, batch 1)",
             "`keras-det bench peers --part speed` (`benchmarks/peers.py`): every keras_det detector in its "
             "ImageNet-class configuration (MobileNet backbones, 91 classes, random weights) next to keras-cv's "
             "YOLOV8Detector (xs), keras-hub's RetinaNet (ResNet-50 FPN) and torchvision's SSDLite320 and Faster R-CNN "
             f"MobileNetV3-Large-320-FPN, all in one run: {s['protocol']}; {s['timed_runs']} timed runs each. End to end: "
             "preprocessing, forward, box decoding and NMS.",
-            "",
-            peers.speed_table(s),
-            "",
-            speed_notes(s),
-            "",
+            [peers.speed_table(s), speed_notes(s)],
             f"![speed at 320]({images_rel}/peers_speed.png)",
-            "",
-        ]
+        )
     if peers_result and "accuracy" in peers_result:
         a = peers_result["accuracy"]
-        out += [
-            "## Accuracy after a fixed CPU budget (shapes)",
-            "",
+        out += section(
+            "Accuracy after a fixed CPU budget (shapes)",
             "`keras-det bench peers --part accuracy`: every keras_det detector (tiny backbone, from scratch) and "
             f"keras-cv's YOLOV8Detector (xs, from scratch) trained on the same {a['train_images']} `shapes` images "
             f"for {a['budget_cpu_s']:g} process CPU-s each, COCO AP on the {a['test_images']} test images (keras_det's "
             "pycocotools-identical evaluator). Recipes: single-stage models batch 16, Adam 1e-3, the default "
             "box-aware augmentation; two-stage models batch 8, Adam 2e-3, no augmentation.",
-            "",
-            peers.accuracy_table(a),
-            "",
+            [peers.accuracy_table(a)],
             f"![speed vs AP50]({images_rel}/speed_vs_ap.png)",
-            "",
-        ]
+        )
     out += [
         "## Other benchmarks",
         "",

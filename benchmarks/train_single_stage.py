@@ -60,9 +60,7 @@ import json
 import os
 import platform
 import statistics
-import subprocess
 import sys
-import textwrap
 import time
 
 os.environ.setdefault("KERAS_BACKEND", "tensorflow")
@@ -72,40 +70,28 @@ import keras  # noqa: E402
 import numpy as np  # noqa: E402
 import tensorflow as tf  # noqa: E402
 
+sys.path.insert(0, os.path.dirname(os.path.abspath(__file__)))
+
+import harness  # noqa: E402
+import zoo  # noqa: E402
 from keras_det import data as kd_data  # noqa: E402
 from keras_det.metrics import COCOEvaluator  # noqa: E402
-from keras_det.models.sliding_window import SlidingWindowDetector  # noqa: E402
 from keras_det.models.ssd import SSD  # noqa: E402
-from keras_det.models.yolo import YOLO, priors_per_level  # noqa: E402
-from keras_det.ops.anchors import kmeans_anchors  # noqa: E402
+from keras_det.models.yolo import YOLO  # noqa: E402
 
 MODELS = ("ssd", "ssdlite", "yolo_v1", "yolo_multiscale", "sliding_window")
-FORMAT = "xyxy"
+FORMAT = zoo.FORMAT
 HERE = os.path.dirname(os.path.abspath(__file__))
 DEFAULT_OUTPUT = os.path.join(HERE, "results", "train_single_stage.json")
 SPEED_SIZE = 320
-# keras-cv's "yolo_v8_xs_backbone" preset config (its weights come from Kaggle,
-# so the preset cannot be loaded offline); 1,277,680 parameters.
-YOLO_V8_XS = dict(stackwise_channels=[32, 64, 128, 256], stackwise_depth=[1, 2, 2, 1], include_rescaling=True)
 GOAL_RATIO = 1.3
 
 
 def build(name, num_classes, image_size, backbone, train_boxes_wh):
-    size = (image_size, image_size)
-    if name in ("ssd", "ssdlite"):
-        return SSD(num_classes, backbone=backbone, image_size=size, head="ssdlite" if name == "ssdlite" else "ssd",
-                   extra_filters=128, bounding_box_format=FORMAT)
-    if name == "yolo_v1":
-        return YOLO(num_classes, backbone=backbone, variant="v1", image_size=size, grid_size=7, head_filters=128,
-                    fc_dim=512, bounding_box_format=FORMAT)
-    if name == "yolo_multiscale":
-        priors = priors_per_level(kmeans_anchors(train_boxes_wh, 9, seed=0))
-        return YOLO(num_classes, backbone=backbone, variant="multiscale", image_size=size, priors=priors,
-                    head_filters=64, neck_filters=64, bounding_box_format=FORMAT)
-    if name == "sliding_window":
-        return SlidingWindowDetector(num_classes, backbone=backbone, feature_tap="C3", window_sizes=(16, 32, 64),
-                                     aspect_ratios=(0.5, 1.0, 2.0), hidden_dim=64, bounding_box_format=FORMAT)
-    raise ValueError(f"unknown model {name!r}; expected one of {MODELS}")
+    """The benchmark configuration of a single-stage detector (``zoo.shapes_detector``)."""
+    if name not in MODELS:
+        raise ValueError(f"unknown model {name!r}; expected one of {MODELS}")
+    return zoo.shapes_detector(name, num_classes, train_boxes_wh, backbone=backbone, image_size=image_size)
 
 
 class TimeBudget(keras.callbacks.Callback):
@@ -131,15 +117,6 @@ class TimeBudget(keras.callbacks.Callback):
             self.model.stop_training = True
 
 
-def boxes_wh(dataset):
-    wh = []
-    for element in dataset:
-        b = element["bounding_boxes"]["boxes"].numpy()
-        wh.append(b[:, 2:] - b[:, :2])
-    wh = np.concatenate(wh)
-    return wh[(wh > 0).all(-1)]
-
-
 def evaluate(model, dataset):
     evaluator = COCOEvaluator(bounding_box_format=FORMAT)
     for batch in dataset:
@@ -163,85 +140,7 @@ def time_inference(model, image, runs):
 # Speed at 320×320, batch 1, interleaved with the peers.
 # ---------------------------------------------------------------------------
 
-TORCH_SERVER = textwrap.dedent(
-    """
-    import json, sys, time
-    import torch, torchvision
-    torch.set_num_threads(int(sys.argv[1]))
-    torch.manual_seed(0)
-    model = torchvision.models.detection.ssdlite320_mobilenet_v3_large(
-        weights=None, weights_backbone=None).eval()
-    x = [torch.rand(3, 320, 320) * 255]  # like keras_det's inputs; the transform normalises
-
-    def e2e():
-        model(x)
-
-    def raw():
-        images, _ = model.transform(x)
-        features = list(model.backbone(images.tensors).values())
-        model.head(features)
-
-    fns = {"e2e": e2e, "raw": raw}
-    with torch.no_grad():  # the first calls are slow (allocator, kernel selection): warm up well
-        for _ in range(int(sys.argv[2])):
-            raw(); e2e()
-    print(json.dumps({"ready": True, "torch": torch.__version__, "torchvision": torchvision.__version__,
-                      "threads": torch.get_num_threads(),
-                      "params": sum(p.numel() for p in model.parameters())}), flush=True)
-    with torch.no_grad():
-        for line in sys.stdin:
-            name, n = line.split()
-            times = []
-            for _ in range(int(n)):
-                t = time.perf_counter(); fns[name](); times.append(1000 * (time.perf_counter() - t))
-            print(json.dumps(times), flush=True)
-    """
-)
-
-
-class TorchPeer:
-    """torchvision's SSDLite in a long-lived subprocess, driven round by round."""
-
-    def __init__(self, python, threads, warmup=10, omp_wait_policy=None):
-        env = dict(os.environ)
-        if omp_wait_policy:
-            env["OMP_WAIT_POLICY"] = omp_wait_policy
-        self.proc = subprocess.Popen(
-            [python, "-c", TORCH_SERVER, str(threads), str(warmup)], stdin=subprocess.PIPE, stdout=subprocess.PIPE,
-            stderr=subprocess.PIPE, text=True, env=env,
-        )
-        line = self.proc.stdout.readline()
-        if not line:
-            raise RuntimeError(self.proc.stderr.read().strip().splitlines()[-1])
-        self.info = json.loads(line)
-        self.info["OMP_WAIT_POLICY"] = env.get("OMP_WAIT_POLICY")
-
-    def runner(self, name):
-        def run(n):
-            self.proc.stdin.write(f"{name} {n}\n")
-            self.proc.stdin.flush()
-            return json.loads(self.proc.stdout.readline())
-        return run
-
-    def close(self):
-        self.proc.stdin.close()
-        self.proc.wait(timeout=60)
-
-
-def _fetch(outputs):
-    tf.nest.map_structure(lambda t: t.numpy() if hasattr(t, "numpy") else t, outputs)
-
-
-def _timer(fn, image):
-    """``run(n)`` → n wall times in ms of ``fn(image)`` with the outputs fetched to numpy."""
-    def run(n):
-        times = []
-        for _ in range(n):
-            start = time.perf_counter()
-            _fetch(fn(image))
-            times.append(1000 * (time.perf_counter() - start))
-        return times
-    return run
+_timer = harness.timer  # run(n) -> n times in ms, outputs fetched
 
 
 def ssd_decode_steps(model):
@@ -348,9 +247,8 @@ def speed(args):
         try:
             import keras_cv
 
-            backbone = keras_cv.models.YOLOV8Backbone(**YOLO_V8_XS)
-            kcv = keras_cv.models.YOLOV8Detector(num_classes=20, bounding_box_format=FORMAT, backbone=backbone,
-                                                 fpn_depth=args.kerascv_fpn_depth)
+            kcv = zoo.kerascv_yolov8(20, fpn_depth=args.kerascv_fpn_depth)
+            backbone = kcv.backbone
             kcv_e2e = tf.function(lambda x: kcv.decode_predictions(kcv(x, training=False), x))
             kcv_raw = tf.function(lambda x: kcv(x, training=False))
             timers["kerascv_yolo_v8_xs/predict"] = _timer(lambda x: kcv.predict(x, verbose=0), image)
@@ -359,7 +257,7 @@ def speed(args):
             timers["kerascv_yolo_v8_xs/raw_forward"] = _timer(kcv_raw, image)
             info["kerascv_yolo_v8_xs"] = {"keras_cv": keras_cv.__version__, "params": int(kcv.count_params()),
                                           "backbone_params": int(backbone.count_params()), "num_classes": 20,
-                                          "fpn_depth": args.kerascv_fpn_depth, "backbone_config": YOLO_V8_XS}
+                                          "fpn_depth": args.kerascv_fpn_depth, "backbone_config": zoo.YOLO_V8_XS}
         except Exception as e:  # noqa: BLE001 - report the peer's failure, keep measuring ours
             errors["kerascv"] = f"{type(e).__name__}: {e}"
             print(f"keras-cv: {errors['kerascv']}", flush=True)
@@ -370,7 +268,8 @@ def speed(args):
         for threads in [args.threads] + [t for t in args.torch_extra_threads if t != args.threads]:
             suffix = "" if threads == args.threads else f"_{threads}thread"
             try:
-                peer = TorchPeer(args.torch_python, threads, args.speed_warmup, args.torch_omp_wait_policy)
+                peer = harness.TorchPeer(args.torch_python, "ssdlite320_mobilenet_v3_large", threads, args.speed_warmup,
+                                         SPEED_SIZE, args.torch_omp_wait_policy)
                 peers.append(peer)
                 timers[f"{tv}{suffix}/e2e"] = peer.runner("e2e")
                 timers[f"{tv}{suffix}/raw_forward"] = peer.runner("raw")
@@ -526,7 +425,7 @@ def main(argv=None):
         train, args.batch_size, augment=augment() if augment else None, max_boxes=16, shuffle=512, cache=True, seed=0,
     ).repeat()
     val_batches = kd_data.batch(val, args.batch_size, max_boxes=16)
-    wh = boxes_wh(train)
+    wh = zoo.boxes_wh(train)
     image = tf.zeros((1, args.image_size, args.image_size, 3))
 
     results = []

@@ -51,31 +51,40 @@ def _check(name):
         raise ValueError(f"unknown detector {name!r}; expected one of {DETECTORS}")
 
 
-def shapes_detector(name, num_classes, train_boxes_wh=None):
-    """A CPU-sized keras_det detector for 128-px ``shapes`` images (tiny backbone)."""
+def shapes_detector(name, num_classes, train_boxes_wh=None, backbone="tiny", image_size=SHAPES_SIZE):
+    """A CPU-sized keras_det detector for ``shapes`` images (128 px, tiny backbone by default).
+
+    Args:
+        name: one of `DETECTORS`.
+        num_classes: object classes.
+        train_boxes_wh: ``[N, 2]`` GT widths/heights (YOLO multiscale's k-means priors).
+        backbone: backbone name (``"tiny"``: from scratch in minutes on a CPU).
+        image_size: square image side (SSD / YOLO are built for it).
+    """
     from keras_det.cli import DEMO_MODEL
     from keras_det import models
 
     _check(name)
-    size = (SHAPES_SIZE, SHAPES_SIZE)
+    size = (image_size, image_size)
+    two_stage = {**DEMO_MODEL, "backbone": backbone}
     if name == "faster_rcnn":
-        return models.FasterRCNN(num_classes, bounding_box_format=FORMAT, **DEMO_MODEL)
+        return models.FasterRCNN(num_classes, bounding_box_format=FORMAT, **two_stage)
     if name == "mask_rcnn":
-        return models.MaskRCNN(num_classes, bounding_box_format=FORMAT, mask_conv_dims=64, **DEMO_MODEL)
+        return models.MaskRCNN(num_classes, bounding_box_format=FORMAT, mask_conv_dims=64, **two_stage)
     if name == "fast_rcnn":
-        rpn = ("anchor_sizes", "aspect_ratios", "rpn_filters") + tuple(k for k in DEMO_MODEL if k.startswith("rpn_"))
-        return models.FastRCNN(num_classes, bounding_box_format=FORMAT, **{k: v for k, v in DEMO_MODEL.items() if k not in rpn})
+        rpn = ("anchor_sizes", "aspect_ratios", "rpn_filters") + tuple(k for k in two_stage if k.startswith("rpn_"))
+        return models.FastRCNN(num_classes, bounding_box_format=FORMAT, **{k: v for k, v in two_stage.items() if k not in rpn})
     if name == "rcnn":
         # 64-px warps of the 128-px images (the paper warps 227 px of ~500-px
         # images), 4 px of context (16/227 of the window in the paper).
-        return models.RCNN(num_classes, backbone="tiny", bounding_box_format=FORMAT, warp_size=64, context_padding=4,
+        return models.RCNN(num_classes, backbone=backbone, bounding_box_format=FORMAT, warp_size=64, context_padding=4,
                            finetune_rois_per_image=32, svm_negative_pool=32, bbox_rois_per_image=16,
                            max_detections=50, inference_chunk=NUM_PROPOSALS)
     if name in ("ssd", "ssdlite"):
-        return models.SSD(num_classes, backbone="tiny", image_size=size, head=name, extra_filters=128,
+        return models.SSD(num_classes, backbone=backbone, image_size=size, head=name, extra_filters=128,
                           bounding_box_format=FORMAT)
     if name == "yolo_v1":
-        return models.YOLO(num_classes, backbone="tiny", variant="v1", image_size=size, grid_size=7, head_filters=128,
+        return models.YOLO(num_classes, backbone=backbone, variant="v1", image_size=size, grid_size=7, head_filters=128,
                            fc_dim=512, bounding_box_format=FORMAT)
     if name == "yolo_multiscale":
         from keras_det.models.yolo import priors_per_level
@@ -83,13 +92,13 @@ def shapes_detector(name, num_classes, train_boxes_wh=None):
 
         if train_boxes_wh is None:
             raise ValueError("yolo_multiscale needs `train_boxes_wh` (its k-means priors)")
-        return models.YOLO(num_classes, backbone="tiny", variant="multiscale", image_size=size,
+        return models.YOLO(num_classes, backbone=backbone, variant="multiscale", image_size=size,
                            priors=priors_per_level(kmeans_anchors(train_boxes_wh, 9, seed=0)), head_filters=64,
                            neck_filters=64, bounding_box_format=FORMAT)
     if name == "sliding_window":
-        return models.SlidingWindowDetector(num_classes, backbone="tiny", feature_tap="C3", window_sizes=(16, 32, 64),
+        return models.SlidingWindowDetector(num_classes, backbone=backbone, feature_tap="C3", window_sizes=(16, 32, 64),
                                             aspect_ratios=(0.5, 1.0, 2.0), hidden_dim=64, bounding_box_format=FORMAT)
-    return models.ClassifyLocalize(num_classes, backbone="tiny", bounding_box_format=FORMAT)
+    return models.ClassifyLocalize(num_classes, backbone=backbone, bounding_box_format=FORMAT)
 
 
 def speed_detector(name, num_classes=91, size=320):
@@ -126,16 +135,30 @@ def speed_detector(name, num_classes=91, size=320):
     return models.ClassifyLocalize(num_classes, backbone="mobilenet_v2", bounding_box_format=FORMAT)
 
 
+# keras-cv's "yolo_v8_xs_backbone" preset config (its weights come from Kaggle,
+# so the preset cannot be loaded offline); 1,277,680 backbone parameters.
+YOLO_V8_XS = dict(stackwise_channels=[32, 64, 128, 256], stackwise_depth=[1, 2, 2, 1], include_rescaling=True)
+
+
+def kerascv_yolov8(num_classes, fpn_depth=1):
+    """keras-cv's YOLOV8Detector on the xs backbone architecture (random weights)."""
+    import keras_cv
+
+    backbone = keras_cv.models.YOLOV8Backbone(**YOLO_V8_XS)
+    return keras_cv.models.YOLOV8Detector(num_classes=num_classes, bounding_box_format=FORMAT, backbone=backbone,
+                                          fpn_depth=fpn_depth)
+
+
 # ---------------------------------------------------------------------------
 # Data
 # ---------------------------------------------------------------------------
 
 
-def shapes_split(split, num_images, with_masks=False):
+def shapes_split(split, num_images, with_masks=False, max_objects=8):
     from keras_det import data
 
     return data.load("shapes", split, FORMAT, num_images=num_images, image_size=SHAPES_SIZE, with_masks=with_masks,
-                     with_info=True)
+                     max_objects=max_objects, with_info=True)
 
 
 def boxes_wh(dataset):
@@ -192,6 +215,10 @@ def evaluate(model, batches):
 # ---------------------------------------------------------------------------
 
 
+def _without_masks(element):
+    return {k: v for k, v in element.items() if k != "masks"}
+
+
 class ShapesTask:
     """The ``shapes`` data of a budget run, loaded once for all detectors.
 
@@ -199,11 +226,12 @@ class ShapesTask:
         num_train, num_test: images of the train / test splits.
         need_proposals: compute selective search for R-CNN / Fast R-CNN.
         need_masks: load instance masks (Mask R-CNN).
+        max_objects: objects per image are 1..max_objects (8: the default set).
     """
 
-    def __init__(self, num_train=1000, num_test=200, need_proposals=True, need_masks=True):
-        self.train, info = shapes_split("train", num_train, with_masks=need_masks)
-        self.test, _ = shapes_split("test", num_test, with_masks=False)
+    def __init__(self, num_train=1000, num_test=200, need_proposals=True, need_masks=True, max_objects=8):
+        self.train, info = shapes_split("train", num_train, with_masks=need_masks, max_objects=max_objects)
+        self.test, _ = shapes_split("test", num_test, with_masks=False, max_objects=max_objects)
         self.class_names = list(info.class_names)
         self.num_train, self.num_test = num_train, num_test
         self.train_wh = boxes_wh(self.train)
@@ -225,7 +253,7 @@ class ShapesTask:
         if name in PROPOSAL_DETECTORS:
             split = with_proposals(split, self.proposals["train" if training else "test"])
         if name != "mask_rcnn" and training:
-            split = split.map(lambda el: {k: v for k, v in el.items() if k != "masks"})
+            split = split.map(_without_masks)
         if not training:
             return data.batch(split, 16)
         recipe = RECIPES[FAMILY[name]]
@@ -250,6 +278,7 @@ def train_on_shapes(name, task, budget, model=None, timing_runs=30, steps_per_ca
     import keras
 
     keras.utils.set_random_seed(0)
+    ticks = harness.cpu_ticks()
     model = model or shapes_detector(name, len(task.class_names), task.train_wh)
     recipe = RECIPES[FAMILY[name]]
     train = task.batches(name, training=True)
@@ -279,6 +308,7 @@ def train_on_shapes(name, task, budget, model=None, timing_runs=30, steps_per_ca
         "params": int(model.count_params()),
         "infer_ms": inference_ms(model, task, name, timing_runs),
     }
+    row["cpu_steal_percent"] = harness.steal_percent(ticks, harness.cpu_ticks())
     if name in PROPOSAL_DETECTORS:
         row["proposal_ms"] = task.proposal_info["ms_per_image_median"]
     if "stages" in run:

@@ -136,3 +136,10 @@ def test_train_for_cpu_seconds_runs_at_least_one_chunk():
     ds = tf.data.Dataset.from_tensor_slices((x, x[:, :1])).batch(4).repeat()
     out = harness.train_for_cpu_seconds(model, ds, budget=0.0, steps_per_call=3, warmup_steps=1)
     assert out["steps"] == 3 and np.isfinite(out["final_loss"]) and out["cpu_s"] >= 0
+
+
+def test_steal_percent():
+    assert harness.steal_percent((10, 1000), (35, 1100)) == 25.0  # 25 of 100 ticks went to other guests
+    assert harness.steal_percent((0, 0), (0, 0)) is None
+    steal, total = harness.cpu_ticks()
+    assert 0 <= steal <= total

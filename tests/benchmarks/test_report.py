@@ -72,6 +72,15 @@ def ladder_result():
             "train_images_per_s": {"rcnn": 10.0, "fast_rcnn": 90.0, "faster_rcnn": 45.0},
         },
         "models": {},
+        "seed_scale": {
+            "settings": {"backbone": "mobilenet_v2", "image_hw": [480, 640], "max_proposals": 2000},
+            "median_proposals": 1800.0,
+            "test_s_with_proposals": {"rcnn": 41.0, "fast_rcnn": 2.0, "faster_rcnn": 0.25},
+            "speedup_with_proposals": {"rcnn": 1.0, "fast_rcnn": 20.5, "faster_rcnn": 164.0},
+            "test_s_without_proposals": {"rcnn": 40.0, "fast_rcnn": 1.0, "faster_rcnn": 0.25},
+            "speedup_without_proposals": {"rcnn": 1.0, "fast_rcnn": 40.0, "faster_rcnn": 160.0},
+            "selective_search_s": 1.0,
+        },
     }
 
 
@@ -86,6 +95,9 @@ def test_ladder_table_in_the_seeds_layout():
     assert "| Test time per image (with proposals) | 50.00 s | 2.00 s | 0.200 s |" in text
     assert "| (Speedup) | 1.0x | 25x | 250x |" in text
     assert "| mAP (VOC 2007) | 66.0 | 66.9 | 66.9 |" in text
+    scale = text[text.index("at the seed's scale (mobilenet_v2, 480×640 photos, ≤2000 proposals"):text.index("the seed (VGG16")]
+    assert "| Test time per image (with proposals) | 41.00 s | 2.00 s | 0.250 s |" in scale
+    assert "| (Speedup) | 1.0x | 20x | 164x |" in scale
 
 
 def accuracy_section():
@@ -110,6 +122,7 @@ def test_report_writes_page_and_plots(tmp_path):
         assert f"(images/{png})" in text
     assert "Fast R-CNN is **40.0×** faster than R-CNN" in text
     assert "Selective search takes **450 ms** per image, 90 % of Fast R-CNN's test time" in text
+    assert "R-CNN takes **40.0 s** per image without proposals, Fast R-CNN 1000 ms (**40×**)" in text
     # Accuracy rows are sorted by AP50, the keras-cv peer included.
     acc = text[text.index("## Accuracy"):]
     assert acc.index("keras-cv YOLOV8 xs") < acc.index("Fast R-CNN") < acc.index("| SSD |")

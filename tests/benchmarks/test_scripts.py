@@ -15,7 +15,8 @@ TINY = ["--train-images", "16", "--test-images", "4", "--budget", "0", "--steps-
 @pytest.mark.slow
 def test_ladder_runs_and_writes_the_table(tmp_path, capsys):
     out = tmp_path / "ladder.json"
-    ladder.main(TINY + ["--timing-images", "2", "--passes", "1", "--output", str(out)])
+    ladder.main(TINY + ["--timing-images", "2", "--passes", "1", "--scale-proposals", "8", "--scale-image-size", "96",
+                        "128", "--scale-backbone", "tiny", "--output", str(out)])
     result = json.loads(out.read_text())
     t = result["table"]
     for name in ladder.LADDER:
@@ -28,7 +29,13 @@ def test_ladder_runs_and_writes_the_table(tmp_path, capsys):
     assert t["speedup_with_proposals"]["rcnn"] == 1.0 and t["speedup_without_proposals"]["rcnn"] == 1.0
     assert len(result["per_image_s"]["rcnn"]) == 2
     assert set(result["models"]["rcnn"]["stages"]) == {"finetune", "svm"}
-    assert "| (Speedup) | 1.0x |" in capsys.readouterr().out
+    scale = result["seed_scale"]
+    assert scale["settings"]["image_hw"] == [96, 128] and len(scale["per_image_s"]["rcnn"]) == len(ladder.SCALE_PHOTOS)
+    for name in zoo.PROPOSAL_DETECTORS:
+        assert scale["test_s_with_proposals"][name] == pytest.approx(
+            scale["test_s_without_proposals"][name] + scale["selective_search_s"])
+    printed = capsys.readouterr().out
+    assert "| (Speedup) | 1.0x |" in printed and "at the seed's scale (tiny, 96×128 photos, ≤8 proposals" in printed
 
 
 @pytest.mark.slow
@@ -42,11 +49,14 @@ def test_peers_speed_and_accuracy_run(tmp_path):
     assert row["gflops"] > 0.1 and row["ms"] > 0 and 0 < row["fraction_of_measured_peak"] < 1.5
     assert speed["rows"][peers.KERASCV]["gflops"] > 1.0
     assert "skipped" in speed["errors"]["torchvision"]
-    peers.main(["--part", "accuracy", "--models", "ssd"] + TINY + ["--output", str(out)])
+    peers.main(["--part", "accuracy", "--models", "ssd", "--no-kerascv"] + TINY + ["--output", str(out)])
+    peers.main(["--part", "accuracy", "--models", "classify_localize"] + TINY + ["--output", str(out)])
     payload = json.loads(out.read_text())
     assert "speed" in payload, "a part that was not re-measured is kept"
     rows = payload["accuracy"]["rows"]
-    assert set(rows) == {"ssd", peers.KERASCV}
+    # Rows of the first run are kept (same budget and data); classify+localize also trains on 1-object images.
+    assert set(rows) == {"ssd", "classify_localize", peers.ONE_OBJECT, peers.KERASCV}
+    assert rows[peers.ONE_OBJECT]["data"] == "shapes with max_objects=1"
     for r in rows.values():
         assert 0 <= r["AP50"] <= 1 and r["infer_ms"] > 0 and r["steps"] >= 2
 
