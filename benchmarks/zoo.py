@@ -140,13 +140,26 @@ def speed_detector(name, num_classes=91, size=320):
 YOLO_V8_XS = dict(stackwise_channels=[32, 64, 128, 256], stackwise_depth=[1, 2, 2, 1], include_rescaling=True)
 
 
-def kerascv_yolov8(num_classes, fpn_depth=1):
-    """keras-cv's YOLOV8Detector on the xs backbone architecture (random weights)."""
+def kerascv_yolov8(num_classes, fpn_depth=1, confidence_threshold=None):
+    """keras-cv's YOLOV8Detector on the xs backbone architecture (random weights).
+
+    Args:
+        num_classes: object classes.
+        fpn_depth: depth of its FPN's CSP blocks (1 for the xs size).
+        confidence_threshold: ``None`` keeps keras-cv's decoder (threshold
+            0.2, for display); evaluation wants a low one (0.01: keras_det's
+            SSD uses 0.01, COCO-style evaluation keeps low-scoring boxes).
+    """
     import keras_cv
 
     backbone = keras_cv.models.YOLOV8Backbone(**YOLO_V8_XS)
+    decoder = None
+    if confidence_threshold is not None:
+        decoder = keras_cv.layers.NonMaxSuppression(bounding_box_format=FORMAT, from_logits=False,
+                                                    confidence_threshold=confidence_threshold, iou_threshold=0.7,
+                                                    max_detections=100)
     return keras_cv.models.YOLOV8Detector(num_classes=num_classes, bounding_box_format=FORMAT, backbone=backbone,
-                                          fpn_depth=fpn_depth)
+                                          fpn_depth=fpn_depth, prediction_decoder=decoder)
 
 
 # ---------------------------------------------------------------------------

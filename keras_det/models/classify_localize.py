@@ -1,15 +1,26 @@
 """Classification + localization: one object per image, a class and a box.
 
-The seed's step from classification to detection: a backbone's pooled
-features feed two heads — a class softmax and a box regressor (4 numbers,
+The seed's step from classification to detection: a backbone's features
+feed two heads — a class softmax and a box regressor (4 numbers,
 class-agnostic, or 4 per class) — trained with a weighted multitask sum
 ``L = CE + λ · L_box`` where ``L_box`` is L2 (sum of squares, the seed's) or
 smooth-L1. Box targets are the object's ``rel_yxyx`` coordinates (fractions of
 the image), predicted through a sigmoid, so the loss does not depend on the
 image size.
 
+The classifier reads globally average-pooled features (what is in the
+image); the regressor must know *where*, so it reads the map itself: a 1×1
+conv to ``box_channels``, adaptive average pooling to a fixed
+``box_grid × box_grid`` (any input size), flattened into a hidden FC layer —
+the fully connected "regression head" on conv features of the seed (and of
+OverFeat / VGG's localisation nets). Its output layer starts at zero (every
+box starts as the centred half-size box, sigmoid(0) = 0.5): a random start
+saturates the sigmoid and the box loss stalls. (The first version, a
+regressor on the global average with a random start, stayed at AP50 0.000
+on one-object ``shapes`` after 300 CPU-s; see docs/benchmarks.md.)
+
 The object is the first valid box of each image (``labels >= 0``); images
-without one contribute only... nothing (zero weight on both terms).
+without one contribute nothing (zero weight on both terms).
 """
 
 import keras
@@ -19,6 +30,7 @@ from keras_det import losses as loss_ops
 from keras_det.backbones import build_backbone
 from keras_det.models.base import Detector
 from keras_det.ops import boxes as box_ops
+from keras_det.ops.pooling import adaptive_average_pool
 
 
 @keras.saving.register_keras_serializable(package="keras_det")
@@ -33,14 +45,17 @@ class ClassifyLocalize(Detector):
             the GT class's box is trained and the predicted class's returned).
         box_loss: ``"l2"`` or ``"smooth_l1"``.
         box_loss_weight: λ of the multitask sum.
-        tap: pooled backbone stage.
+        tap: backbone stage both heads read.
+        box_grid: side of the adaptive-average-pooled grid the regressor reads (7).
+        box_channels: 1×1-conv channels before that pooling (64).
+        box_hidden: units of the regressor's hidden FC layer (256).
 
     Call: images ``[B, H, W, 3]`` → prediction dict with ``K = 1``.
     """
 
     loss_keys = ("cls_loss", "box_loss")
 
-    def __init__(self, num_classes, backbone="mobilenet_v2", backbone_weights=None, bounding_box_format="xyxy", class_agnostic=True, box_loss="l2", box_loss_weight=1.0, tap="C5", **kwargs):
+    def __init__(self, num_classes, backbone="mobilenet_v2", backbone_weights=None, bounding_box_format="xyxy", class_agnostic=True, box_loss="l2", box_loss_weight=1.0, tap="C5", box_grid=7, box_channels=64, box_hidden=256, **kwargs):
         super().__init__(bounding_box_format=bounding_box_format, loss_names=self.loss_keys, **kwargs)
         if box_loss not in ("l2", "smooth_l1"):
             raise ValueError(f"`box_loss` must be 'l2' or 'smooth_l1', got {box_loss!r}.")
@@ -50,16 +65,29 @@ class ClassifyLocalize(Detector):
         self.box_loss = box_loss
         self.box_loss_weight = float(box_loss_weight)
         self.tap = tap
+        if int(box_grid) < 1 or int(box_channels) < 1 or int(box_hidden) < 1:
+            raise ValueError(
+                f"`box_grid`, `box_channels` and `box_hidden` must be >= 1, got {box_grid}, {box_channels}, {box_hidden}."
+            )
+        self.box_grid, self.box_channels, self.box_hidden = int(box_grid), int(box_channels), int(box_hidden)
         self.backbone = build_backbone(backbone, backbone_weights, (None, None, 3), taps=(tap,))
         self.pool = keras.layers.GlobalAveragePooling2D()
         self.classifier = keras.layers.Dense(self.num_classes, name="classifier")
+        self.box_reduce = keras.layers.Conv2D(self.box_channels, 1, activation="relu", name="box_reduce")
+        self.box_fc = keras.layers.Dense(self.box_hidden, activation="relu", name="box_fc")
         k = 1 if self.class_agnostic else self.num_classes
-        self.regressor = keras.layers.Dense(4 * k, name="box_regressor")
+        self.regressor = keras.layers.Dense(4 * k, kernel_initializer="zeros", name="box_regressor")
+
+    def box_features(self, feature_map):
+        """``[B, h, w, C]`` → ``[B, box_grid² · box_channels]``: 1×1 conv, adaptive average pool, flatten."""
+        reduced = self.box_reduce(feature_map)
+        grid = adaptive_average_pool(reduced, self.box_grid)
+        return tf.reshape(grid, [tf.shape(grid)[0], self.box_grid * self.box_grid * self.box_channels])
 
     def heads(self, images, training):
-        pooled = self.pool(self.backbone(images, training=training)[self.tap])
-        logits = tf.cast(self.classifier(pooled), tf.float32)
-        boxes = tf.sigmoid(tf.cast(self.regressor(pooled), tf.float32))
+        feature_map = self.backbone(images, training=training)[self.tap]
+        logits = tf.cast(self.classifier(self.pool(feature_map)), tf.float32)
+        boxes = tf.sigmoid(tf.cast(self.regressor(self.box_fc(self.box_features(feature_map))), tf.float32))
         boxes = tf.reshape(boxes, [tf.shape(boxes)[0], -1, 4])  # [B, K, 4] rel_yxyx
         # A box is (min, max) per axis whatever the regressor emits.
         lo = tf.minimum(boxes[..., :2], boxes[..., 2:])
@@ -107,4 +135,7 @@ class ClassifyLocalize(Detector):
             "box_loss": self.box_loss,
             "box_loss_weight": self.box_loss_weight,
             "tap": self.tap,
+            "box_grid": self.box_grid,
+            "box_channels": self.box_channels,
+            "box_hidden": self.box_hidden,
         }

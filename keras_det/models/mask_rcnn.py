@@ -151,12 +151,36 @@ class MaskRCNN(FasterRCNN):
         rois, t = self.roi_targets_for(proposals, valid, gt_boxes, gt_labels)
         logits, box_deltas = self.roi_head(features, rois, training)
         losses.update(self.head_losses(logits, box_deltas, t))
-        losses["mask_loss"] = self.mask_loss(features, rois, t, masks)
+        # The mask (and keypoint) branch sees only the positive RoIs: the
+        # others have zero weight in its loss, and at 1/(1 - fraction) of the
+        # RoIs it is most of the training step's cost.
+        pos_rois, pos_t = self.positive_rois(rois, t)
+        losses["mask_loss"] = self.mask_loss(features, pos_rois, pos_t, masks)
         if self.num_keypoints:
             if keypoints is None:
                 raise ValueError("MaskRCNN(num_keypoints > 0) needs `keypoints` [B, M, K, 3] in each batch.")
-            losses["keypoint_loss"] = self.keypoint_loss(features, rois, t, keypoints)
+            losses["keypoint_loss"] = self.keypoint_loss(features, pos_rois, pos_t, keypoints)
         return losses
+
+    def positive_rois(self, rois, t):
+        """The positive sampled RoIs (and their targets), gathered into ``[B, P, ...]``.
+
+        ``P`` is the RoI sampler's cap on positives per image,
+        ``int(roi_batch_size_per_image * roi_positive_fraction)``, so no
+        positive is ever left out; rows past an image's positives have zero
+        ``box_weights``.
+
+        Args:
+            rois: ``[B, S, 4]`` sampled RoIs (yxyx).
+            t: their targets (``roi_targets_for``).
+
+        Returns:
+            ``(rois [B, P, 4], targets with every entry gathered to [B, P, ...])``.
+        """
+        cap = int(self.roi_batch_size_per_image * float(self.config_args["roi_positive_fraction"]))
+        k = tf.minimum(max(cap, 1), tf.shape(t["box_weights"])[1])
+        _, idx = tf.math.top_k(t["box_weights"], k=k)
+        return tf.gather(rois, idx, batch_dims=1), {key: tf.gather(v, idx, batch_dims=1) for key, v in t.items()}
 
     def keypoint_loss(self, features, rois, t, gt_keypoints):
         """Softmax CE over heatmap cells, averaged over visible keypoints of positive RoIs."""

@@ -37,3 +37,24 @@ def test_classify_localize_l2_loss_hand_value():
         ClassifyLocalize(2, backbone="tiny", box_loss="l1")
     clone = ClassifyLocalize.from_config(model.get_config())
     assert clone.get_config() == model.get_config()
+
+
+def test_classify_localize_localizes_held_out_objects():
+    """The regressor reads where the object is: boxes on unseen images overlap the object."""
+    from keras_det.ops import boxes as box_ops
+
+    keras.utils.set_random_seed(0)
+    train = rectangles(num_images=96, size=64, max_boxes=1, seed=0)
+    test = rectangles(num_images=32, size=64, max_boxes=1, seed=1)
+    model = ClassifyLocalize(3, backbone="tiny", box_loss_weight=5.0)
+    model.compile(optimizer=keras.optimizers.Adam(3e-3))
+    ds = tf.data.Dataset.from_tensor_slices(train).shuffle(96, seed=0).batch(16).repeat()
+    model.fit(ds, steps_per_epoch=60, epochs=3, verbose=0)
+    out = model.predict_on_batch(test["images"])
+    iou = np.diag(box_ops.iou(out["boxes"][:, 0], test["bounding_boxes"]["boxes"][:, 0], "xyxy").numpy())
+    # Always predicting the mean training box gives a mean IoU of about 0.1 on these.
+    mean_box = np.mean(train["bounding_boxes"]["boxes"][:, 0], axis=0, keepdims=True)
+    baseline = np.mean(box_ops.iou(mean_box, test["bounding_boxes"]["boxes"][:, 0], "xyxy").numpy())
+    assert iou.mean() > max(0.4, 3 * baseline), (iou.mean(), baseline)
+    with pytest.raises(ValueError, match="box_grid"):
+        ClassifyLocalize(3, backbone="tiny", box_grid=0)

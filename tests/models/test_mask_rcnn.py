@@ -83,3 +83,30 @@ def test_keypoint_branch_trains_and_predicts():
     assert out["keypoints"].shape == (2, 20, 2, 3)
     assert np.all(out["keypoints"][out["labels"] < 0] == 0)
     assert MaskRCNN.from_config(model.get_config()).num_keypoints == 2
+
+
+def test_mask_and_keypoint_losses_see_only_positive_rois_and_equal_the_full_sum():
+    """The branches run on the positive RoIs only (the sampler's cap), with the loss of all sampled RoIs."""
+    from keras_det.ops import boxes as box_ops
+
+    batch = _with_masks(rectangles(num_images=2, size=64))
+    boxes = batch["bounding_boxes"]["boxes"]
+    keypoints = np.stack([boxes[..., 0] + 1, boxes[..., 1] + 1, np.ones_like(boxes[..., 0])], -1)[:, :, None, :]
+    keypoints[batch["bounding_boxes"]["labels"] < 0] = 0
+    model = MaskRCNN(3, mask_conv_dims=16, mask_num_convs=2, num_keypoints=1,
+                     **{**SMALL, "roi_batch_size_per_image": 40})
+    images = tf.constant(batch["images"])
+    model(images)
+    features = model.features(images, False)
+    *_, proposals, valid = model.rpn(features, images, training=True)
+    gt_boxes = box_ops.convert_format(tf.constant(boxes), "xyxy", "yxyx")
+    gt_labels = tf.constant(batch["bounding_boxes"]["labels"])
+    rois, t = model.roi_targets_for(proposals, valid, gt_boxes, gt_labels)
+    pos_rois, pos_t = model.positive_rois(rois, t)
+    assert rois.shape[1] == 40 and pos_rois.shape[1] == 10  # int(40 * 0.25)
+    assert float(tf.reduce_sum(pos_t["box_weights"])) == float(tf.reduce_sum(t["box_weights"])) > 0
+    masks, kps = tf.constant(batch["masks"]), tf.constant(keypoints.astype(np.float32))
+    np.testing.assert_allclose(model.mask_loss(features, pos_rois, pos_t, masks), model.mask_loss(features, rois, t, masks),
+                               rtol=1e-5)
+    np.testing.assert_allclose(model.keypoint_loss(features, pos_rois, pos_t, kps),
+                               model.keypoint_loss(features, rois, t, kps), rtol=1e-5)
