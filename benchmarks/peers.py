@@ -364,9 +364,13 @@ def accuracy_table(a):
         "|---|---|---|---|---|---|---|",
     ]
     for name, r in sorted(a["rows"].items(), key=lambda kv: -kv[1]["AP50"]):
-        ms = f"{r['infer_ms']:.1f}" + (f" (+{r['proposal_ms']:.0f} proposals)" if "proposal_ms" in r else "")
+        ms = f"{r['infer_ms']:.1f}" + (f" + {r['proposal_ms']:.0f} selective search" if "proposal_ms" in r else "")
         lines.append(f"| {LABELS[name]} | {r['AP50']:.3f} | {r['AP']:.3f} | {r['steps']} | {r['train_images_per_s']:.1f} "
                      f"| {ms} | {r['params'] / 1e6:.2f} M |")
+    stalled = [LABELS[n] for n, r in a["rows"].items() if r["AP50"] < 0.05]
+    if stalled:
+        lines.append(f"\nBelow AP50 0.05, i.e. not yet learned within {a['budget_cpu_s']:g} CPU-s from scratch: "
+                     + ", ".join(stalled) + ".")
     return "\n".join(lines)
 
 

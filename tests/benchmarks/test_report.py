@@ -124,9 +124,10 @@ def test_report_writes_page_and_plots(tmp_path):
     assert "Selective search takes **450 ms** per image, 90 % of Fast R-CNN's test time" in text
     assert "R-CNN takes **40.0 s** per image without proposals, Fast R-CNN 1000 ms (**40×**)" in text
     # Accuracy rows are sorted by AP50, the keras-cv peer included.
-    acc = text[text.index("## Accuracy"):]
+    acc = text[text.index("| detector | AP50"):]
     assert acc.index("keras-cv YOLOV8 xs") < acc.index("Fast R-CNN") < acc.index("| SSD |")
-    assert "| Fast R-CNN | 0.300 | 0.150 | 200 | 50.0 | 11.0 (+80 proposals) | 1.50 M |" in acc
+    assert "| Fast R-CNN | 0.300 | 0.150 | 200 | 50.0 | 11.0 + 80 selective search | 1.50 M |" in acc
+    assert "not yet learned" not in acc  # every row here is above AP50 0.05
 
 
 def test_report_without_results_still_writes_a_page(tmp_path):
