@@ -126,8 +126,9 @@ def test_saved_model_cli_shows_both_signatures(exported):
 
 
 def _other_detectors():
-    from keras_det.models import SSD, YOLO, SlidingWindowDetector
+    from keras_det.models import SSD, YOLO, MaskRCNN, SlidingWindowDetector
 
+    from .models.test_faster_rcnn import SMALL as TWO_STAGE_SMALL
     from .models.test_sliding_window import SMALL as WINDOW_SMALL
     from .models.test_ssd import SMALL as SSD_SMALL
     from .models.test_yolo import MS
@@ -136,6 +137,7 @@ def _other_detectors():
         ("ssd", lambda: SSD(3, **SSD_SMALL)),
         ("yolo_multiscale", lambda: YOLO(3, **MS)),
         ("sliding_window", lambda: SlidingWindowDetector(3, **WINDOW_SMALL)),
+        ("mask_rcnn", lambda: MaskRCNN(3, mask_conv_dims=16, mask_num_convs=2, **TWO_STAGE_SMALL)),
     ]
 
 
@@ -150,3 +152,7 @@ def test_every_detector_exports(name, factory, tmp_path):
     assert out["detection_boxes"].shape == (1, k, 4) and out["num_detections"].shape == (1,)
     boxes = out["detection_boxes"].numpy()
     assert boxes.min() >= 0 and boxes.max() <= 1
+    if name == "mask_rcnn":  # per-detection 28x28 masks, zero in the padded slots
+        masks = out["detection_masks"].numpy()
+        n = int(out["num_detections"][0])
+        assert masks.shape == (1, k, 28, 28) and not np.any(masks[0, n:]) and 0 <= masks.min() <= masks.max() <= 1

@@ -24,6 +24,15 @@ from keras_det.ops import boxes as box_ops
 from keras_det.ops.targets import keypoint_targets, mask_targets
 
 
+def _pad_slots(x, labels):
+    """Zero-pads ``[B, k, ...]`` to the ``K`` detection slots of ``labels [B, K]`` (the slots the branches skipped)."""
+    slots = tf.shape(labels)[1]
+    paddings = tf.concat([[[0, 0], [0, slots - tf.shape(x)[1]]], tf.zeros([x.shape.rank - 2, 2], tf.int32)], 0)
+    padded = tf.pad(x, paddings)
+    padded.set_shape(labels.shape[:2].concatenate(x.shape[2:]))
+    return padded
+
+
 def paste_masks(masks, boxes, image_shape, threshold=0.5):
     """Pastes box-frame masks into full images.
 
@@ -110,17 +119,23 @@ class MaskRCNN(FasterRCNN):
         features = self.features(images, training)
         *_, proposals, valid = self.rpn(features, images, training=False)
         detections = self.detect(features, images, proposals, valid, training)
+        # Detections are valid-first (padded_nms): the branches run on the first
+        # max(num_detections) slots only, and their outputs are zero-padded back
+        # to the K slots (a trained model keeps a few of its 100 slots). At least
+        # one slot: TF's CPU Conv2D mis-shapes an empty batch.
+        slots = tf.shape(detections["labels"])[1]
+        used = tf.minimum(tf.reduce_max(tf.concat([detections["num_detections"], [1]], 0)), slots)
         boxes = box_ops.convert_format(
-            detections["boxes"], self.bounding_box_format, "yxyx", image_shape=tf.shape(images)[1:3]
+            detections["boxes"][:, :used], self.bounding_box_format, "yxyx", image_shape=tf.shape(images)[1:3]
         )
-        logits = self.mask_logits(features, boxes)  # [B, K, h, w, C]
-        labels = tf.maximum(detections["labels"], 0)
-        chosen = tf.gather(tf.transpose(logits, [0, 1, 4, 2, 3]), labels[..., None], batch_dims=2)[:, :, 0]
-        present = tf.cast(detections["labels"] >= 0, tf.float32)
-        masks = tf.sigmoid(chosen) * present[..., None, None]
-        out = {**detections, "masks": masks}
+        labels = detections["labels"][:, :used]
+        logits = self.mask_logits(features, boxes)  # [B, used, h, w, C]
+        chosen = tf.gather(tf.transpose(logits, [0, 1, 4, 2, 3]), tf.maximum(labels, 0)[..., None], batch_dims=2)[:, :, 0]
+        present = tf.cast(labels >= 0, tf.float32)
+        out = {**detections, "masks": _pad_slots(tf.sigmoid(chosen) * present[..., None, None], detections["labels"])}
         if self.num_keypoints:
-            out["keypoints"] = self.decode_keypoints(self.keypoint_logits(features, boxes), boxes) * present[..., None, None]
+            keypoints = self.decode_keypoints(self.keypoint_logits(features, boxes), boxes) * present[..., None, None]
+            out["keypoints"] = _pad_slots(keypoints, detections["labels"])
         return out
 
     def keypoint_logits(self, features, rois):

@@ -110,3 +110,39 @@ def test_mask_and_keypoint_losses_see_only_positive_rois_and_equal_the_full_sum(
                                rtol=1e-5)
     np.testing.assert_allclose(model.keypoint_loss(features, pos_rois, pos_t, kps),
                                model.keypoint_loss(features, rois, t, kps), rtol=1e-5)
+
+
+def test_branches_run_on_the_used_detection_slots_only():
+    """Masks / keypoints of the first max(num_detections) slots equal the heads run on all K slots; the rest are 0."""
+    from keras_det.ops import boxes as box_ops
+
+    images = tf.constant(rectangles(num_images=2, size=64)["images"])
+    model = MaskRCNN(3, mask_conv_dims=16, mask_num_convs=2, num_keypoints=2, **SMALL)
+    scores = model(images)["scores"].numpy()
+    # A threshold that keeps a different number of detections per image, fewer than the K = 20 slots
+    # (greedy NMS keeps the same higher-scored boxes whatever the threshold): midway between two scores.
+    kept = np.sort(scores[scores > 0])
+    mids = (kept[1:] + kept[:-1]) / 2
+    counts = [(scores > m).sum(axis=1) for m in mids]
+    model.decoder.score_threshold = float(next(m for m, c in zip(mids, counts) if c[0] != c[1] and 0 < c.max() < 20))
+    out = model(images)
+    counts = out["num_detections"].numpy()
+    assert 0 < counts.max() < 20 and counts[0] != counts[1], counts
+    features = model.features(images, False)
+    boxes = box_ops.convert_format(out["boxes"], "xyxy", "yxyx")
+    labels = tf.maximum(out["labels"], 0)
+    present = (out["labels"].numpy() >= 0)[..., None, None]
+    logits = tf.transpose(model.mask_logits(features, boxes), [0, 1, 4, 2, 3])
+    full = tf.sigmoid(tf.gather(logits, labels[..., None], batch_dims=2)[:, :, 0]).numpy() * present
+    np.testing.assert_allclose(out["masks"].numpy(), full, atol=1e-6)
+    kps = model.decode_keypoints(model.keypoint_logits(features, boxes), boxes).numpy() * present
+    np.testing.assert_allclose(out["keypoints"].numpy(), kps, atol=1e-5)
+    assert out["masks"].shape == (2, 20, 28, 28) and out["keypoints"].shape == (2, 20, 2, 3)
+    model.decoder.score_threshold = 1.0  # no detection at all: zero-length branches, zero outputs
+    out = model(images)
+    assert out["num_detections"].numpy().tolist() == [0, 0]
+    assert out["masks"].shape == (2, 20, 28, 28) and not np.any(out["masks"].numpy())
+    assert out["keypoints"].shape == (2, 20, 2, 3) and not np.any(out["keypoints"].numpy())
+    # The traced graph (export / predict) keeps the static K.
+    traced = tf.function(model).get_concrete_function(tf.TensorSpec([None, 64, 64, 3], tf.float32))
+    assert traced.structured_outputs["masks"].shape.as_list() == [None, 20, 28, 28]
