@@ -24,13 +24,18 @@ def test_classify_localize_overfits_and_predicts(class_agnostic):
 
 
 def test_classify_localize_l2_loss_hand_value():
-    model = ClassifyLocalize(2, backbone="tiny", box_loss="l2")
+    model = ClassifyLocalize(2, backbone="tiny", box_loss="l2", box_loss_weight=1.0)
     images = tf.zeros([1, 32, 32, 3])
     gt = tf.constant([[[0.0, 0.0, 16.0, 32.0]]])  # yxyx -> rel (0, 0, 0.5, 1)
     losses = model.compute_detection_losses(images, gt, tf.constant([[1]]), training=False)
     _, boxes = model.heads(images, False)
-    expected = np.sum((boxes.numpy()[0, 0] - [0, 0, 0.5, 1.0]) ** 2)
-    np.testing.assert_allclose(losses["box_loss"], expected, rtol=1e-5)
+    # The zero-initialised regressor starts at the centred half-size box (centre 0.5, size 0.5).
+    np.testing.assert_allclose(boxes.numpy()[0, 0], [0.25, 0.25, 0.75, 0.75], atol=1e-6)
+    # (0.25 - 0)^2 + (0.25 - 0)^2 + (0.75 - 0.5)^2 + (0.75 - 1)^2 = 0.25
+    np.testing.assert_allclose(losses["box_loss"], 0.25, rtol=1e-5)
+    default = ClassifyLocalize(2, backbone="tiny", box_loss="l2")
+    np.testing.assert_allclose(default.compute_detection_losses(images, gt, tf.constant([[1]]), training=False)["box_loss"],
+                               30 * 0.25, rtol=1e-5)
     empty = model.compute_detection_losses(images, gt, tf.constant([[-1]]))
     assert float(empty["box_loss"]) == 0.0 and float(empty["cls_loss"]) == 0.0
     with pytest.raises(ValueError, match="box_loss"):
