@@ -173,6 +173,11 @@ def speed_notes(speed):
         "- Ratios are paired (timed back to back in each round; median over rounds); < 1 means the keras_det "
         "detector is faster.",
     ]
+    if "mask_rcnn" in speed["rows"]:
+        lines.append("- Random weights score each of the 91 classes about 1/92, below the two-stage detectors' 0.05 "
+                     "threshold, so they keep no detection. Mask R-CNN's mask branch runs on the kept detections only, "
+                     "so its row (and its GFLOPs: the branch's shapes are dynamic, not counted) times the box path; "
+                     "the branch's cost grows with the detections a trained model keeps.")
     if speed.get("cpu_steal_percent") is not None:
         lines.append(f"- This is a virtual machine: {speed['cpu_steal_percent']:.0f} % of the CPU time while timing "
                      "went to other guests (steal, `/proc/stat`), hence the wide IQRs; the paired ratios cancel most "

@@ -121,7 +121,8 @@ class MaskRCNN(FasterRCNN):
         detections = self.detect(features, images, proposals, valid, training)
         # Detections are valid-first (padded_nms): the branches run on the first
         # max(num_detections) slots only, and their outputs are zero-padded back
-        # to the K slots (a trained model keeps a few of its 100 slots). At least
+        # to the K slots (a trained model keeps a few of its 100 slots; at 320 px
+        # the branch costs ~5 ms per detection: 619 ms with 100, 105 with none). At least
         # one slot: TF's CPU Conv2D mis-shapes an empty batch.
         slots = tf.shape(detections["labels"])[1]
         used = tf.minimum(tf.reduce_max(tf.concat([detections["num_detections"], [1]], 0)), slots)
