@@ -86,3 +86,24 @@ def test_rcnn_save_and_load(tmp_path):
     again = loaded({"images": images, "proposals": props})
     np.testing.assert_allclose(out["scores"], again["scores"], atol=1e-6)
     np.testing.assert_allclose(out["boxes"], again["boxes"], atol=1e-4)
+
+
+def test_inference_runs_the_valid_proposals_only():
+    """Chunked inference features equal `window_features` on the valid windows; padded slots get zeros."""
+    model = RCNN(2, **{**SMALL, "inference_chunk": 3})
+    images = tf.constant(rectangles(num_images=2, size=64)["images"], tf.float32)
+    boxes = tf.constant([[[0, 0, 32, 32], [8, 8, 40, 60], [0, 0, 0, 0], [10, 4, 30, 20], [0, 0, 0, 0]],
+                         [[0, 0, 0, 0], [4, 4, 60, 60], [0, 0, 0, 0], [0, 0, 0, 0], [0, 0, 0, 0]]], tf.float32)
+    valid = tf.constant([[True, True, False, True, False], [False, True, False, False, False]])
+    got = model._chunked_features(images, boxes, valid).numpy()
+    want = model.window_features(images, boxes, False).numpy()
+    np.testing.assert_allclose(got[valid.numpy()], want[valid.numpy()], rtol=1e-5, atol=1e-5)
+    assert not np.any(got[~valid.numpy()]) and np.any(got[valid.numpy()])
+    none = model._chunked_features(images, boxes, tf.zeros_like(valid)).numpy()
+    assert none.shape == got.shape and not np.any(none)
+    # End to end: padded proposal slots change nothing in the detections.
+    props = tf.constant([[[0, 0, 32, 32], [8, 8, 60, 40]]], tf.float32)  # xyxy, the model's format
+    padded = tf.concat([props, tf.zeros([1, 3, 4])], axis=1)
+    a = model.predict_on_batch({"images": images[:1], "proposals": props})
+    b = model.predict_on_batch({"images": images[:1], "proposals": padded})
+    np.testing.assert_allclose(a["scores"], b["scores"], atol=1e-6)
