@@ -35,7 +35,8 @@ backbone). Typical use: ``fit`` with ``stage="finetune"``, then
 ``model.stage = "svm"``, ``compile`` again and ``fit`` again.
 
 Inference warps all ``P`` proposals of every image (the valid ones: padded
-slots are skipped) and runs the backbone on them in chunks of ``inference_chunk`` windows (``tf.map_fn``), which is what
+slots are skipped, whole chunks at a time) and runs the backbone on them in
+chunks of ``inference_chunk`` windows (``tf.map_fn``), which is what
 makes R-CNN slow (the seed's 47 s/image with VGG16 against Fast R-CNN's
 0.32 s; see ``benchmarks/proposals_scaling.py`` for this CPU). Scores are
 ``sigmoid(svm margin)`` (``score_source="svm"``, so the default
@@ -324,8 +325,10 @@ class RCNN(Detector):
     def _chunked_features(self, images, boxes, valid):
         """`window_features` at inference, ``inference_chunk`` windows per backbone call.
 
-        Only the ``valid [B, R]`` windows are warped and run (a padded
-        proposal slot costs nothing); the others get zero features.
+        Only the ``valid [B, R]`` windows are warped and run, in
+        ``ceil(valid / inference_chunk)`` chunks (the last one padded to the
+        chunk size: `tf.map_fn` needs a static shape); the others get zero
+        features.
         """
         images = tf.cast(images, tf.float32)
         batch, num = tf.shape(boxes)[0], tf.shape(boxes)[1]
