@@ -40,14 +40,17 @@ def make_roi_layer(kind, output_size, spatial_scale, sampling_ratio=2):
     raise ValueError(f"`roi_pooling` must be 'align' or 'pool', got {kind!r}.")
 
 
-def select_sampled(targets, num):
+def select_sampled(targets, num, by="class_weights"):
     """Gathers the (at most ``num``) sampled rows of RoI targets into fixed-size tensors.
+
+    The rows kept are those of largest ``targets[by]`` (``[B, N]``):
+    ``"class_weights"`` picks the sampled RoIs, ``"box_weights"`` the positives.
 
     Returns ``(indices [B, S], gathered targets)`` with ``S = min(num, N)``;
     rows beyond the sample have zero weights.
     """
-    n = tf.shape(targets["class_weights"])[1]
-    _, idx = tf.math.top_k(targets["class_weights"], k=tf.minimum(num, n))
+    n = tf.shape(targets[by])[1]
+    _, idx = tf.math.top_k(targets[by], k=tf.minimum(num, n))
     return idx, {k: tf.gather(v, idx, batch_dims=1) for k, v in targets.items()}
 
 

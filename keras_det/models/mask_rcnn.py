@@ -19,6 +19,7 @@ import tensorflow as tf
 
 from keras_det.layers.heads import KeypointHead, MaskHead
 from keras_det.layers.roi_pooling import MultiLevelRoIAlign, RoIAlign
+from keras_det.models.fast_rcnn import select_sampled
 from keras_det.models.faster_rcnn import FasterRCNN
 from keras_det.ops import boxes as box_ops
 from keras_det.ops.targets import keypoint_targets, mask_targets
@@ -194,9 +195,8 @@ class MaskRCNN(FasterRCNN):
             ``(rois [B, P, 4], targets with every entry gathered to [B, P, ...])``.
         """
         cap = int(self.roi_batch_size_per_image * float(self.config_args["roi_positive_fraction"]))
-        k = tf.minimum(max(cap, 1), tf.shape(t["box_weights"])[1])
-        _, idx = tf.math.top_k(t["box_weights"], k=k)
-        return tf.gather(rois, idx, batch_dims=1), {key: tf.gather(v, idx, batch_dims=1) for key, v in t.items()}
+        idx, positives = select_sampled(t, max(cap, 1), by="box_weights")
+        return tf.gather(rois, idx, batch_dims=1), positives
 
     def keypoint_loss(self, features, rois, t, gt_keypoints):
         """Softmax CE over heatmap cells, averaged over visible keypoints of positive RoIs."""

@@ -390,9 +390,7 @@ class RCNN(Detector):
             idx, neg = select_sampled(t, self.config_args["svm_negative_pool"])
             windows += [gt_boxes, tf.gather(proposals, idx, batch_dims=1)]
             t = self.bbox_targets(proposals, gt_boxes, gt_labels, anchor_valid=valid)
-            k = tf.minimum(self.bbox_rois_per_image, tf.shape(proposals)[1])
-            _, bidx = tf.math.top_k(t["box_weights"], k=k)
-            bb = {key: tf.gather(t[key], bidx, batch_dims=1) for key in ("labels", "box_targets", "box_weights")}
+            bidx, bb = select_sampled(t, self.bbox_rois_per_image, by="box_weights")
             windows.append(tf.gather(proposals, bidx, batch_dims=1))
             parts += ["svm_pos", "svm_neg", "bbox"]
         sizes = [tf.shape(w)[1] for w in windows]
