@@ -8,6 +8,7 @@ returns an unbatched ``tf.data.Dataset`` of::
                         "labels": int32 [N], 0-based,
                         ["difficult": bool [N]], ["is_crowd": bool [N]]},
      "image_id": int64 [],
+     "file_name": string [],
      ["masks": uint8 [N, H, W]]}     # shapes; COCO folders with with_masks=True
 
 ``source`` is ``"shapes"`` (embedded synthetic set, `shapes`), a local folder
@@ -16,9 +17,16 @@ TFDS name (``"voc/2007"``, ``"coco/2017"``). ``with_info=True`` also returns
 a `DatasetInfo` whose ``class_names[i]`` names label ``i``.
 ``batch`` / ``pipeline`` pad to ``boxes [B, M, 4]``, ``labels [B, M]`` (-1).
 
-``image_id``: COCO → the COCO image id; TFDS → ``image/id`` or the digits of
-the file name; shapes, VOC, LabelImg, YOLO → the element's index in the
-split (``info.image_files[image_id]`` is its file).
+``file_name``: the image's path relative to the split's image root
+(``JPEGImages/``, the LabelImg image folder, ``images/<split>/``, the COCO
+``file_name``); TFDS → ``image/filename`` (else ``""``); shapes →
+``"<split>/<index>.png"`` (synthetic, there is no file).
+``image_id``: COCO → the COCO image id; VOC, LabelImg, YOLO →
+`file_image_id` (``file_name``) — a stable 53-bit hash, collision-checked, so
+``keras-det predict`` and the Beam pipelines give a file the same id as
+``load``; TFDS → ``image/id`` or the digits of the file name; shapes → the
+element's index. ``info.image_files`` / ``info.file_names`` /
+``info.image_ids`` list them in dataset order.
 
 Class order: shapes → `SHAPES_CLASS_NAMES`; COCO → categories sorted by id
 (``info.category_ids``); VOC / LabelImg → the 20 standard VOC classes if
@@ -61,7 +69,7 @@ from keras_det.data.augment import (
     ssd_augmentation,
 )
 from keras_det.data.batching import batch, pipeline
-from keras_det.data.core import DataError, DatasetInfo
+from keras_det.data.core import DataError, DatasetInfo, file_image_id
 from keras_det.data.loader import detect_layout, load
 from keras_det.data.proposals import join_proposals, read_proposals, write_images  # noqa: F401
 from keras_det.data.shapes import CLASS_NAMES as SHAPES_CLASS_NAMES
@@ -75,6 +83,7 @@ __all__ = [
     "detect_layout",
     "DatasetInfo",
     "DataError",
+    "file_image_id",
     "SHAPES_CLASS_NAMES",
     "VOC_CLASSES",
     "augment",

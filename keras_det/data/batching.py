@@ -2,7 +2,7 @@
 
 A batch is ``{"images": float32 [B, H, W, 3], "bounding_boxes": {"boxes":
 float32 [B, M, 4], "labels": int32 [B, M], ...}, "image_id": int64 [B],
-"masks": [B, M, H, W]}``. Padding rows have label ``-1`` and box
+"file_name": string [B], "masks": [B, M, H, W]}``. Padding rows have label ``-1`` and box
 ``[0, 0, 0, 0]``; other per-box fields (``difficult``, ``is_crowd``) pad with
 ``False``, masks with 0.
 """
@@ -17,6 +17,8 @@ def _padding_values(element_spec):
     def value(spec, key):
         if key == "labels":
             return tf.constant(-1, spec.dtype)
+        if spec.dtype == tf.string:
+            return tf.constant("", tf.string)
         return tf.constant(False if spec.dtype == tf.bool else 0, spec.dtype)
 
     out = {}

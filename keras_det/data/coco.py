@@ -33,6 +33,7 @@ import os
 import numpy as np
 
 from keras_det.data.core import (
+    normalize_file_name,
     DataError,
     DatasetInfo,
     Record,
@@ -180,6 +181,7 @@ def read_coco(
             Record(
                 file=path,
                 image_id=int(img["id"]),
+                file_name=normalize_file_name(img["file_name"]),
                 boxes=boxes,
                 labels=np.array([cat_to_label[a["category_id"]] for a in anns], np.int32),
                 height=int(img.get("height", -1) or -1),
@@ -201,6 +203,8 @@ def read_coco(
         num_examples=len(records),
         source=json_path,
         image_files=tuple(r.file for r in records),
+        file_names=tuple(r.file_name for r in records),
+        image_ids=tuple(r.image_id for r in records),
         category_ids=tuple(c["id"] for c in categories),
         stats=dict(stats.counts),
     )

@@ -9,6 +9,7 @@ package docstring) and implemented here in `clean_boxes` and
 """
 
 import dataclasses
+import hashlib
 import logging
 import os
 
@@ -28,6 +29,76 @@ SPLIT_ALIASES = {
     "val": ("val", "validation", "valid"),
     "valid": ("valid", "val", "validation"),
 }
+
+
+# Image ids must survive JSON (pycocotools, TF Serving clients in JavaScript):
+# 53 bits is the largest integer a float64 holds exactly.
+_ID_BITS = 53
+
+
+def file_image_id(file_name):
+    """The stable ``image_id`` of an image file in a folder dataset.
+
+    The first 53 bits of the SHA-1 of ``file_name`` (the path relative to the
+    dataset's image root, ``/``-separated), so that the same file has the same
+    id in `keras_det.data.load`, ``keras-det predict``, the Beam pipelines and
+    a COCO results file, whatever order a split lists it in; ``a.jpg`` and
+    ``a.png`` differ. Ids are positive and fit a JSON number exactly.
+
+    Args:
+        file_name: str, relative path such as ``"BloodImage_00001.jpg"`` or
+            ``"train/0001.png"``.
+
+    Returns:
+        int in ``[1, 2**53)``.
+    """
+    key = normalize_file_name(file_name).encode("utf-8", "surrogateescape")
+    value = int.from_bytes(hashlib.sha1(key).digest()[:8], "big") >> (64 - _ID_BITS)
+    return value or 1
+
+
+def normalize_file_name(file_name):
+    """``file_name`` as a ``/``-separated relative path (``./`` and ``\\`` removed)."""
+    name = str(file_name).replace(os.sep, "/")
+    if os.altsep:
+        name = name.replace(os.altsep, "/")
+    return os.path.normpath(name).replace(os.sep, "/").lstrip("/") if name else name
+
+
+def relative_file_name(path, root):
+    """``path`` relative to the folder ``root``, ``/``-separated (the element's ``file_name``)."""
+    return normalize_file_name(os.path.relpath(os.path.abspath(path), os.path.abspath(root)))
+
+
+def assign_file_ids(records, root, where):
+    """Gives each folder `Record` its ``file_name`` (relative to ``root``) and ``image_id``.
+
+    Args:
+        records: list of `Record` whose ``file`` is the image path.
+        root: the folder the split's images are named relative to.
+        where: the dataset, for messages.
+
+    Raises:
+        DataError: one image file is listed twice, or two file names share an
+            id (astronomically unlikely: 53-bit hash), naming both entries.
+    """
+    seen = {}
+    for r in records:
+        r.file_name = relative_file_name(r.file, root)
+        r.image_id = file_image_id(r.file_name)
+        other = seen.get(r.image_id)
+        if other is not None:
+            if other.file_name == r.file_name:
+                raise DataError(
+                    f"{where}: image {r.file_name!r} is listed twice "
+                    f"({other.where or other.file} and {r.where or r.file})."
+                )
+            raise DataError(
+                f"{where}: image ids of {other.file_name!r} and {r.file_name!r} collide "
+                f"({r.image_id}); rename one of the files."
+            )
+        seen[r.image_id] = r
+    return records
 
 
 def split_candidates(split):
@@ -52,8 +123,11 @@ class DatasetInfo:
         num_examples: number of images in the split (``None`` if unknown).
         source: the folder / json path / TFDS name that was read.
         image_files: for folder readers, the image path of each element,
-            indexed by position in the dataset (the element's ``image_id``
-            for VOC / LabelImg / YOLO).
+            in dataset order.
+        file_names: for folder readers, each element's ``file_name`` (the
+            path relative to the split's image root), in dataset order.
+        image_ids: each element's ``image_id``, in dataset order (folder
+            readers: `file_image_id` of the ``file_name``; COCO: its ids).
         category_ids: COCO only: the COCO ``category_id`` of each label.
         stats: counts of what the bad-input policy did (``"zero_area_dropped"``,
             ``"clipped"``, ``"crowd_dropped"``, ``"invalid_dropped"``, ...).
@@ -66,6 +140,8 @@ class DatasetInfo:
     num_examples: int = None
     source: str = None
     image_files: tuple = ()
+    file_names: tuple = ()
+    image_ids: tuple = ()
     category_ids: tuple = ()
     stats: dict = dataclasses.field(default_factory=dict)
 
@@ -92,6 +168,9 @@ class Record:
     difficult: np.ndarray = None
     is_crowd: np.ndarray = None
     where: str = ""  # the annotation file, for messages
+    # Path relative to the split's image root ("/"-separated): the element's
+    # "file_name", from which folder readers derive image_id (file_image_id).
+    file_name: str = ""
     # JSON list of one segmentation per box ({"polygons": [[x, y, ...], ...]}
     # or {"rle": [counts], "size": [h, w]}), when instance masks are read.
     segmentation: str = None
@@ -283,7 +362,7 @@ def records_to_dataset(records, bounding_box_format, relative=False, num_paralle
 
     Returns:
         ``tf.data.Dataset`` of ``{"images", "bounding_boxes": {"boxes",
-        "labels"[, "difficult"][, "is_crowd"]}, "image_id"}``.
+        "labels"[, "difficult"][, "is_crowd"]}, "image_id", "file_name"}``.
     """
     fmt = box_ops.check_format(bounding_box_format)
     num_parallel_calls = num_parallel_calls or tf.data.AUTOTUNE
@@ -308,6 +387,7 @@ def records_to_dataset(records, bounding_box_format, relative=False, num_paralle
     slices = {
         "file": np.array([r.file for r in records] or [""], dtype=str)[: len(records)],
         "image_id": np.array([r.image_id for r in records], np.int64),
+        "file_name": np.array([r.file_name for r in records] or [""], dtype=str)[: len(records)],
         "hw": np.array([[r.height, r.width] for r in records], np.int32).reshape(-1, 2),
         "start": splits[:-1],
         "end": splits[1:],
@@ -333,7 +413,12 @@ def records_to_dataset(records, bounding_box_format, relative=False, num_paralle
         bbox = {"boxes": boxes, "labels": labels_t[item["start"] : item["end"]]}
         for k, v in extras_t.items():
             bbox[k] = v[item["start"] : item["end"]]
-        out = {"images": image, "bounding_boxes": bbox, "image_id": item["image_id"]}
+        out = {
+            "images": image,
+            "bounding_boxes": bbox,
+            "image_id": item["image_id"],
+            "file_name": item["file_name"],
+        }
         if with_masks:
             hw = tf.shape(image)[:2]
             masks = tf.numpy_function(

@@ -236,6 +236,7 @@ def load_shapes(
         "start": splits[:-1],
         "end": splits[1:],
         "image_id": np.arange(num_images, dtype=np.int64),
+        "file_name": np.array([f"{split}/{i:06d}.png" for i in range(num_images)], dtype=str),
     }
 
     def to_contract(item):
@@ -246,6 +247,7 @@ def load_shapes(
             "images": tf.cast(item["images"], tf.float32),
             "bounding_boxes": {"boxes": boxes, "labels": labels_t[item["start"] : item["end"]]},
             "image_id": item["image_id"],
+            "file_name": item["file_name"],
         }
         if with_masks:
             n = tf.cast(item["end"] - item["start"], tf.int32)

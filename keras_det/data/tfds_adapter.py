@@ -106,7 +106,8 @@ def read_tfds(
             )
         else:
             image_id = tf.constant(-1, tf.int64)
-        return {"images": image, "bounding_boxes": bbox, "image_id": image_id}
+        file_name = ex["image/filename"] if "image/filename" in ex else tf.constant("")
+        return {"images": image, "bounding_boxes": bbox, "image_id": image_id, "file_name": file_name}
 
     ds = ds.map(
         to_contract, num_parallel_calls=num_parallel_calls or tf.data.AUTOTUNE, deterministic=True

@@ -3,23 +3,12 @@
 Lets COCO tooling (``evaluate_coco``, ``pipelines.evaluate``, pycocotools)
 score a VOC folder, a LabelImg/YOLO folder or a TFDS split. Category ids are
 ``label + 1`` (the TF OD API / exported SavedModel convention: 1-based).
-Image ids: for folder readers, the file name's digits when the stem is all
-digits (``000005.jpg`` → 5, as ``pipelines.predict`` names detections),
-else the element's ``image_id``.
+Image ids are the elements' ``image_id`` (for folders `file_image_id` of the
+``file_name``, which ``keras-det predict`` and ``pipelines.predict`` give the
+same file) and each image entry carries its ``file_name``.
 """
 
-import os
-
 import numpy as np
-
-
-def _image_id(element_id, info):
-    files = getattr(info, "image_files", ()) or ()
-    if 0 <= element_id < len(files):
-        stem = os.path.splitext(os.path.basename(files[element_id]))[0]
-        if stem.isdigit():
-            return int(stem)
-    return int(element_id)
 
 
 def to_coco(dataset, info):
@@ -38,9 +27,12 @@ def to_coco(dataset, info):
         raise ValueError(f"to_coco needs a dataset loaded with bounding_box_format='xywh', not {info.bounding_box_format!r}.")
     images, annotations = [], []
     for element in dataset.as_numpy_iterator():
-        image_id = _image_id(int(element["image_id"]), info)
+        image_id = int(element["image_id"])
         height, width = element["images"].shape[:2]
-        images.append({"id": image_id, "height": int(height), "width": int(width)})
+        entry = {"id": image_id, "height": int(height), "width": int(width)}
+        if "file_name" in element:
+            entry["file_name"] = element["file_name"].decode("utf-8", "surrogateescape")
+        images.append(entry)
         boxes = element["bounding_boxes"]
         crowd = boxes.get("is_crowd", np.zeros(len(boxes["labels"]), bool))
         difficult = boxes.get("difficult", np.zeros(len(boxes["labels"]), bool))

@@ -25,7 +25,9 @@ every name found in the folder's XMLs is one of them; otherwise the sorted
 set of names found in all XMLs (not just the split, so labels agree across
 splits). ``class_names=`` fixes the order; a name outside it is an error.
 ``<difficult>`` is carried as ``bounding_boxes["difficult"]`` (bool ``[N]``).
-``image_id`` is the element's index in the split (``info.image_files[i]``).
+``file_name`` is the image's path relative to ``JPEGImages/`` (VOC) or to the
+LabelImg image folder, and ``image_id`` its `file_image_id`: stable whatever
+order a split lists it in, and what ``keras-det predict`` gives the same file.
 """
 
 import glob
@@ -35,6 +37,7 @@ import xml.etree.ElementTree as ET
 import numpy as np
 
 from keras_det.data.core import (
+    assign_file_ids,
     DataError,
     DatasetInfo,
     Record,
@@ -259,7 +262,8 @@ def read_voc_devkit(
     records = _to_records(items, names, "voc", split, drop_invalid, check_images, stats)
     records = finish_records(records, stats, "voc", split, skip_empty)
     return _finish(
-        records, names, "voc", split, bounding_box_format, folder, stats, num_parallel_calls
+        records, names, "voc", split, bounding_box_format, folder, stats, num_parallel_calls,
+        image_root=os.path.join(folder, "JPEGImages"),
     )
 
 
@@ -337,13 +341,13 @@ def read_labelimg(
     records = _to_records(items, names, "labelimg", split, drop_invalid, check_images, stats)
     records = finish_records(records, stats, "labelimg", split, skip_empty)
     return _finish(
-        records, names, "labelimg", split, bounding_box_format, folder, stats, num_parallel_calls
+        records, names, "labelimg", split, bounding_box_format, folder, stats, num_parallel_calls,
+        image_root=img_dir,
     )
 
 
-def _finish(records, names, reader, split, fmt, folder, stats, num_parallel_calls):
-    for index, r in enumerate(records):  # image_id = position in the split
-        r.image_id = index
+def _finish(records, names, reader, split, fmt, folder, stats, num_parallel_calls, image_root):
+    assign_file_ids(records, image_root, f"{reader} {folder!r} split {split!r}")
     ds = records_to_dataset(records, fmt, num_parallel_calls=num_parallel_calls)
     info = DatasetInfo(
         name=reader,
@@ -353,6 +357,8 @@ def _finish(records, names, reader, split, fmt, folder, stats, num_parallel_call
         num_examples=len(records),
         source=folder,
         image_files=tuple(r.file for r in records),
+        file_names=tuple(r.file_name for r in records),
+        image_ids=tuple(r.image_id for r in records),
         stats=dict(stats.counts),
     )
     return ds, info

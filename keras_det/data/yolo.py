@@ -10,8 +10,9 @@ line); ``class_names=`` overrides.
 
 An image without a label file has no objects (the YOLO convention; the count
 is logged). A line that is not 5 numbers, or a class index outside the
-class list, is an error naming the file and line. ``image_id`` is the
-element's index in the split (images sorted by file name).
+class list, is an error naming the file and line. ``file_name`` is
+the image's path relative to ``images/<split>/`` and ``image_id`` its
+`file_image_id` (images sorted by file name).
 """
 
 import ast
@@ -22,6 +23,7 @@ import re
 import numpy as np
 
 from keras_det.data.core import (
+    assign_file_ids,
     IMAGE_EXTENSIONS,
     DataError,
     DatasetInfo,
@@ -181,8 +183,7 @@ def read_yolo(
             )
         )
     records = finish_records(records, stats, "yolo", split, skip_empty)
-    for index, r in enumerate(records):
-        r.image_id = index
+    assign_file_ids(records, image_dir, f"yolo {folder!r} split {split!r}")
     ds = records_to_dataset(
         records, bounding_box_format, relative=True, num_parallel_calls=num_parallel_calls
     )
@@ -194,6 +195,8 @@ def read_yolo(
         num_examples=len(records),
         source=folder,
         image_files=tuple(r.file for r in records),
+        file_names=tuple(r.file_name for r in records),
+        image_ids=tuple(r.image_id for r in records),
         stats=dict(stats.counts),
     )
     return ds, info

@@ -83,7 +83,9 @@ def test_voc_devkit(voc_dir, fmt):
     # All names are standard VOC classes → the standard 20-class order.
     assert info.class_names == kd.VOC_CLASSES
     got = _check(ds, fmt, folders.expected(folders.TRAIN, kd.VOC_CLASSES, folders.VOC_RENAME))
-    assert [g["image_id"] for g in got] == [0, 1, 2]
+    # Folder ids are the file_image_id of the path relative to JPEGImages/.
+    assert [g["image_id"] for g in got] == [kd.file_image_id(n) for n in info.file_names]
+    assert list(info.image_ids) == [g["image_id"] for g in got]
     # Object 1 of each image was written with <difficult>1</difficult>.
     np.testing.assert_array_equal(got[1]["extra"]["difficult"], [False, True])
     val = kd.load(voc_dir, "validation", fmt)
