@@ -9,17 +9,17 @@ Element types
 -------------
 * an *encoded record* (output of `ReadImages`)::
 
-      {"image_id": str, "source": str, "encoded": bytes}
+      {"image_id": int (or str), "file_name": str, "source": str, "encoded": bytes}
 
 * a *decoded record* (main output of `DecodeImages`)::
 
-      {"image_id": str, "source": str, "encoded": bytes,
+      {"image_id": int (or str), "file_name": str, "source": str, "encoded": bytes,
        "image": uint8 [H, W, 3] RGB}
 
 * a *dead letter* (tagged output ``DEAD_LETTER`` of every step that can
   fail)::
 
-      {"image_id": str, "source": str, "stage": str, "reason": str}
+      {"image_id": str, "file_name": str, "source": str, "stage": str, "reason": str}
 
 Every input element leaves a step either on its main output or as exactly one
 dead letter, so ``outputs + dead letters == inputs`` holds for a pipeline
@@ -28,15 +28,20 @@ report ``read``, ``read_failed``, ``decoded`` and ``decode_failed``.
 
 Input specs (`ReadImages`)
 --------------------------
-* a glob of image files (``/data/*.jpg``, ``gs://bucket/images/*``): the
-  image id is the file name without extension;
+* a glob of image files (``/data/*.jpg``, ``gs://bucket/images/**``): the
+  ``file_name`` is the path relative to the glob's directory before its
+  first wildcard (`keras_det.identity.input_root`) and the ``image_id`` its
+  `keras_det.identity.file_image_id` — the ids ``keras_det.data.load`` gives
+  the same files of a folder dataset (``bccd/JPEGImages/*.jpg`` ↔
+  ``load("bccd")``);
 * a glob of TFRecord files of ``tf.Example`` (names ending ``.tfrecord``,
   ``.tfrec`` or containing ``tfrecord``) with ``image/encoded`` and
-  ``image/source_id`` (fallback ``image/filename``, else the SHA-1 of the
-  bytes);
+  ``image/source_id`` (an all-digit source id is the integer id, as
+  ``keras_det.data.write_images`` writes; otherwise the `file_image_id` of
+  ``image/filename``, else of the source id, else the SHA-1 of the bytes);
 * ``tfds:NAME[:SPLIT]`` (``tfds:voc/2007:validation``): a prepared TFDS
-  dataset (``--tfds_data_dir``); the id is ``image/id`` or
-  ``image/filename``.
+  dataset (``--tfds_data_dir``); the id is ``image/id`` or the
+  `file_image_id` of ``image/filename``.
 """
 
 import hashlib
@@ -49,6 +54,8 @@ import apache_beam as beam
 from apache_beam.io import fileio
 from apache_beam.io.filesystems import FileSystems
 from apache_beam.metrics import Metrics
+
+from keras_det.identity import file_image_id, input_root, normalize_file_name, relative_file_name
 
 NAMESPACE = "keras_det"
 DEAD_LETTER = "dead_letter"
@@ -69,26 +76,49 @@ def dead_letter(record, stage, reason):
     """A dead-letter dict for ``record`` (any dict with ``image_id`` / ``source``)."""
     return {
         "image_id": str(record.get("image_id", "")),
+        "file_name": str(record.get("file_name", "")),
         "source": str(record.get("source", "")),
         "stage": stage,
         "reason": str(reason)[:500],
     }
 
 
-def _stem(path):
-    name = path.rstrip("/").rsplit("/", 1)[-1]
-    return name.rsplit(".", 1)[0] if "." in name else name
+def example_image_id(source_id, filename):
+    """The ``(image_id, file_name)`` of a ``tf.Example`` from its ``source_id`` / ``filename`` (str or None)."""
+    file_name = normalize_file_name(filename) if filename else (source_id or "")
+    if source_id is not None and source_id.isdigit():
+        return int(source_id), file_name
+    if filename or source_id:
+        return file_image_id(file_name), file_name
+    return None, ""
+
+
+def tfds_image_id(filename):
+    """The id ``keras_det.data.load`` gives a TFDS example without ``image/id``: the digits of
+    its file name's stem (the last 18, ``000005.jpg`` → 5); `file_image_id` when there are none
+    (where ``load`` gives -1), ``None`` without a file name."""
+    if not filename:
+        return None
+    stem = filename.rsplit("/", 1)[-1].rsplit(".", 1)[0]
+    digits = "".join(c for c in stem if c.isdigit())[-18:]
+    return int(digits) if digits else file_image_id(filename)
 
 
 class _ReadFile(beam.DoFn):
-    """File path → encoded record, or a dead letter when the file cannot be read."""
+    """File path → encoded record, or a dead letter when the file cannot be read.
 
-    def __init__(self):
+    Args:
+        root: the folder ``file_name`` is relative to (`input_root` of the glob).
+    """
+
+    def __init__(self, root=""):
+        self.root = root
         self.read = Metrics.counter(NAMESPACE, "read")
         self.failed = Metrics.counter(NAMESPACE, "read_failed")
 
     def process(self, path):
-        record = {"image_id": _stem(path), "source": path}
+        file_name = relative_file_name(path, self.root)
+        record = {"image_id": file_image_id(file_name), "file_name": file_name, "source": path}
         try:
             with FileSystems.open(path) as f:
                 data = f.read()
@@ -117,11 +147,12 @@ class _ParseExample(beam.DoFn):
         try:
             features = parse_example(serialized)
             encoded = _first(features, "image/encoded")
-            image_id = _first(features, "image/source_id") or _first(features, "image/filename")
-            if isinstance(image_id, bytes):
-                image_id = image_id.decode("utf-8")
-            if image_id is None and _first(features, "image/id") is not None:
-                image_id = str(_first(features, "image/id"))
+            source_id, filename = _first(features, "image/source_id"), _first(features, "image/filename")
+            source_id = source_id.decode("utf-8") if isinstance(source_id, bytes) else source_id
+            filename = filename.decode("utf-8") if isinstance(filename, bytes) else filename
+            if source_id is None and _first(features, "image/id") is not None:
+                source_id = str(_first(features, "image/id"))
+            image_id, file_name = example_image_id(source_id, filename)
             if encoded is not None and not isinstance(encoded, bytes):
                 raise ValueError("image/encoded is not a bytes feature")
         except Exception as error:
@@ -133,7 +164,7 @@ class _ParseExample(beam.DoFn):
             return
         if image_id is None:
             image_id = "sha1:" + hashlib.sha1(encoded or serialized).hexdigest()[:16]
-        record = {"image_id": image_id, "source": self.source}
+        record = {"image_id": image_id, "file_name": file_name, "source": self.source}
         if encoded is None:
             self.failed.inc()
             yield beam.pvalue.TaggedOutput(DEAD_LETTER, dead_letter(record, "read", "tf.Example has no image/encoded"))
@@ -151,11 +182,14 @@ class _TFDSRecord(beam.DoFn):
         self.failed = Metrics.counter(NAMESPACE, "read_failed")
 
     def process(self, example):
+        filename = example.get("image/filename")
+        filename = filename.decode("utf-8") if isinstance(filename, bytes) else filename
         image_id = example.get("image/id")
-        if image_id is None:
-            filename = example.get("image/filename")
-            image_id = filename.decode("utf-8") if isinstance(filename, bytes) else filename
-        record = {"image_id": str(image_id) if image_id is not None else "", "source": self.source}
+        if image_id is not None:
+            image_id, file_name = int(image_id), normalize_file_name(filename or "")
+        else:
+            image_id, file_name = tfds_image_id(filename), normalize_file_name(filename or "")
+        record = {"image_id": image_id if image_id is not None else "", "file_name": file_name, "source": self.source}
         try:
             encoded = bytes(example["image"])
         except Exception as error:
@@ -196,7 +230,7 @@ class ReadImages(beam.PTransform):
                 # Fan the (cheap) file list out before the (expensive) work.
                 | "Spread" >> beam.Reshuffle()
             )
-            return paths | "ReadFiles" >> beam.ParDo(_ReadFile()).with_outputs(DEAD_LETTER, main="records")
+            return paths | "ReadFiles" >> beam.ParDo(_ReadFile(input_root(self.spec))).with_outputs(DEAD_LETTER, main="records")
         if self.kind == "tfrecord":
             serialized = (
                 pbegin

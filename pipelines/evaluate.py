@@ -13,7 +13,8 @@ Steps (nothing runner-specific):
    line, as ``pipelines.predict`` writes), any number of shards (a glob).
    Each detection keeps its position (file path, index) so that equal scores
    are broken in file order, as pycocotools does.
-3. Both are keyed by image id and joined (``CoGroupByKey``); batches of
+3. Both are keyed by image id — a detection with a ``file_name`` that the
+   ground truth names takes that image's id — and joined (``CoGroupByKey``); batches of
    images are matched on the workers with `keras_det.metrics.coco.match_images`
    (COCO) or `keras_det.metrics.voc.voc_class_tp_fp` (VOC).
 4. A ``beam.CombineFn`` (`COCOCombineFn` / `VOCCombineFn`) merges the
@@ -61,6 +62,7 @@ class _ReadGroundTruth(beam.DoFn):
     """COCO GT JSON path → ``(image_id, gt arrays)`` per image; categories on a tagged output."""
 
     CATEGORIES = "categories"
+    FILE_NAMES = "file_names"
 
     def process(self, path):
         import numpy as np
@@ -79,6 +81,7 @@ class _ReadGroundTruth(beam.DoFn):
             flags = [bool(a.get("difficult", a.get("ignore", 0))) for a in anns if a["image_id"] in images and a["category_id"] in cats]
             difficult = np.asarray(flags, bool).reshape(-1)
         yield beam.pvalue.TaggedOutput(self.CATEGORIES, [_py(c) for c in gt["category_ids"]])
+        yield beam.pvalue.TaggedOutput(self.FILE_NAMES, file_name_ids(data))
         order = np.argsort(np.searchsorted(gt["image_ids"], gt["image_id"]), kind="stable")
         keys = np.searchsorted(gt["image_ids"], gt["image_id"][order])
         starts = np.searchsorted(keys, np.arange(len(gt["image_ids"])), side="left")
@@ -93,6 +96,41 @@ class _ReadGroundTruth(beam.DoFn):
                 "id": gt["id"][sel] if len(gt["id"]) else np.ones(len(sel), np.int64),
                 "difficult": difficult[sel],
             }
+
+
+def file_name_ids(data):
+    """``{file_name: image id}`` of a COCO GT dict's images (names used twice are left out)."""
+    from keras_det.identity import normalize_file_name
+
+    ids, twice = {}, set()
+    for image in data.get("images") or ():
+        name = image.get("file_name") if isinstance(image, dict) else None
+        if not isinstance(name, str) or not name:
+            continue
+        name = normalize_file_name(name)
+        if name in ids:
+            twice.add(name)
+        ids[name] = _py(image.get("id"))
+    return {k: v for k, v in ids.items() if k not in twice}
+
+
+def rekey_by_file_name(keyed, file_names):
+    """``(image_id, (position, det))`` keyed by the GT id of ``det["file_name"]`` when the GT names that file.
+
+    A detection that names its file joins the ground-truth image of that file
+    (a COCO source keeps its own ids while ``keras-det predict`` numbers files
+    by `file_image_id`); otherwise its ``image_id`` is used as written.
+    """
+    from keras_det.identity import normalize_file_name
+
+    image_id, (position, det) = keyed
+    name = det.get("file_name")
+    if isinstance(name, str) and name:
+        gt_id = file_names.get(normalize_file_name(name))
+        if gt_id is not None and gt_id != image_id:
+            det = {**det, "image_id": gt_id}
+            image_id = gt_id
+    return image_id, (position, det)
 
 
 # -- detections -------------------------------------------------------------------
@@ -390,7 +428,9 @@ def build(pipeline, args):
     gt = (
         pipeline
         | "GTPath" >> beam.Create([args.gt])
-        | "ReadGT" >> beam.ParDo(_ReadGroundTruth()).with_outputs(_ReadGroundTruth.CATEGORIES, main="images")
+        | "ReadGT" >> beam.ParDo(_ReadGroundTruth()).with_outputs(
+            _ReadGroundTruth.CATEGORIES, _ReadGroundTruth.FILE_NAMES, main="images"
+        )
     )
     dets = (
         pipeline
@@ -398,8 +438,11 @@ def build(pipeline, args):
         | "ReadMatches" >> fileio.ReadMatches()
         | "ReadDetections" >> beam.ParDo(_ReadDetections()).with_outputs(common.DEAD_LETTER, main="detections")
     )
+    keyed = dets.detections | "KeyByFileName" >> beam.Map(
+        rekey_by_file_name, beam.pvalue.AsSingleton(gt[_ReadGroundTruth.FILE_NAMES])
+    )
     joined = (
-        {"gt": gt.images, "dt": dets.detections}
+        {"gt": gt.images, "dt": keyed}
         | "JoinByImage" >> beam.CoGroupByKey()
         | "Join" >> beam.ParDo(_JoinImages(), beam.pvalue.AsSingleton(gt[_ReadGroundTruth.CATEGORIES])).with_outputs(
             common.DEAD_LETTER, main="images"
@@ -459,7 +502,8 @@ def ground_truth_json(source, split, out):
 
     Built on the driver with ``keras_det.data.load`` + ``to_coco`` (category
     ids ``label + 1``, the exported models' ``detection_classes``; image ids
-    from all-digit file names, as ``pipelines.predict`` writes them).
+    and ``file_name``\ s as ``load`` gives them, which ``pipelines.predict``
+    gives the same files).
     """
     from keras_det import data
 

@@ -17,7 +17,7 @@ Steps (nothing runner-specific):
    strings. A batch that still fails (``with_exception_handling``) turns into
    one dead letter per image (stage ``"inference"``).
 4. Detections are written as COCO results JSON lines, one detection per line
-   ``{"image_id", "category_id", "bbox": [x, y, w, h], "score"}`` with the
+   ``{"image_id", "category_id", "bbox": [x, y, w, h], "score", "file_name"}`` with the
    box in *original image pixels* (``detection_boxes`` are normalized to the
    original image), ``category_id`` = ``detection_classes`` (1-based) or
    ``--category_ids``'s entry for it. ``pipelines.evaluate`` and
@@ -144,11 +144,14 @@ class SavedModelHandler(ModelHandler):
 
 
 def convert_image_id(image_id, image_id_type="auto"):
-    """``"auto"``: an all-digit id becomes an int (COCO file names), else kept; ``"int"`` / ``"str"`` force."""
+    """``"auto"``: keep the record's id (an int for image files, see `common.ReadImages`; an
+    all-digit string becomes an int); ``"int"`` / ``"str"`` force."""
     if image_id_type == "str":
         return str(image_id)
     if image_id_type == "int":
         return int(image_id)
+    if isinstance(image_id, int):
+        return image_id
     text = str(image_id)
     return int(text) if text.isdigit() else image_id
 
@@ -161,7 +164,10 @@ def to_results(prediction, category_ids=None, image_id_type="auto", min_score=0.
         if score < min_score or cls < 1:
             continue
         category = int(cls) if category_ids is None else category_ids[int(cls) - 1]
-        out.append({"image_id": image_id, "category_id": category, "bbox": [float(v) for v in box], "score": float(score)})
+        result = {"image_id": image_id, "category_id": category, "bbox": [float(v) for v in box], "score": float(score)}
+        if prediction.get("file_name"):
+            result["file_name"] = prediction["file_name"]
+        out.append(result)
     return out
 
 

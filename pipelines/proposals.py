@@ -141,7 +141,7 @@ def to_example(record, method, include_image=False):
     boxes = np.asarray(record["proposals"], np.float32)
     height, width = record["image"].shape[:2]
     feature = {
-        "image/source_id": [record["image_id"].encode("utf-8")],
+        "image/source_id": [str(record["image_id"]).encode("utf-8")],
         "image/height": [int(height)],
         "image/width": [int(width)],
         "proposals/boxes": boxes.reshape(-1),
@@ -149,6 +149,8 @@ def to_example(record, method, include_image=False):
         "proposals/format": [b"yxyx"],
         "proposals/method": [method.encode("utf-8")],
     }
+    if record.get("file_name"):
+        feature["image/filename"] = [record["file_name"].encode("utf-8", "surrogateescape")]
     if include_image:
         feature["image/encoded"] = [record["encoded"]]
     if "features" in record:

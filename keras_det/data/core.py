@@ -9,18 +9,21 @@ package docstring) and implemented here in `clean_boxes` and
 """
 
 import dataclasses
-import hashlib
 import logging
 import os
 
 import numpy as np
 import tensorflow as tf
 
+from keras_det.identity import (  # noqa: F401  (re-exported: the readers' identity)
+    IMAGE_EXTENSIONS,
+    file_image_id,
+    normalize_file_name,
+    relative_file_name,
+)
 from keras_det.ops import boxes as box_ops
 
 logger = logging.getLogger("keras_det.data")
-
-IMAGE_EXTENSIONS = (".jpg", ".jpeg", ".png", ".bmp", ".gif")
 
 # Split names accepted for each other ("validation" is the TFDS / Keras name,
 # "val" the COCO / VOC / YOLO folder name).
@@ -29,45 +32,6 @@ SPLIT_ALIASES = {
     "val": ("val", "validation", "valid"),
     "valid": ("valid", "val", "validation"),
 }
-
-
-# Image ids must survive JSON (pycocotools, TF Serving clients in JavaScript):
-# 53 bits is the largest integer a float64 holds exactly.
-_ID_BITS = 53
-
-
-def file_image_id(file_name):
-    """The stable ``image_id`` of an image file in a folder dataset.
-
-    The first 53 bits of the SHA-1 of ``file_name`` (the path relative to the
-    dataset's image root, ``/``-separated), so that the same file has the same
-    id in `keras_det.data.load`, ``keras-det predict``, the Beam pipelines and
-    a COCO results file, whatever order a split lists it in; ``a.jpg`` and
-    ``a.png`` differ. Ids are positive and fit a JSON number exactly.
-
-    Args:
-        file_name: str, relative path such as ``"BloodImage_00001.jpg"`` or
-            ``"train/0001.png"``.
-
-    Returns:
-        int in ``[1, 2**53)``.
-    """
-    key = normalize_file_name(file_name).encode("utf-8", "surrogateescape")
-    value = int.from_bytes(hashlib.sha1(key).digest()[:8], "big") >> (64 - _ID_BITS)
-    return value or 1
-
-
-def normalize_file_name(file_name):
-    """``file_name`` as a ``/``-separated relative path (``./`` and ``\\`` removed)."""
-    name = str(file_name).replace(os.sep, "/")
-    if os.altsep:
-        name = name.replace(os.altsep, "/")
-    return os.path.normpath(name).replace(os.sep, "/").lstrip("/") if name else name
-
-
-def relative_file_name(path, root):
-    """``path`` relative to the folder ``root``, ``/``-separated (the element's ``file_name``)."""
-    return normalize_file_name(os.path.relpath(os.path.abspath(path), os.path.abspath(root)))
 
 
 def assign_file_ids(records, root, where):

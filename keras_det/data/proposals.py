@@ -55,6 +55,9 @@ def write_images(dataset, path, image_format="png"):
                 "image/height": tf.train.Feature(int64_list=tf.train.Int64List(value=[int(image.shape[0])])),
                 "image/width": tf.train.Feature(int64_list=tf.train.Int64List(value=[int(image.shape[1])])),
             }
+            if "file_name" in element:
+                name = element["file_name"].numpy()
+                feature["image/filename"] = tf.train.Feature(bytes_list=tf.train.BytesList(value=[name]))
             writer.write(tf.train.Example(features=tf.train.Features(feature=feature)).SerializeToString())
             count += 1
     return count
@@ -62,6 +65,7 @@ def write_images(dataset, path, image_format="png"):
 
 _FEATURES = {
     "image/source_id": tf.io.FixedLenFeature([], tf.string),
+    "image/filename": tf.io.FixedLenFeature([], tf.string, default_value=""),
     "image/height": tf.io.FixedLenFeature([], tf.int64),
     "image/width": tf.io.FixedLenFeature([], tf.int64),
     "proposals/boxes": tf.io.VarLenFeature(tf.float32),
@@ -79,7 +83,7 @@ def read_proposals(pattern):
 
     Returns:
         dict ``{image_id (str): {"boxes": float32 [P, 4] absolute yxyx,
-        "image_shape": (height, width)}}``, plus ``"features"`` float32
+        "image_shape": (height, width), "file_name": str}}``, plus ``"features"`` float32
         ``[P, D]`` when the pipeline ran with ``--features``.
 
     Raises:
@@ -104,6 +108,7 @@ def read_proposals(pattern):
         out[image_id] = {
             "boxes": flat.reshape(count, 4).astype(np.float32),
             "image_shape": (int(ex["image/height"]), int(ex["image/width"])),
+            "file_name": ex["image/filename"].numpy().decode("utf-8", "surrogateescape"),
         }
         dim = int(ex["proposals/feature_dim"])
         if dim:

@@ -99,3 +99,31 @@ def test_batches_carry_file_names():
     element = next(iter(ds))
     names = [n.decode() for n in element["file_name"].numpy()]
     assert names == ["validation/000000.png", "validation/000001.png", "validation/000002.png"]
+
+
+def test_input_roots_and_relative_names(tmp_path):
+    from keras_det.identity import expand_inputs, input_root, relative_file_name
+
+    assert input_root("photos/*.jpg") == "photos/"
+    assert input_root("photos/*/img_*.jpg") == "photos/"
+    assert input_root("photos/img_*.jpg") == "photos/"
+    assert input_root("*.jpg") == ""
+    assert input_root("gs://b/images/**") == "gs://b/images/"
+    assert input_root("photos/a.jpg") == "photos"
+    assert relative_file_name("gs://b/images/sub/a.jpg", "gs://b/images/") == "sub/a.jpg"
+    assert relative_file_name(str(tmp_path / "x" / "a.jpg"), str(tmp_path)) == "x/a.jpg"
+    assert relative_file_name("/elsewhere/a.jpg", str(tmp_path)) == "a.jpg"
+
+    for sub in ("a", "b", "b/c"):
+        (tmp_path / sub).mkdir(parents=True, exist_ok=True)
+        (tmp_path / sub / "x.jpg").write_bytes(b"")
+    (tmp_path / "b" / "notes.txt").write_text("")
+    got = expand_inputs([str(tmp_path / "b"), str(tmp_path / "b" / "x.jpg")])  # the same file twice: once
+    assert [n for _, n in got] == ["c/x.jpg", "x.jpg"]
+    with pytest.raises(ValueError, match=r"b/x.jpg and .*a/x.jpg would both be named 'x.jpg'"):
+        expand_inputs([str(tmp_path / "b"), str(tmp_path / "a" / "*.jpg")])
+    assert [n for _, n in expand_inputs([str(tmp_path)])] == ["a/x.jpg", "b/c/x.jpg", "b/x.jpg"]
+    with pytest.raises(FileNotFoundError, match="matches no image file"):
+        expand_inputs([str(tmp_path / "*.png")])
+    with pytest.raises(FileNotFoundError, match="no such file or folder"):
+        expand_inputs([str(tmp_path / "missing")])

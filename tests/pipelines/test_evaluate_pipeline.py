@@ -155,3 +155,28 @@ def test_voc_folder_ground_truth(tmp_path):
     for key, value in reference.items():
         assert summary["stats"][key] == value, key
     assert abs(summary["stats"]["AP50"] - 1.0) < 1e-12
+
+
+def test_detections_join_by_file_name(tmp_path):
+    """A detection naming its file joins the GT image of that file even under another id (COCO's own ids)."""
+    from pipelines import evaluate
+
+    gt = {"images": [{"id": 7, "file_name": "a/x.jpg", "width": 100, "height": 100},
+                     {"id": 9, "file_name": "y.jpg", "width": 100, "height": 100}],
+          "annotations": [{"id": 1, "image_id": 7, "category_id": 1, "bbox": [10, 10, 20, 20], "area": 400, "iscrowd": 0},
+                          {"id": 2, "image_id": 9, "category_id": 1, "bbox": [50, 50, 20, 20], "area": 400, "iscrowd": 0}],
+          "categories": [{"id": 1, "name": "c"}]}
+    gt_path = tmp_path / "gt.json"
+    gt_path.write_text(json.dumps(gt))
+    # Ids as keras-det predict writes them (file hashes), file names as the GT has them.
+    dets = [{"image_id": 123, "file_name": "./a/x.jpg", "category_id": 1, "bbox": [10, 10, 20, 20], "score": 0.9},
+            {"image_id": 9, "category_id": 1, "bbox": [50, 50, 20, 20], "score": 0.8},
+            {"image_id": 555, "file_name": "unknown.jpg", "category_id": 1, "bbox": [1, 1, 2, 2], "score": 0.7}]
+    det_path = tmp_path / "dets.json"
+    det_path.write_text(json.dumps(dets))
+    out = str(tmp_path / "out")
+    summary = evaluate.run(["--gt", str(gt_path), "--detections", str(det_path), "--output", out])
+    assert summary["stats"]["AP50"] == 1.0 and summary["detections"] == 2
+    dead = _dead_letters(out)
+    assert [(d["image_id"], d["stage"]) for d in dead] == [("555", "evaluate")]
+    assert "not an image of the ground truth" in dead[0]["reason"]

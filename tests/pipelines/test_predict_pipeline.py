@@ -11,6 +11,7 @@ import skimage.data
 import tensorflow as tf
 
 from keras_det.export import export_saved_model
+from keras_det.identity import file_image_id
 from keras_det.metrics.coco import STAT_NAMES, evaluate_coco
 from keras_det.models.faster_rcnn import FasterRCNN
 from pipelines import evaluate as evaluate_pipeline
@@ -53,7 +54,10 @@ def test_predict_then_evaluate(saved_model, image_dir, tmp_path):
     dets = _lines(os.path.join(out, "detections-*.jsonl"))
     dead = _lines(os.path.join(out, "dead_letter-*.jsonl"))
     assert summary["images"] + summary["failures"] == 5 == summary["images"] + len(dead)
-    assert [(d["image_id"], d["stage"]) for d in dead] == [("5", "decode")]
+    # Images are named relative to the glob's folder and numbered by file_image_id.
+    assert [(d["file_name"], d["image_id"], d["stage"]) for d in dead] == [("5.jpg", str(file_image_id("5.jpg")), "decode")]
+    assert {d["file_name"] for d in dets} <= {"1.png", "2.jpg", "3.png", "4.jpg"}
+    assert all(d["image_id"] == file_image_id(d["file_name"]) for d in dets)
     assert summary["detections"] == len(dets) > 0
     assert summary["counters"]["inferred"] == 4 and summary["counters"]["decode_failed"] == 1
 
@@ -65,7 +69,7 @@ def test_predict_then_evaluate(saved_model, image_dir, tmp_path):
         ref = fn(images=tf.constant([data]))
         n = int(ref["num_detections"][0])
         boxes = pipeline.to_pixels(ref["detection_boxes"][0, :n].numpy(), h, w)
-        mine = sorted((d for d in dets if d["image_id"] == int(name[0])), key=lambda d: -d["score"])
+        mine = sorted((d for d in dets if d["image_id"] == file_image_id(name)), key=lambda d: -d["score"])
         assert len(mine) == n
         np.testing.assert_allclose([d["bbox"] for d in mine], boxes, rtol=1e-4, atol=1e-3)
         np.testing.assert_allclose([d["score"] for d in mine], ref["detection_scores"][0, :n], rtol=1e-5, atol=1e-6)
@@ -79,8 +83,9 @@ def test_predict_then_evaluate(saved_model, image_dir, tmp_path):
         x, y, bw, bh = (np.asarray(d["bbox"]) + rng.normal(0, 2, 4)).tolist()
         anns.append({"id": i + 1, "image_id": d["image_id"], "category_id": d["category_id"],
                      "bbox": [x, y, abs(bw), abs(bh)], "area": abs(bw * bh), "iscrowd": 0})
-    anns.append({"id": len(anns) + 1, "image_id": 4, "category_id": 2, "bbox": [5, 5, 30, 40], "area": 1200.0, "iscrowd": 0})
-    gt = {"images": [{"id": i, "width": 1, "height": 1} for i in (1, 2, 3, 4)], "annotations": anns,
+    anns.append({"id": len(anns) + 1, "image_id": file_image_id("4.jpg"), "category_id": 2, "bbox": [5, 5, 30, 40], "area": 1200.0, "iscrowd": 0})
+    ids = [file_image_id(n) for n in ("1.png", "2.jpg", "3.png", "4.jpg")]
+    gt = {"images": [{"id": i, "width": 1, "height": 1} for i in ids], "annotations": anns,
           "categories": [{"id": c, "name": f"c{c}"} for c in (1, 2, 3)]}
     gt_path = str(tmp_path / "gt.json")
     json.dump(gt, open(gt_path, "w"))
@@ -125,3 +130,25 @@ def test_tfrecord_input_and_failed_batches_are_dead_letters(saved_model, image_d
     assert summary["images"] == 0 and summary["failures"] == 5 == len(dead)
     assert sorted(d["stage"] for d in dead) == ["decode"] + ["inference"] * 4
     assert all(d["reason"].startswith("InvalidArgumentError") for d in dead if d["stage"] == "inference")
+
+
+def test_predict_over_a_folder_then_evaluate_against_the_folder(saved_model, tmp_path):
+    """Predicting ``JPEGImages/`` gives the ids ``load(devkit)`` gives: evaluate joins every detection (issue 13.2)."""
+    from keras_det import data
+
+    from ..data.folders import write_voc_devkit
+
+    root = write_voc_devkit(str(tmp_path / "voc"))
+    out = str(tmp_path / "predict")
+    pipeline.run(["--model", saved_model, "--input", os.path.join(root, "VOC2007", "JPEGImages", "*.jpg"),
+                  "--output", out, "--direct_num_workers=1"])
+    dets = _lines(os.path.join(out, "detections-*.jsonl"))
+    _, info = data.load(root, "train", with_info=True)
+    by_name = dict(zip(info.file_names, info.image_ids))
+    train = [d for d in dets if d["file_name"] in by_name]
+    assert train and all(d["image_id"] == by_name[d["file_name"]] for d in train)
+    ev = evaluate_pipeline.run(["--gt", root, "--gt_split", "train", "--detections", os.path.join(out, "detections-*.jsonl"),
+                                "--output", str(tmp_path / "eval"), "--direct_num_workers=1"])
+    # Only the val image's detections are not in the train split: dead letters, counted, nothing else.
+    assert ev["detections"] == len(train)
+    assert ev["dead_letters"] == len(dets) - len(train)

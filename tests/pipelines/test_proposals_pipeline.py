@@ -12,6 +12,7 @@ import tensorflow as tf
 
 from keras_det import data as kd_data
 from keras_det.data.proposals import read_proposals
+from keras_det.identity import file_image_id
 from pipelines import common
 from pipelines import proposals as pipeline
 
@@ -49,16 +50,17 @@ def test_pipeline_on_image_files_with_dead_letters(image_dir, tmp_path):
     inputs = len(os.listdir(image_dir))
     dead = _dead_letters(out)
     assert _count_records(out) + len(dead) == inputs == 6
-    assert {d["image_id"]: d["stage"] for d in dead} == {"corrupt": "decode", "empty": "decode"}
-    assert "undecodable" in {d["image_id"]: d["reason"] for d in dead}["corrupt"]
+    assert {d["file_name"]: d["stage"] for d in dead} == {"corrupt.jpg": "decode", "empty.png": "decode"}
+    assert "undecodable" in {d["file_name"]: d["reason"] for d in dead}["corrupt.jpg"]
     assert summary["images"] == 4 and summary["failures"] == 2
     assert summary["counters"]["processed"] == 4 and summary["counters"]["decode_failed"] == 2
     assert 0 < summary["proposals_per_image"]["p50"] <= summary["proposals_per_image"]["p95"] <= 50
     assert json.load(open(os.path.join(out, "summary.json")))["images"] == 4
 
     props = read_proposals(out)
-    assert set(props) == {"chelsea", "coffee", "astronaut", "gray"}
-    chelsea = props["chelsea"]
+    names = ("chelsea.png", "coffee.png", "astronaut.png", "gray.jpg")
+    assert set(props) == {str(file_image_id(n)) for n in names}
+    chelsea = props[str(file_image_id("chelsea.png"))]
     assert chelsea["image_shape"] == (72, 96)
     assert chelsea["boxes"].dtype == np.float32 and 0 < len(chelsea["boxes"]) <= 50
     assert chelsea["boxes"][:, 2].max() <= 72 and chelsea["boxes"][:, 3].max() <= 96
@@ -83,7 +85,7 @@ def test_pipeline_on_tfrecords_and_join(tmp_path):
         writer.write(common.make_example({"image/source_id": [b"garbage"], "image/encoded": [b"garbage"]}))
     out = str(tmp_path / "out")
     summary = pipeline.run(["--input", str(tmp_path / "*.tfrecord"), "--output", out, *FAST])
-    dead = {d["image_id"]: d["stage"] for d in _dead_letters(out)}
+    dead = {d["file_name"]: d["stage"] for d in _dead_letters(out)}
     assert dead == {"noimage": "read", "garbage": "decode"}
     assert summary["images"] == 3 and _count_records(out) + len(dead) == 5
 
@@ -116,7 +118,8 @@ def test_pipeline_features_step(image_dir, tmp_path):
     props = read_proposals(out)
     for image_id, entry in props.items():
         assert entry["features"].shape == (len(entry["boxes"]), model.feature_dim)
-        image = cv2.imread(str(image_dir / f"{image_id}.png"))[:, :, ::-1].astype(np.float32)
+        assert image_id == str(file_image_id(entry["file_name"]))
+        image = cv2.imread(str(image_dir / entry["file_name"]))[:, :, ::-1].astype(np.float32)
         expected = model.window_features(image[None], entry["boxes"][None]).numpy()[0]
         # (Chunked vs. one batch: oneDNN may sum in another order.)
         np.testing.assert_allclose(entry["features"], expected, rtol=1e-3, atol=1e-2 * np.abs(expected).max())
@@ -160,4 +163,27 @@ def test_pipeline_on_tfds(tmp_path):
                             "--method", "sliding_window", "--max_proposals", "20"])
     assert summary["images"] == 3 and summary["failures"] == 0
     props = read_proposals(out)
-    assert set(props) == {"img0.png", "img1.png", "img2.png"} and props["img0.png"]["image_shape"] == (48, 64)
+    # The ids keras_det.data.load gives TFDS examples (digits of the file name), file names kept.
+    assert set(props) == {"0", "1", "2"} and props["0"]["image_shape"] == (48, 64)
+    assert props["0"]["file_name"] == "img0.png"
+
+
+def test_proposals_over_a_folder_glob_join_the_folder_dataset(tmp_path):
+    """`keras-det proposals` over ``JPEGImages/*.jpg`` joins ``load(devkit)`` by image_id (issue 13.7)."""
+    from ..data.folders import write_voc_devkit
+
+    root = write_voc_devkit(str(tmp_path / "voc"))
+    out = str(tmp_path / "out")
+    summary = pipeline.run(["--input", os.path.join(root, "VOC2007", "JPEGImages", "*.jpg"), "--output", out, *FAST])
+    assert summary["images"] == 4 and summary["failures"] == 0
+    props = read_proposals(out)
+    ds, info = kd_data.load(root, "train", "xyxy", with_info=True)
+    assert {str(i) for i in info.image_ids} <= set(props)
+    assert {props[str(i)]["file_name"] for i in info.image_ids} == set(info.file_names)
+    joined = list(kd_data.join_proposals(ds, out, "xyxy", num_proposals=10).as_numpy_iterator())
+    assert len(joined) == 3
+    for element in joined:
+        entry = props[str(element["image_id"])]
+        assert entry["file_name"] == element["file_name"].decode()
+        n = min(10, len(entry["boxes"]))
+        np.testing.assert_allclose(element["proposals"][:n], entry["boxes"][:n][:, [1, 0, 3, 2]], atol=1e-4)
