@@ -16,7 +16,7 @@ import glob
 import hashlib
 import os
 
-IMAGE_EXTENSIONS = (".jpg", ".jpeg", ".png", ".bmp", ".gif")
+IMAGE_EXTENSIONS = (".jpg", ".jpeg", ".png", ".bmp", ".gif", ".webp")
 
 # Image ids must survive JSON (pycocotools, TF Serving clients in JavaScript):
 # 53 bits is the largest integer a float64 holds exactly.

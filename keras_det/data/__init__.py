@@ -36,18 +36,44 @@ the builder's ``ClassLabel`` order. ``class_names=`` overrides (folder readers
 other than COCO).
 
 Bad-input policy (folder readers; annotations are parsed at load time, so
-errors come from ``load`` as `DataError`, a ``ValueError``, naming the file):
-  * missing annotation file / split list / image folder → error.
-  * image file missing, not a JPEG/PNG/GIF/BMP, or truncated (JPEG without
-    end-of-image marker, PNG without IEND) → error at load time
-    (``check_images=True``, a header + tail read per file). An image that
-    still fails to decode, or whose size differs from the annotation's,
-    fails at iteration with a TensorFlow error that names the file.
+errors come from ``load`` as `DataError`, a ``ValueError``, naming the file,
+the entry and the field):
+  * missing annotation file / split list / image folder → error; a split
+    list that is empty, not UTF-8, or lists one image twice → error.
+  * image file missing, a broken link, not a JPEG/PNG/GIF/BMP/WebP, truncated
+    (no JPEG end-of-image / PNG ``IEND``), a JPEG with a bad frame header
+    (SOF), a PNG chunk with a bad CRC, larger than TensorFlow decodes ("too
+    large"), or corrupt data that libjpeg only warns about (a JPEG with its
+    middle cut out) → error at load time (``check_images=True``: the file
+    is read, its structure walked and decoded once with OpenCV, JPEGs at
+    1/8 scale; ``check_images="header"``: structure only, no decoding).
+    With ``check_images=False`` nothing is checked at load time and the
+    images are decoded in a ``tf.py_function``: a bad file fails at
+    iteration with an error naming it. An image whose size differs from
+    its annotation's fails at iteration with an error naming the file.
+  * an image file name that is not valid UTF-8 → error (rename the file).
+  * malformed JSON / XML / YAML / label line, a text file that is not UTF-8,
+    COCO entries of the wrong type (a top level that is not an object,
+    ``images`` not a list, ``annotations: null``, a missing or non-integer
+    ``id``, a missing ``file_name`` / ``name``, ``height: "tall"``, a
+    ``bbox`` that is not 4 numbers), VOC ``<difficult>`` not 0 / 1 → error.
+  * the same COCO image id twice, one ``file_name`` under two ids, two
+    categories with one id → error naming both entries; VOC / YOLO file
+    names that share an id (`assign_file_ids`) → error naming both.
+  * COCO segmentations (``with_masks=True``): a polygon with an odd number
+    of coordinates, or RLE counts that do not sum to ``h * w`` → error.
+  * YOLO: ``names: {0: cat, 2: dog}`` (indices not 0..n-1) or a class name
+    listed twice → error; two images sharing a label file (``img1.jpg`` and
+    ``img1.png``) → error naming both; a file with a label file but an
+    unsupported format → error; a label file without an image (an orphan)
+    → warning naming it, counted (``orphan_label_files``), not used.
   * NaN / inf coordinate, inverted box (``x2 < x1`` or ``y2 < y1``), box
     entirely outside the image → error (``drop_invalid=True``: dropped and
     counted instead).
-  * unknown class name / category id / YOLO class index, malformed XML /
-    JSON / label line → error.
+  * unknown class name / category id / YOLO class index → error.
+  * VOC / LabelImg names that are partly VOC classes, partly not → the
+    sorted names found (not the 20 VOC classes), with a warning naming the
+    first file with a non-VOC name.
   * box partly outside the image → clipped, counted in a warning.
   * zero-area box → dropped, counted in a warning (``info.stats``).
   * COCO crowd box → dropped, counted (``include_crowd=True`` keeps them).

@@ -64,7 +64,9 @@ def load(source="shapes", split="train", bounding_box_format="xyxy", with_info=F
         with_info: also return a `DatasetInfo` (``class_names``, ...).
         **options: reader options. Common to folder readers: ``class_names``
             (VOC / LabelImg / YOLO), ``skip_empty=False``,
-            ``drop_invalid=False``, ``check_images=True``,
+            ``drop_invalid=False``, ``check_images=True`` (``"header"``:
+            structure only, ``False``: no load-time check, errors at
+            iteration name the file),
             ``num_parallel_calls``. shapes: ``num_images``, ``image_size``,
             ``seed``, ``with_masks``, ``min_objects``, ``max_objects``.
             COCO: ``image_dir``, ``include_crowd``, ``with_masks``. VOC/LabelImg:

@@ -37,12 +37,14 @@ import xml.etree.ElementTree as ET
 import numpy as np
 
 from keras_det.data.core import (
+    logger,
+    read_text_lines,
     assign_file_ids,
     DataError,
     DatasetInfo,
     Record,
     Stats,
-    check_image_file,
+    check_image,
     clean_boxes,
     finish_records,
     records_to_dataset,
@@ -148,8 +150,17 @@ def parse_xml(xml_path, one_based=True):
             coords[1] -= 1.0
         boxes.append(coords)
         diff = _text(obj, "difficult", xml_path, required=False)
-        difficult.append(bool(int(float(diff))) if diff else False)
+        try:
+            flag = float(diff) if diff else 0.0
+        except ValueError:
+            flag = None
+        if flag not in (0.0, 1.0):
+            raise DataError(
+                f"{xml_path}: object {i} ({names[-1]}) <difficult> is {diff!r}, expected 0 or 1."
+            )
+        difficult.append(flag == 1.0)
     return {
+        "path": xml_path,
         "filename": _text(root, "filename", xml_path, required=False),
         "height": height if height > 0 else -1,
         "width": width if width > 0 else -1,
@@ -167,12 +178,28 @@ def _class_names(parsed_all, class_names):
         found.update(p["names"])
     if found <= set(VOC_CLASSES):
         return VOC_CLASSES
+    if found & set(VOC_CLASSES):
+        others = sorted(found - set(VOC_CLASSES))
+        first = next(p.get("path", "?") for p in parsed_all if set(p["names"]) & set(others))
+        logger.warning(
+            "Class name(s) %s (first in %s) are not VOC classes, so the class list is the "
+            "%d sorted names found (%s) instead of the 20 VOC classes; pass class_names= "
+            "to choose.",
+            others, first, len(found), ", ".join(sorted(found)),
+        )
     return tuple(sorted(found))
 
 
 def _read_split_list(path):
-    with open(path) as f:
-        return [line.split()[0] for line in f if line.strip()]
+    """The ids of a split list file, one per line (first word).
+
+    Raises:
+        DataError: the file is not UTF-8 or lists no id.
+    """
+    ids = [line.split()[0] for line in read_text_lines(path, "split list") if line.strip()]
+    if not ids:
+        raise DataError(f"Split list {path} is empty: it lists no image.")
+    return ids
 
 
 def _to_records(items, names, reader, split, drop_invalid, check_images, stats):
@@ -186,8 +213,7 @@ def _to_records(items, names, reader, split, drop_invalid, check_images, stats):
                     f"{xml_path}: object {i} has unknown class name {n!r} "
                     f"(known: {', '.join(names)})."
                 )
-        if check_images:
-            check_image_file(image_path, xml_path)
+        check_image(image_path, xml_path, check_images)
         keep, boxes = clean_boxes(
             p["boxes"], xml_path, p["height"], p["width"], drop_invalid=drop_invalid, stats=stats
         )
@@ -263,7 +289,7 @@ def read_voc_devkit(
     records = finish_records(records, stats, "voc", split, skip_empty)
     return _finish(
         records, names, "voc", split, bounding_box_format, folder, stats, num_parallel_calls,
-        image_root=os.path.join(folder, "JPEGImages"),
+        image_root=os.path.join(folder, "JPEGImages"), checked_images=check_images,
     )
 
 
@@ -342,13 +368,18 @@ def read_labelimg(
     records = finish_records(records, stats, "labelimg", split, skip_empty)
     return _finish(
         records, names, "labelimg", split, bounding_box_format, folder, stats, num_parallel_calls,
-        image_root=img_dir,
+        image_root=img_dir, checked_images=check_images,
     )
 
 
-def _finish(records, names, reader, split, fmt, folder, stats, num_parallel_calls, image_root):
+def _finish(
+    records, names, reader, split, fmt, folder, stats, num_parallel_calls, image_root,
+    checked_images=True,
+):
     assign_file_ids(records, image_root, f"{reader} {folder!r} split {split!r}")
-    ds = records_to_dataset(records, fmt, num_parallel_calls=num_parallel_calls)
+    ds = records_to_dataset(
+        records, fmt, num_parallel_calls=num_parallel_calls, checked_images=bool(checked_images)
+    )
     info = DatasetInfo(
         name=reader,
         split=split,

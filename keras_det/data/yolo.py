@@ -9,7 +9,10 @@ from ``data.yaml`` (``names:`` as an inline list, a block list or a
 line); ``class_names=`` overrides.
 
 An image without a label file has no objects (the YOLO convention; the count
-is logged). A line that is not 5 numbers, or a class index outside the
+is logged). Images are the files ending in `IMAGE_EXTENSIONS` (WebP
+included); see `split_image_files` for two images sharing a label file
+(error), a label file without an image (logged by name, not used) and other
+files (logged). A line that is not 5 numbers, or a class index outside the
 class list, is an error naming the file and line. ``file_name`` is
 the image's path relative to ``images/<split>/`` and ``image_id`` its
 `file_image_id` (images sorted by file name).
@@ -23,13 +26,14 @@ import re
 import numpy as np
 
 from keras_det.data.core import (
+    read_text_lines,
     assign_file_ids,
     IMAGE_EXTENSIONS,
     DataError,
     DatasetInfo,
     Record,
     Stats,
-    check_image_file,
+    check_image,
     clean_boxes,
     finish_records,
     records_to_dataset,
@@ -49,10 +53,18 @@ def _names_from_yaml(path):
         import yaml  # optional: PyYAML handles every YAML form
     except ImportError:
         yaml = None
-    with open(path) as f:
-        text = f.read()
+    text = "\n".join(read_text_lines(path, "class names file"))
     if yaml is not None:
-        names = (yaml.safe_load(text) or {}).get("names")
+        try:
+            data = yaml.safe_load(text)
+        except yaml.YAMLError as e:
+            raise DataError(f"{path} is not valid YAML: {str(e).splitlines()[0]}") from None
+        if data is not None and not isinstance(data, dict):
+            raise DataError(
+                f"{path}: the top level is a {type(data).__name__}, expected a mapping "
+                "with a `names:` entry."
+            )
+        names = (data or {}).get("names")
     else:
         names = None
         lines = text.splitlines()
@@ -80,14 +92,83 @@ def _names_from_yaml(path):
                     items.append(sub[1:].strip().strip("'\""))
                 else:
                     key, _, value = sub.partition(":")
-                    items.append((int(key.strip()), value.strip().strip("'\"")))
+                    try:
+                        items.append((int(key.strip()), value.strip().strip("'\"")))
+                    except ValueError:
+                        raise DataError(
+                            f"{path}: `names:` entry {sub!r} is not `index: name`."
+                        ) from None
             names = dict(items) if items and isinstance(items[0], tuple) else items
             break
+    return _check_names(names, path)
+
+
+def _check_names(names, path):
+    """``names`` of a data.yaml (a list, or ``{index: name}`` with indices 0..n-1) → list."""
     if isinstance(names, dict):
-        names = [names[k] for k in sorted(names)]
+        keys = list(names)
+        if not all(isinstance(k, int) and not isinstance(k, bool) for k in keys):
+            raise DataError(f"{path}: `names:` keys {keys} are not all class indices (integers).")
+        if sorted(keys) != list(range(len(keys))):
+            missing = sorted(set(range(max(keys, default=-1) + 1)) - set(keys))
+            raise DataError(
+                f"{path}: `names:` indices {sorted(keys)} are not 0..{len(keys) - 1} "
+                f"(missing {missing}); class indices must be contiguous from 0."
+            )
+        names = [names[k] for k in sorted(keys)]
+    if names is not None and not isinstance(names, list):
+        raise DataError(f"{path}: `names:` is {names!r:.80}, expected a list or a mapping.")
     if not names:
         raise DataError(f"{path} has no `names:` list of class names.")
+    for i, n in enumerate(names):
+        if not isinstance(n, (str, int, float)) or isinstance(n, bool) or str(n).strip() == "":
+            raise DataError(f"{path}: class {i} name {n!r} is not a name.")
+    if len(set(map(str, names))) != len(names):
+        raise DataError(f"{path}: `names:` lists a class name twice: {names}.")
     return [str(n) for n in names]
+
+
+def split_image_files(image_dir, label_dir, stats):
+    """The image files of a YOLO split, sorted, checked against the label files.
+
+    Policy: images are the files with an `IMAGE_EXTENSIONS` ending (WebP
+    included); two images with one stem (``img1.jpg`` and ``img1.png``) would
+    share ``img1.txt`` → `DataError` naming both; a file with another ending
+    that has a label file → `DataError` (unsupported image format); other
+    files → counted and logged (``"not_images"``); a label file without an
+    image (an orphan) → counted and logged by name (``"orphan_label_files"``),
+    its boxes are not used.
+    """
+    stems, files = {}, []
+    for p in sorted(glob.glob(os.path.join(image_dir, "*"))):
+        if os.path.isdir(p):
+            continue
+        stem = os.path.splitext(os.path.basename(p))[0]
+        if not p.lower().endswith(IMAGE_EXTENSIONS):
+            if os.path.isfile(os.path.join(label_dir, stem + ".txt")):
+                raise DataError(
+                    f"{p} has a label file but is not a supported image "
+                    f"({', '.join(IMAGE_EXTENSIONS)})."
+                )
+            stats.add("not_images", p)
+            continue
+        if stem in stems:
+            raise DataError(
+                f"{stems[stem]} and {p} would both take the label file "
+                f"{os.path.join(label_dir, stem + '.txt')}; rename one of them."
+            )
+        stems[stem] = p
+        files.append(p)
+    if os.path.isdir(label_dir):
+        orphans = sorted(
+            f for f in os.listdir(label_dir)
+            if f.endswith(".txt") and os.path.splitext(f)[0] not in stems
+        )
+        if orphans:
+            shown = ", ".join(os.path.join(label_dir, f) for f in orphans[:5])
+            stats.add("orphan_label_files", shown + (", ..." if len(orphans) > 5 else ""),
+                      len(orphans))
+    return files
 
 
 def class_names_of(folder):
@@ -97,8 +178,8 @@ def class_names_of(folder):
     for name in ("classes.txt", "obj.names"):
         path = os.path.join(folder, name)
         if os.path.isfile(path):
-            with open(path) as f:
-                return [line.strip() for line in f if line.strip()]
+            names = [line.strip() for line in read_text_lines(path, "class names file")]
+            return _check_names([n for n in names if n], path)
     raise DataError(
         f"{folder}: no data.yaml, classes.txt or obj.names with the class names "
         "(or pass class_names=)."
@@ -129,43 +210,39 @@ def read_yolo(
             f"YOLO split folder {os.path.join(folder, 'images', split)} does not exist "
             f"(found: {have})."
         )
-    files = sorted(
-        p for p in glob.glob(os.path.join(image_dir, "*")) if p.lower().endswith(IMAGE_EXTENSIONS)
-    )
     stats = Stats()
+    files = split_image_files(image_dir, label_dir, stats)
     records = []
     for index, path in enumerate(files):
         stem = os.path.splitext(os.path.basename(path))[0]
         label_path = os.path.join(label_dir, stem + ".txt")
-        if check_images:
-            check_image_file(path, label_path)
+        check_image(path, label_path, check_images)
         labels, boxes = [], []
         if not os.path.isfile(label_path):
             stats.add("missing_label_file", label_path)
         else:
-            with open(label_path) as f:
-                for line_no, line in enumerate(f, 1):
-                    if not line.strip():
-                        continue
-                    parts = line.split()
-                    try:
-                        values = [float(v) for v in parts]
-                    except ValueError:
-                        values = None
-                    if values is None or len(values) != 5 or values[0] != int(values[0]):
-                        raise DataError(
-                            f"{label_path} line {line_no}: expected `class cx cy w h`, "
-                            f"got {line.strip()!r}."
-                        )
-                    cls = int(values[0])
-                    if not 0 <= cls < len(names):
-                        raise DataError(
-                            f"{label_path} line {line_no}: unknown class id {cls} "
-                            f"({len(names)} classes: {', '.join(names)})."
-                        )
-                    cx, cy, w, h = values[1:]
-                    labels.append(cls)
-                    boxes.append((cx - w / 2, cy - h / 2, cx + w / 2, cy + h / 2))
+            for line_no, line in enumerate(read_text_lines(label_path, "label file"), 1):
+                if not line.strip():
+                    continue
+                parts = line.split()
+                try:
+                    values = [float(v) for v in parts]
+                except ValueError:
+                    values = None
+                if values is None or len(values) != 5 or not values[0].is_integer():
+                    raise DataError(
+                        f"{label_path} line {line_no}: expected `class cx cy w h`, "
+                        f"got {line.strip()!r}."
+                    )
+                cls = int(values[0])
+                if not 0 <= cls < len(names):
+                    raise DataError(
+                        f"{label_path} line {line_no}: unknown class id {cls} "
+                        f"({len(names)} classes: {', '.join(names)})."
+                    )
+                cx, cy, w, h = values[1:]
+                labels.append(cls)
+                boxes.append((cx - w / 2, cy - h / 2, cx + w / 2, cy + h / 2))
         keep, rel = clean_boxes(
             np.asarray(boxes, np.float64).reshape(-1, 4),
             label_path,
@@ -185,7 +262,8 @@ def read_yolo(
     records = finish_records(records, stats, "yolo", split, skip_empty)
     assign_file_ids(records, image_dir, f"yolo {folder!r} split {split!r}")
     ds = records_to_dataset(
-        records, bounding_box_format, relative=True, num_parallel_calls=num_parallel_calls
+        records, bounding_box_format, relative=True, num_parallel_calls=num_parallel_calls,
+        checked_images=bool(check_images),
     )
     info = DatasetInfo(
         name="yolo",

@@ -245,3 +245,8 @@ def test_unknown_source_and_layout(tmp_path):
         kd.load(str(tmp_path / "empty"), "train")
     with pytest.raises(ValueError, match="not a known box format"):
         kd.load("shapes", "train", "xyxz")
+
+
+def test_check_images_option_is_validated(coco_dir):
+    with pytest.raises(ValueError, match="check_images must be True, False or 'header'"):
+        kd.load(coco_dir, "val", check_images="full")
