@@ -23,7 +23,16 @@ Element types
 
 Every input element leaves a step either on its main output or as exactly one
 dead letter, so ``outputs + dead letters == inputs`` holds for a pipeline
-built from these transforms. Counters (``Metrics.counter(NAMESPACE, ...)``)
+built from these transforms. Per-input failures never fail the run:
+a file name that is not UTF-8 or a broken symbolic link matched by the glob
+→ one dead letter (stage ``match``); a TFRecord file that is truncated or
+corrupt → its records before the damage are read and the rest is one dead
+letter naming the file and the record index (stage ``read``); a second
+record with an ``image_id`` already taken (two ``tf.Example`` s with one
+``image/source_id``, or one ``image/filename`` in two files) → a dead letter
+naming the first record's source (stage ``read``; the first by source path
+and index is kept). A glob that matches nothing is an `InputError` before
+the run starts (`require_matches`). Counters (``Metrics.counter(NAMESPACE, ...)``)
 report ``read``, ``read_failed``, ``decoded`` and ``decode_failed``.
 
 Input specs (`ReadImages`)
@@ -60,6 +69,146 @@ from keras_det.identity import file_image_id, input_root, normalize_file_name, r
 NAMESPACE = "keras_det"
 DEAD_LETTER = "dead_letter"
 TFRECORD_HINTS = (".tfrecord", ".tfrec", "tfrecord")
+
+
+class InputError(ValueError):
+    """A pipeline argument names no usable input (an empty glob): one-line message, exit 2."""
+
+
+def _printable(path):
+    """``path`` with bytes that are not UTF-8 shown as ``\\xNN`` (safe in JSON / Beam coders)."""
+    return str(path).encode("utf-8", "surrogateescape").decode("utf-8", "backslashreplace")
+
+
+def _is_utf8(text):
+    try:
+        str(text).encode("utf-8")
+        return True
+    except UnicodeEncodeError:
+        return False
+
+
+def match_inputs(spec):
+    """The paths a glob matches, broken symbolic links included (local paths), sorted.
+
+    Returns:
+        list of ``(path, problem)``: ``problem`` is ``None`` for a readable
+        path, else why it cannot be read (not UTF-8, a broken link).
+    """
+    import glob as _glob
+
+    metadata = FileSystems.match([spec])[0].metadata_list
+    paths = {m.path for m in metadata}
+    if "://" not in spec:
+        paths.update(
+            p for p in _glob.glob(spec, recursive=True) if os.path.islink(p) and not os.path.exists(p)
+        )
+    out = []
+    for path in sorted(paths, key=_printable):
+        if not _is_utf8(path):
+            out.append((path, "file name is not valid UTF-8; rename the file"))
+        elif os.path.islink(path) and not os.path.exists(path):
+            out.append((path, f"broken symbolic link (to {_printable(os.readlink(path))})"))
+        else:
+            out.append((path, None))
+    return out
+
+
+def require_matches(spec, flag="--input"):
+    """Raises `InputError` naming ``spec`` when it is a glob / path that matches no file.
+
+    ``tfds:`` specs are not checked (TFDS reports its own errors).
+    """
+    if spec.startswith("tfds:"):
+        return
+    try:
+        found = match_inputs(spec)
+    except Exception as error:  # a filesystem that cannot list the pattern
+        raise InputError(f"{flag} {spec!r}: cannot be listed: {error}") from None
+    if not found:
+        raise InputError(f"{flag} {spec!r} matches no file.")
+
+
+class _MatchFn(beam.DoFn):
+    """Input spec → ``("path", path)`` per readable file, ``("dead", dead letter)`` per unreadable one."""
+
+    def __init__(self, root):
+        self.root = root
+        self.failed = Metrics.counter(NAMESPACE, "read_failed")
+
+    def process(self, spec):
+        for path, problem in match_inputs(spec):
+            if problem is None:
+                yield "path", path
+                continue
+            self.failed.inc()
+            shown = _printable(path)
+            record = {"image_id": "", "file_name": _printable(relative_file_name(path, self.root)), "source": shown}
+            yield "dead", dead_letter(record, "match", problem)
+
+
+class _Route(beam.DoFn):
+    """``("ok", record)`` → main output, ``("dead", dead letter)`` → ``DEAD_LETTER``."""
+
+    def process(self, item):
+        kind, value = item
+        if kind == "dead":
+            yield beam.pvalue.TaggedOutput(DEAD_LETTER, value)
+        else:
+            yield value
+
+
+def _source_order(record):
+    """Sort key of a record's ``source`` (``path:index`` → ``(path, index)``)."""
+    path, _, index = str(record.get("source", "")).rpartition(":")
+    return (path, int(index)) if index.isdigit() else (str(record.get("source", "")), -1)
+
+
+def first_of_each_id(keyed):
+    """``(image_id, records)`` → ``("ok", first)`` and ``("dead", ...)`` for the others.
+
+    The first is the record with the smallest source (path, index), so the
+    choice does not depend on the runner's order.
+    """
+    _, records = keyed
+    records = sorted(records, key=_source_order)
+    first = records[0]
+    yield "ok", first
+    for other in records[1:]:
+        reason = (
+            f"image_id {other['image_id']!r} is already used by {first['source']} "
+            f"(file_name {first.get('file_name', '')!r}); image ids must be unique"
+        )
+        yield "dead", dead_letter(other, "read", reason)
+
+
+class _ReadTFRecordFile(beam.DoFn):
+    """TFRecord file path → ``(source, serialized)`` per record, ``path:index``; a truncated or
+    corrupt file → the records before the damage and one dead letter naming the file and index."""
+
+    def __init__(self):
+        self.failed = Metrics.counter(NAMESPACE, "read_failed")
+
+    def process(self, path):
+        from apache_beam.io.tfrecordio import _TFRecordUtil
+
+        index = 0
+        try:
+            with FileSystems.open(path) as f:
+                while True:
+                    serialized = _TFRecordUtil.read_record(f)
+                    if serialized is None:
+                        return
+                    yield f"{path}:{index}", serialized
+                    index += 1
+        except Exception as error:  # truncated / corrupt / unreadable: the rest of the file is lost
+            self.failed.inc()
+            record = {"image_id": "", "file_name": "", "source": f"{path}:{index}"}
+            reason = (
+                f"TFRecord file {path} is truncated or corrupt at record {index} "
+                f"({index} record(s) before it were read): {type(error).__name__}: {str(error)[:200]}"
+            )
+            yield beam.pvalue.TaggedOutput(DEAD_LETTER, dead_letter(record, "read", reason))
 
 
 def input_kind(spec):
@@ -138,12 +287,12 @@ def _first(features, key):
 class _ParseExample(beam.DoFn):
     """Serialized ``tf.Example`` → encoded record, or a dead letter."""
 
-    def __init__(self, source):
-        self.source = source
+    def __init__(self):
         self.read = Metrics.counter(NAMESPACE, "read")
         self.failed = Metrics.counter(NAMESPACE, "read_failed")
 
-    def process(self, serialized):
+    def process(self, item):
+        source, serialized = item
         try:
             features = parse_example(serialized)
             encoded = _first(features, "image/encoded")
@@ -159,12 +308,12 @@ class _ParseExample(beam.DoFn):
             self.failed.inc()
             digest = hashlib.sha1(serialized).hexdigest()[:16]
             yield beam.pvalue.TaggedOutput(
-                DEAD_LETTER, dead_letter({"image_id": f"sha1:{digest}", "source": self.source}, "read", f"not a tf.Example: {error}")
+                DEAD_LETTER, dead_letter({"image_id": f"sha1:{digest}", "source": source}, "read", f"not a tf.Example: {error}")
             )
             return
         if image_id is None:
             image_id = "sha1:" + hashlib.sha1(encoded or serialized).hexdigest()[:16]
-        record = {"image_id": image_id, "file_name": file_name, "source": self.source}
+        record = {"image_id": image_id, "file_name": file_name, "source": source}
         if encoded is None:
             self.failed.inc()
             yield beam.pvalue.TaggedOutput(DEAD_LETTER, dead_letter(record, "read", "tf.Example has no image/encoded"))
@@ -222,22 +371,41 @@ class ReadImages(beam.PTransform):
         self.tfds_data_dir = tfds_data_dir
 
     def expand(self, pbegin):
-        if self.kind == "images":
-            paths = (
+        def tagged(pcoll, kind, label):
+            return pcoll | label >> beam.Map(lambda x, k=kind: (k, x))
+
+        if self.kind in ("images", "tfrecord"):
+            matched = (
                 pbegin
-                | "Match" >> fileio.MatchFiles(self.spec)
-                | "Paths" >> beam.Map(lambda m: m.path)
+                | "Spec" >> beam.Create([self.spec])
+                | "Match" >> beam.ParDo(_MatchFn(input_root(self.spec)))
+            )
+            paths = (
+                matched
+                | "Readable" >> beam.Filter(lambda kv: kv[0] == "path")
+                | "Paths" >> beam.Map(lambda kv: kv[1])
                 # Fan the (cheap) file list out before the (expensive) work.
                 | "Spread" >> beam.Reshuffle()
             )
-            return paths | "ReadFiles" >> beam.ParDo(_ReadFile(input_root(self.spec))).with_outputs(DEAD_LETTER, main="records")
+            dead = [matched | "Unreadable" >> beam.Filter(lambda kv: kv[0] == "dead")]
+        if self.kind == "images":
+            read = paths | "ReadFiles" >> beam.ParDo(_ReadFile(input_root(self.spec))).with_outputs(DEAD_LETTER, main="records")
+            parts = [tagged(read.records, "ok", "OkRecords"), tagged(read[DEAD_LETTER], "dead", "DeadRecords"), *dead]
+            return tuple(parts) | "Merge" >> beam.Flatten() | "Route" >> beam.ParDo(_Route()).with_outputs(DEAD_LETTER, main="records")
         if self.kind == "tfrecord":
-            serialized = (
-                pbegin
-                | "ReadTFRecord" >> beam.io.ReadFromTFRecord(self.spec)
-                | "Spread" >> beam.Reshuffle()
+            files = paths | "ReadTFRecords" >> beam.ParDo(_ReadTFRecordFile()).with_outputs(DEAD_LETTER, main="serialized")
+            parsed = files.serialized | "Parse" >> beam.ParDo(_ParseExample()).with_outputs(DEAD_LETTER, main="records")
+            unique = (
+                parsed.records
+                | "KeyById" >> beam.Map(lambda r: (r["image_id"], r))
+                | "GroupById" >> beam.GroupByKey()
+                | "FirstOfId" >> beam.FlatMap(first_of_each_id)
             )
-            return serialized | "Parse" >> beam.ParDo(_ParseExample(self.spec)).with_outputs(DEAD_LETTER, main="records")
+            parts = [
+                unique, tagged(files[DEAD_LETTER], "dead", "DeadFiles"),
+                tagged(parsed[DEAD_LETTER], "dead", "DeadExamples"), *dead,
+            ]
+            return tuple(parts) | "Merge" >> beam.Flatten() | "Route" >> beam.ParDo(_Route()).with_outputs(DEAD_LETTER, main="records")
         if self.kind == "tfds":
             import tensorflow_datasets as tfds
 
@@ -516,7 +684,16 @@ def finish_summary(out, name, summary, result, seconds, summary_name="summary.js
 
 
 def main(run, argv=None, render=None):
-    """Command-line entry point: INFO logging, ``run(argv)``, print the summary."""
+    """Command-line entry point: INFO logging, ``run(argv)``, print the summary.
+
+    An `InputError` (a glob matching nothing, ...) prints one line and exits 2.
+    """
+    import sys
+
     logging.getLogger().setLevel(logging.INFO)
-    summary = run(argv)
+    try:
+        summary = run(argv)
+    except InputError as error:
+        print(f"error: {error}", file=sys.stderr)
+        sys.exit(2)
     print(render(summary) if render else json.dumps(summary, indent=2, sort_keys=True))

@@ -23,12 +23,17 @@ Steps (nothing runner-specific):
    numbers are those of pycocotools on the same files.
 
 Detections that cannot be evaluated are never dropped silently: a malformed
-entry, an image id that is not an image of the ground truth, or a category id
+entry (a missing field, a ``bbox`` that is not 4 finite numbers, a NaN /
+infinite or boolean ``score``), a file that is not UTF-8 (one dead letter
+for the file), an image id that is not an image of the ground truth, or a category id
 that is not one of its categories becomes a dead letter
 ``{"image_id", "source", "stage": "evaluate", "reason", "detection"}``
 (``dead_letter-SSSSS-of-NNNNN.jsonl``) and is counted (``detections_invalid``,
 ``detections_unknown_image``, ``detections_unknown_category``). pycocotools
-(and `evaluate_coco`) refuse such files; the pipeline scores the rest.
+(and `evaluate_coco`) refuse such files; the pipeline scores the rest. A
+``--detections`` glob that matches nothing, or a missing ``--gt``, is an
+`pipelines.common.InputError` before the run; a ground truth that is not a
+COCO JSON fails the run with an error naming its path.
 
 Output directory: ``metrics.json`` (the metric dict), ``summary.json``
 (metrics, counts, seconds, counters) and the dead letters; a table is printed.
@@ -36,6 +41,7 @@ Output directory: ``metrics.json`` (the metric dict), ``summary.json``
 
 import argparse
 import json
+import math
 
 import apache_beam as beam
 from apache_beam.io import fileio
@@ -69,9 +75,16 @@ class _ReadGroundTruth(beam.DoFn):
 
         from keras_det.metrics.coco import load_coco_ground_truth
 
-        with FileSystems.open(path) as f:
-            data = json.loads(f.read().decode("utf-8"))
-        gt = load_coco_ground_truth(data)
+        try:
+            with FileSystems.open(path) as f:
+                data = json.loads(f.read().decode("utf-8"))
+            if not isinstance(data, dict) or not isinstance(data.get("images"), list):
+                raise ValueError("expected a COCO object with an 'images' list")
+            gt = load_coco_ground_truth(data)
+        except Exception as error:  # the ground truth is not per-record: fail, naming the file
+            raise common.InputError(
+                f"ground truth {path} is not a usable COCO JSON: {type(error).__name__}: {error}"
+            ) from None
         difficult = np.zeros(len(gt["image_id"]), bool)
         if data.get("annotations"):
             # VOC "difficult" flags (COCO files converted from VOC carry them), aligned with
@@ -146,11 +159,18 @@ def _check_detection(det):
     box = det["bbox"]
     if not isinstance(box, (list, tuple)) or len(box) != 4:
         return f"bbox is not 4 numbers: {box!r:.200}"
-    try:
-        box = [float(v) for v in box]
-        float(det["score"])
-    except (TypeError, ValueError):
-        return "bbox or score is not numeric"
+    number = lambda v: isinstance(v, (int, float)) and not isinstance(v, bool)  # noqa: E731
+    if not all(number(v) for v in box):
+        return f"bbox is not 4 numbers: {box!r:.200}"
+    if not number(det["score"]):
+        return f"score is not a number: {det['score']!r:.100}"
+    box = [float(v) for v in box]
+    if not math.isfinite(float(det["score"])):
+        return f"score is not finite: {det['score']!r}"
+    if not all(math.isfinite(v) for v in box):
+        return f"bbox has a NaN or infinite value: {box}"
+    if isinstance(det["image_id"], bool) or isinstance(det["category_id"], bool):
+        return "image_id / category_id must be a number or a string, not a boolean"
     if box[2] < 0 or box[3] < 0:
         return f"bbox has negative width or height (bbox is [x, y, w, h]): {box}"
     if isinstance(det["image_id"], (list, dict)) or isinstance(det["category_id"], (list, dict)):
@@ -171,7 +191,13 @@ class _ReadDetections(beam.DoFn):
 
     def process(self, readable):
         path = readable.metadata.path
-        text = readable.read().decode("utf-8")
+        try:
+            text = readable.read().decode("utf-8")
+        except UnicodeDecodeError as error:
+            self.invalid.inc()
+            reason = f"not UTF-8 text (byte {error.start}); the whole file is skipped"
+            yield beam.pvalue.TaggedOutput(common.DEAD_LETTER, common.dead_letter({"source": path}, STAGE, reason))
+            return
         stripped = text.lstrip()
         entries = []
         if stripped.startswith("["):
@@ -517,6 +543,9 @@ def run(argv=None):
     """Runs the pipeline; returns the summary dict (also written to ``summary.json``)."""
     args, beam_args = parser().parse_known_args(argv)
     out = args.output.rstrip("/")
+    common.require_matches(args.detections, "--detections")
+    if args.gt.lower().endswith(".json") and not FileSystems.exists(args.gt):
+        raise common.InputError(f"--gt {args.gt!r} does not exist.")
     if not args.gt.lower().endswith(".json"):
         args.gt = ground_truth_json(args.gt, args.gt_split, out)
     result, seconds = common.execute(build, args, beam_args)

@@ -270,6 +270,7 @@ def parser():
 def run(argv=None):
     """Runs the pipeline; returns the summary dict (also written to ``summary.json``)."""
     args, beam_args = parser().parse_known_args(argv)
+    common.require_matches(args.input)
     out = args.output.rstrip("/")
     result, seconds = common.execute(build, args, beam_args)
     summary = common.pop_stats(out)

@@ -240,6 +240,7 @@ def run(argv=None):
     args, beam_args = parser().parse_known_args(argv)
     if args.method == "edge_boxes" and not args.edge_model:
         raise ValueError("--method edge_boxes needs --edge_model (a structured-edge model file).")
+    common.require_matches(args.input)
     out = args.output.rstrip("/")
     result, seconds = common.execute(build, args, beam_args)
     summary = common.pop_stats(out)
