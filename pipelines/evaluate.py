@@ -533,7 +533,10 @@ def ground_truth_json(source, split, out):
     """
     from keras_det import data
 
-    dataset, info = data.load(source, split, bounding_box_format="xywh", with_info=True)
+    try:
+        dataset, info = data.load(source, split, bounding_box_format="xywh", with_info=True)
+    except data.DataError as error:
+        raise common.InputError(f"--gt {source!r}: {error}") from None
     path = FileSystems.join(out, "ground_truth.json")
     common.write_text(path, json.dumps(data.to_coco(dataset, info)))
     return path

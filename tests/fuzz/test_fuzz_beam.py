@@ -336,6 +336,7 @@ def test_unreadable_detection_file(evaluate_run, name, pattern):
         ("predict", ["--model", "{d}/model", "--input", "{d}/*.png", "--output", "{d}/out"]),
         ("evaluate", ["--gt", "{d}/gt.json", "--detections", "{d}/none-*.jsonl", "--output", "{d}/out"]),
         ("evaluate_gt", ["--gt", "{d}/missing_gt.json", "--detections", "{d}/dets.jsonl", "--output", "{d}/out"]),
+        ("evaluate_gt", ["--gt", "{d}/missing_folder", "--detections", "{d}/dets.jsonl", "--output", "{d}/out"]),
     ],
 )
 def test_empty_glob_is_an_error(tmp_path, pipeline, args):
