@@ -44,7 +44,7 @@ class MeanBoxDetector(Detector):
         self.dense = keras.layers.Dense(4)
 
     def compute_detection_losses(self, images, gt_boxes, gt_labels, training=True, **extras):
-        pred = self.dense(tf.reduce_mean(images, axis=[1, 2]) / 255.0)
+        pred = tf.cast(self.dense(tf.reduce_mean(images, axis=[1, 2]) / 255.0), tf.float32)  # loss in float32
         return {"box_loss": tf.reduce_mean(tf.square(pred - gt_boxes[:, 0] / SIZE))}
 
     def call(self, images, training=False):
