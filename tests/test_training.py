@@ -58,3 +58,72 @@ def test_mixed_float16_loss_scaling_gives_the_float32_step(policy):
 def test_set_mixed_precision_rejects_unknown_policies(policy):
     with pytest.raises(ValueError, match="`policy` must be one of"):
         policy("float8")
+
+
+def _free_ports(n):
+    import socket
+
+    socks = [socket.socket() for _ in range(n)]
+    for s in socks:
+        s.bind(("127.0.0.1", 0))
+    ports = [s.getsockname()[1] for s in socks]
+    for s in socks:
+        s.close()
+    return ports
+
+
+def _weights(path):
+    with np.load(path) as f:
+        weights = [f[k] for k in sorted((k for k in f.files if k.startswith("arr_")), key=lambda k: int(k[4:]))]
+        return weights, int(f["replicas"]), int(f["steps"])
+
+
+def test_two_workers_end_equal_to_one_process_with_the_global_batch(tmp_path):
+    import json
+    import os
+    import subprocess
+    import sys
+    from pathlib import Path
+
+    from .multi_worker_step import main as single_process
+
+    root = Path(__file__).resolve().parents[1]
+    single_process(str(tmp_path / "single.npz"))
+    ports = _free_ports(2)
+    cluster = {"worker": [f"localhost:{p}" for p in ports]}
+    procs = []
+    for i in range(2):
+        env = {**os.environ, "TF_CONFIG": json.dumps({"cluster": cluster, "task": {"type": "worker", "index": i}}),
+               "PYTHONPATH": str(root), "TF_CPP_MIN_LOG_LEVEL": "2"}
+        procs.append(subprocess.Popen([sys.executable, "-m", "tests.multi_worker_step", str(tmp_path / f"w{i}.npz"),
+                                       str(tmp_path / "ckpt")], cwd=root, env=env, stderr=subprocess.PIPE, text=True))
+    for p in procs:
+        try:
+            _, err = p.communicate(timeout=240)
+        except subprocess.TimeoutExpired:
+            for q in procs:
+                q.kill()
+            raise
+        assert p.returncode == 0, err[-3000:]
+    (single, r, s), (w0, r0, s0), (w1, r1, s1) = (_weights(tmp_path / n) for n in ("single.npz", "w0.npz", "w1.npz"))
+    assert (r, r0, r1) == (1, 2, 2) and s == s0 == s1 == 3
+    assert max(float(np.abs(a).max()) for a in single) > 0
+    for a, b, c in zip(single, w0, w1):
+        np.testing.assert_array_equal(b, c)
+        np.testing.assert_allclose(b, a, atol=1e-5)
+    # The chief's checkpoints (kept: the last 2); the other worker's scratch copy is removed.
+    assert sorted(os.listdir(tmp_path / "ckpt")) == ["checkpoint", "ckpt-2.data-00000-of-00001", "ckpt-2.index",
+                                                     "ckpt-3.data-00000-of-00001", "ckpt-3.index"]
+
+
+def test_fit_distributed_resumes_from_its_checkpoint(tmp_path):
+    from .multi_worker_step import main as single_process
+
+    single_process(str(tmp_path / "straight.npz"), epochs=3)
+    single_process(str(tmp_path / "first.npz"), str(tmp_path / "ckpt"), epochs=2)
+    single_process(str(tmp_path / "resumed.npz"), str(tmp_path / "ckpt"), epochs=3)  # restores step 2, runs 1 more
+    straight, first, resumed = (_weights(tmp_path / n)[0] for n in ("straight.npz", "first.npz", "resumed.npz"))
+    assert _weights(tmp_path / "resumed.npz")[2] == 3
+    assert max(float(np.abs(a - b).max()) for a, b in zip(straight, first)) > 1e-4  # 2 steps are not 3
+    for a, b in zip(straight, resumed):
+        np.testing.assert_allclose(b, a, rtol=1e-6, atol=1e-7)
