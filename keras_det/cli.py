@@ -304,6 +304,9 @@ def cmd_train(args):
     batches = data.pipeline(
         train, args.batch_size, image_size=(size, size), bounding_box_format="xyxy", shuffle=1000, drop_remainder=True
     ).repeat()
+    from keras_det import training
+
+    strategy = training.use_strategy(args.strategy, args.mixed_precision)  # before the model is built
     model = build_detector(args.model, len(info.class_names), args.backbone, size)
     model(keras.ops.zeros((1, size, size, 3)))  # BackupAndRestore needs a built model
     model.compile(optimizer=keras.optimizers.Adam(args.learning_rate))
@@ -316,7 +319,12 @@ def cmd_train(args):
         keras.callbacks.TensorBoard(os.path.join(run_dir, "logs")),
     ]
     _say(f"train: {args.model} ({args.backbone}) on {args.data}, {len(info.class_names)} classes; logs and checkpoints in {run_dir}")
-    model.fit(batches, epochs=args.epochs, steps_per_epoch=args.steps_per_epoch, verbose=_verbose(), callbacks=callbacks)
+    if args.strategy == "multi_worker":  # keras.Model.fit fails there in Keras 3.15 (keras-team/keras#20585)
+        training.fit_distributed(model, batches, strategy, args.epochs, args.steps_per_epoch, os.path.join(run_dir, "distributed"))
+    else:
+        model.fit(batches, epochs=args.epochs, steps_per_epoch=args.steps_per_epoch, verbose=_verbose(), callbacks=callbacks)
+    if not training.is_chief(strategy):
+        return 0  # only the chief writes the model
     path = os.path.join(run_dir, "model.keras")
     model.save(path)
     with open(os.path.join(run_dir, "class_names.json"), "w") as f:
@@ -380,6 +388,8 @@ def build_parser():
     train.add_argument("--batch-size", type=int, default=8)
     train.add_argument("--learning-rate", type=float, default=2e-3)
     train.add_argument("--image-size", type=int, default=128)
+    train.add_argument("--strategy", choices=("default", "mirrored", "multi_worker"), default="default", help="tf.distribute strategy (docs/training.md)")
+    train.add_argument("--mixed-precision", choices=("float32", "mixed_float16", "mixed_bfloat16"), default=None, help="dtype policy, e.g. mixed_bfloat16 on CPUs")
     train.add_argument("--output-dir", default=os.path.join("runs", "train"),
                        help="detect: model.keras, checkpoint.keras, TensorBoard logs/ and the resumable backup/")
     train.add_argument("--output", default=os.path.join("runs", "classifier.keras"), help="classify: the saved model")

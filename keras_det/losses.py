@@ -9,9 +9,50 @@ count the caller chooses, following the papers:
   the number of sampled predictions.
 * SSD: both terms summed and divided by the number of positives, negatives
   picked by ``hard_negative_mask`` (3 negatives per positive).
+
+Counts are global: under ``tf.distribute`` every normaliser is the count over
+all replicas' examples (``replica_normalizer``), so a step on ``R`` replicas
+equals a step on one device with the same global batch.
 """
 
 import tensorflow as tf
+
+
+def replica_normalizer(count):
+    """This replica's share of a normaliser counted over the global batch.
+
+    Under ``tf.distribute`` each replica sees a slice of the batch; a loss
+    normalised by this replica's own count of positives / sampled predictions
+    weighs the replicas' examples unequally (and differently from one device).
+    In a replica context of a strategy with ``R > 1`` replicas this all-reduces
+    ``count`` (SUM over replicas) and returns ``max(global_count, 1) / R``:
+    summing over replicas the per-replica losses divided by it, each scaled by
+    ``1 / R`` in ``train_step``, gives the one-device loss of the global batch.
+    Otherwise (no strategy, one replica, cross-replica context) it returns
+    ``max(count, 1)``.
+
+    Args:
+        count: scalar (int or float), this replica's count.
+
+    Returns:
+        float32 scalar.
+    """
+    count = tf.stop_gradient(tf.cast(count, tf.float32))
+    ctx = tf.distribute.get_replica_context()
+    if ctx is None or ctx.num_replicas_in_sync == 1:
+        return tf.maximum(count, 1.0)
+    total = ctx.all_reduce(tf.distribute.ReduceOp.SUM, count)
+    return tf.maximum(total, 1.0) / float(ctx.num_replicas_in_sync)
+
+
+def replica_mean_scale(loss):
+    """``loss / R`` under a strategy with ``R`` replicas in sync (Keras' own
+    ``scale_loss_for_distribution`` rule), ``loss`` otherwise: the optimizer
+    sums the replicas' gradients."""
+    replicas = tf.distribute.get_strategy().num_replicas_in_sync
+    if replicas > 1:
+        loss = loss * tf.cast(1.0 / replicas, loss.dtype)
+    return loss
 
 
 def smooth_l1(x, beta=1.0 / 9.0):
@@ -31,7 +72,8 @@ def box_regression_loss(pred_deltas, target_deltas, weights, normalizer, kind="s
     Args:
         pred_deltas, target_deltas: float ``[B, N, 4]``.
         weights: float ``[B, N]`` (1 for positives).
-        normalizer: scalar the summed loss is divided by (clamped to >= 1).
+        normalizer: scalar the summed loss is divided by (clamped to >= 1;
+            summed over replicas under ``tf.distribute``, see ``replica_normalizer``).
         kind: ``"smooth_l1"`` or ``"l2"`` (sum of squares, the
             classification + localization model's loss).
         beta: smooth-L1 transition point.
@@ -46,7 +88,7 @@ def box_regression_loss(pred_deltas, target_deltas, weights, normalizer, kind="s
         per = tf.reduce_sum(tf.square(diff), axis=-1)
     else:
         raise ValueError(f"`kind` must be 'smooth_l1' or 'l2', got {kind!r}.")
-    return tf.reduce_sum(per * tf.cast(weights, tf.float32)) / tf.maximum(tf.cast(normalizer, tf.float32), 1.0)
+    return tf.reduce_sum(per * tf.cast(weights, tf.float32)) / replica_normalizer(normalizer)
 
 
 def softmax_cross_entropy(logits, labels, weights, normalizer=None):
@@ -56,14 +98,15 @@ def softmax_cross_entropy(logits, labels, weights, normalizer=None):
         logits: float ``[B, N, K]``.
         labels: int ``[B, N]`` in ``[0, K)``; entries with weight 0 may hold -1.
         weights: float ``[B, N]``.
-        normalizer: divides the weighted sum; defaults to ``sum(weights)``.
+        normalizer: divides the weighted sum; defaults to ``sum(weights)``
+            (summed over replicas under ``tf.distribute``, see ``replica_normalizer``).
     """
     weights = tf.cast(weights, tf.float32)
     labels = tf.maximum(tf.cast(labels, tf.int32), 0)
     per = tf.nn.sparse_softmax_cross_entropy_with_logits(labels=labels, logits=tf.cast(logits, tf.float32))
     if normalizer is None:
         normalizer = tf.reduce_sum(weights)
-    return tf.reduce_sum(per * weights) / tf.maximum(tf.cast(normalizer, tf.float32), 1.0)
+    return tf.reduce_sum(per * weights) / replica_normalizer(normalizer)
 
 
 def binary_cross_entropy(logits, labels, weights, normalizer=None):
@@ -74,7 +117,7 @@ def binary_cross_entropy(logits, labels, weights, normalizer=None):
     )
     if normalizer is None:
         normalizer = tf.reduce_sum(weights)
-    return tf.reduce_sum(per * weights) / tf.maximum(tf.cast(normalizer, tf.float32), 1.0)
+    return tf.reduce_sum(per * weights) / replica_normalizer(normalizer)
 
 
 def hard_negative_mask(negative_losses, positive_mask, negative_mask, ratio=3, min_negatives=0):

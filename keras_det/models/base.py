@@ -15,6 +15,7 @@ gradients and reports every loss as a metric, so ``fit()`` shows e.g.
 import keras
 import tensorflow as tf
 
+from keras_det import losses as loss_ops
 from keras_det.models.config import ConfigFromArguments
 from keras_det.models.transfer import with_lr_multipliers
 from keras_det.ops import boxes as box_ops
@@ -129,14 +130,30 @@ class Detector(ConfigFromArguments, keras.Model):
         return losses, total
 
     def train_step(self, data):
+        """One optimizer step on ``data`` (a batch of the data contract).
+
+        Under ``tf.distribute`` with ``R`` replicas the optimizer sums the
+        replicas' gradients, so the loss is scaled by ``1 / R`` (as Keras'
+        ``compute_loss`` path does; the losses normalise by global counts, see
+        ``keras_det.losses.replica_normalizer``): one step on ``R`` replicas
+        equals one step on one device with the same global batch. The loss is
+        then scaled by the optimizer's loss scale (``LossScaleOptimizer`` under
+        ``mixed_float16``; it unscales the gradients in ``apply_gradients``).
+        A variable without gradient gets zeros when ``R > 1``, so that every
+        replica all-reduces the same list of gradients.
+        """
         with tf.GradientTape() as tape:
             losses, total = self._step(data, training=True)
             if self.losses:
-                total = total + tf.add_n(self.losses)
-        grads = tape.gradient(total, self.trainable_variables)
-        self.optimizer.apply_gradients(
-            [(g, v) for g, v in zip(grads, self.trainable_variables) if g is not None]
-        )
+                total = total + tf.add_n([tf.cast(v, tf.float32) for v in self.losses])
+            scaled = self.optimizer.scale_loss(loss_ops.replica_mean_scale(total))
+        variables = self.trainable_variables
+        grads = tape.gradient(scaled, variables)
+        if tf.distribute.get_strategy().num_replicas_in_sync > 1:
+            grads_and_vars = [(tf.zeros_like(v) if g is None else g, v) for g, v in zip(grads, variables)]
+        else:
+            grads_and_vars = [(g, v) for g, v in zip(grads, variables) if g is not None]
+        self.optimizer.apply_gradients(grads_and_vars)
         return self._update_trackers(losses, total)
 
     def test_step(self, data):

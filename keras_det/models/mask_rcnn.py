@@ -17,6 +17,7 @@ the frame of the detection box (paste them into the image with
 import keras
 import tensorflow as tf
 
+from keras_det import losses as loss_ops
 from keras_det.layers.heads import KeypointHead, MaskHead
 from keras_det.layers.roi_pooling import MultiLevelRoIAlign, RoIAlign
 from keras_det.models.fast_rcnn import select_sampled
@@ -207,7 +208,7 @@ class MaskRCNN(FasterRCNN):
         size = (2 * self.mask_roi_size, 2 * self.mask_roi_size)
         index, weight = keypoint_targets(gt_keypoints, matched, rois, size)
         per = tf.nn.sparse_softmax_cross_entropy_with_logits(labels=index, logits=flat)
-        return tf.reduce_sum(per * weight) / tf.maximum(tf.reduce_sum(weight), 1.0)
+        return tf.reduce_sum(per * weight) / loss_ops.replica_normalizer(tf.reduce_sum(weight))
 
     def mask_loss(self, features, rois, t, gt_masks):
         """BCE on the GT class's 28×28 mask, averaged over positive RoIs."""
@@ -219,4 +220,4 @@ class MaskRCNN(FasterRCNN):
         per_pixel = tf.nn.sigmoid_cross_entropy_with_logits(labels=targets, logits=chosen)
         per_roi = tf.reduce_mean(per_pixel, axis=[2, 3])
         weights = t["box_weights"]
-        return tf.reduce_sum(per_roi * weights) / tf.maximum(tf.reduce_sum(weights), 1.0)
+        return tf.reduce_sum(per_roi * weights) / loss_ops.replica_normalizer(tf.reduce_sum(weights))

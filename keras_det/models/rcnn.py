@@ -434,6 +434,6 @@ class RCNN(Detector):
         pos_w = tf.cast(pos_valid, tf.float32)
         neg_w = tf.cast(hard, tf.float32)
         total = tf.reduce_sum(pos_loss * pos_w) + tf.reduce_sum(neg_loss * neg_w)
-        count = tf.maximum(tf.reduce_sum(pos_w) + tf.reduce_sum(neg_w), 1.0)
+        count = loss_ops.replica_normalizer(tf.reduce_sum(pos_w) + tf.reduce_sum(neg_w))
         return total / count + self.svm_l2 * tf.reduce_sum(tf.square(self.svm.kernel))
 

@@ -453,7 +453,7 @@ class YOLO(Detector):
         boxes, objectness, class_logits = self.decode_multiscale(raw)
         overlap = iou_losses.ciou if self.box_loss_kind == "ciou" else iou_losses.giou
         box_terms = 1.0 - overlap(boxes, tf.where(positive[..., None] > 0, t["matched_boxes"], boxes))
-        box_loss = tf.reduce_sum(box_terms * positive) / tf.maximum(num_pos, 1.0)
+        box_loss = tf.reduce_sum(box_terms * positive) / loss_ops.replica_normalizer(num_pos)
         valid = gt_labels >= 0
         pairwise = tf.where(valid[:, None, :], box_ops.iou(tf.stop_gradient(boxes), gt_boxes), 0.0)
         # A zero column keeps the max defined for M == 0.

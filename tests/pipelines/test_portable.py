@@ -1,0 +1,64 @@
+"""Each pipeline on Beam's portable runner (job service + external SDK worker
+pool, the path of Flink / Spark / Dataflow) gives the outputs and counters of
+the in-process run (``portable_runner`` in conftest.py)."""
+
+import glob
+import json
+import os
+
+import numpy as np
+
+from keras_det.data.proposals import read_proposals
+from pipelines import evaluate, predict, proposals
+
+from ..metrics.coco_cases import make_case
+from .test_evaluate_pipeline import _write_case
+from .test_predict_pipeline import image_dir as predict_images, saved_model  # noqa: F401 (fixtures)
+from .test_proposals_pipeline import FAST, image_dir  # noqa: F401 (fixture)
+
+VOLATILE = ("seconds", "images_per_second")
+
+
+def _lines(out, prefix):
+    rows = []
+    for path in sorted(glob.glob(os.path.join(out, f"{prefix}-*.jsonl"))):
+        rows += [json.loads(line) for line in open(path) if line.strip()]
+    return sorted(rows, key=lambda r: json.dumps(r, sort_keys=True))
+
+
+def _stable(summary):
+    return {k: v for k, v in summary.items() if k not in VOLATILE}
+
+
+def _both(run, args, tmp_path, portable_runner):
+    local = run([*args, "--output", str(tmp_path / "local"), "--direct_num_workers=1"])
+    remote = run([*args, "--output", str(tmp_path / "portable"), *portable_runner])
+    return local, remote, str(tmp_path / "local"), str(tmp_path / "portable")
+
+
+def test_proposals_on_the_portable_runner(image_dir, tmp_path, portable_runner):  # noqa: F811
+    local, remote, a, b = _both(proposals.run, ["--input", str(image_dir / "*"), *FAST], tmp_path, portable_runner)
+    assert _stable(remote) == _stable(local) and remote["counters"]["processed"] == 4
+    assert _lines(b, "dead_letter") == _lines(a, "dead_letter") and len(_lines(a, "dead_letter")) == 2
+    pa, pb = read_proposals(a), read_proposals(b)
+    assert set(pa) == set(pb) == {"chelsea", "coffee", "astronaut", "gray"}
+    for key in pa:
+        np.testing.assert_array_equal(pa[key]["boxes"], pb[key]["boxes"])
+
+
+def test_predict_on_the_portable_runner(saved_model, predict_images, tmp_path, portable_runner):  # noqa: F811
+    args = ["--model", saved_model, "--input", str(predict_images / "*"), "--min_batch_size", "2", "--max_batch_size", "2"]
+    local, remote, a, b = _both(predict.run, args, tmp_path, portable_runner)
+    assert _stable(remote) == _stable(local) and remote["counters"]["inferred"] == 4
+    assert _lines(b, "detections") == _lines(a, "detections") and len(_lines(a, "detections")) == local["detections"]
+    assert _lines(b, "dead_letter") == _lines(a, "dead_letter")
+
+
+def test_evaluate_on_the_portable_runner(tmp_path, portable_runner):
+    gt, results = make_case(0, num_images=12)
+    gt_path, dets = _write_case(str(tmp_path / "in"), gt, results, extra_lines=["not json"])
+    local, remote, a, b = _both(evaluate.run, ["--gt", gt_path, "--detections", dets, "--images_per_batch", "5"],
+                                tmp_path, portable_runner)
+    assert _stable(remote) == _stable(local)
+    assert remote["counters"]["detections_read"] == len(results) and remote["dead_letters"] == 1
+    assert _lines(b, "dead_letter") == _lines(a, "dead_letter")
