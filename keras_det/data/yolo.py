@@ -8,6 +8,12 @@ from ``data.yaml`` (``names:`` as an inline list, a block list or a
 ``{index: name}`` mapping) or else ``classes.txt`` / ``obj.names`` (one per
 line); ``class_names=`` overrides.
 
+Splits: ``images/<split>/`` folders are the splits. A folder with a single
+pool of images (``images/*.jpg`` + ``labels/*.txt``, or only one
+``images/<name>/`` subfolder, whatever its name) is divided like a flat LabelImg folder, by
+``val_fraction`` / ``test_fraction`` (default 0.1 each) and ``split_seed``
+(`core.fraction_split`; ``"all"`` returns the whole pool).
+
 An image without a label file has no objects (the YOLO convention; the count
 is logged). A line that is not 5 numbers, or a class index outside the
 class list, is an error naming the file and line. ``file_name`` is
@@ -34,7 +40,26 @@ from keras_det.data.core import (
     finish_records,
     records_to_dataset,
     split_candidates,
+    fraction_split,
+    SPLIT_SEED,
+    TEST_FRACTION,
+    VAL_FRACTION,
 )
+
+
+def _single_pool(folder):
+    """``(image_dir, label_dir)`` of a YOLO folder with one pool of images, else ``(None, None)``.
+
+    The pool is ``images/`` itself when it holds image files (labels in
+    ``labels/``), or its only subfolder (``images/train`` and ``labels/train``).
+    """
+    images = os.path.join(folder, "images")
+    if any(f.lower().endswith(IMAGE_EXTENSIONS) for f in os.listdir(images)):
+        return images, os.path.join(folder, "labels")
+    subs = [d for d in sorted(os.listdir(images)) if os.path.isdir(os.path.join(images, d))]
+    if len(subs) == 1:
+        return os.path.join(images, subs[0]), os.path.join(folder, "labels", subs[0])
+    return None, None
 
 
 def is_yolo_folder(folder):
@@ -114,11 +139,17 @@ def read_yolo(
     drop_invalid=False,
     check_images=True,
     num_parallel_calls=None,
+    val_fraction=VAL_FRACTION,
+    test_fraction=TEST_FRACTION,
+    split_seed=SPLIT_SEED,
 ):
     """Reads a YOLO folder; see the module docstring."""
     names = tuple(class_names) if class_names is not None else tuple(class_names_of(folder))
-    image_dir = label_dir = None
-    for s in split_candidates(split):
+    # A single pool is divided by fractions even when asked for its own name
+    # ("train"), so that the splits never overlap.
+    image_dir, label_dir = _single_pool(folder)
+    pooled = image_dir is not None
+    for s in split_candidates(split) if not pooled else ():
         if os.path.isdir(os.path.join(folder, "images", s)):
             image_dir = os.path.join(folder, "images", s)
             label_dir = os.path.join(folder, "labels", s)
@@ -132,6 +163,13 @@ def read_yolo(
     files = sorted(
         p for p in glob.glob(os.path.join(image_dir, "*")) if p.lower().endswith(IMAGE_EXTENSIONS)
     )
+    if pooled:
+        chosen = set(
+            fraction_split(
+                [os.path.basename(p) for p in files], split, val_fraction, test_fraction, split_seed, folder
+            )
+        )
+        files = [p for p in files if os.path.basename(p) in chosen]
     stats = Stats()
     records = []
     for index, path in enumerate(files):
@@ -193,6 +231,7 @@ def read_yolo(
         class_names=names,
         bounding_box_format=bounding_box_format,
         num_examples=len(records),
+        num_boxes=sum(len(r.labels) for r in records),
         source=folder,
         image_files=tuple(r.file for r in records),
         file_names=tuple(r.file_name for r in records),
