@@ -325,6 +325,64 @@ def cmd_train(args):
     return 0
 
 
+def _split_options(args):
+    """`load` options of the --val-fraction / --test-fraction flags (folders without split lists)."""
+    from keras_det.data.core import SPLIT_SEED, TEST_FRACTION, VAL_FRACTION
+
+    options = {}
+    if args.val_fraction is not None and args.val_fraction != VAL_FRACTION:
+        options["val_fraction"] = args.val_fraction
+    if args.test_fraction is not None and args.test_fraction != TEST_FRACTION:
+        options["test_fraction"] = args.test_fraction
+    if getattr(args, "split_seed", SPLIT_SEED) != SPLIT_SEED:
+        options["split_seed"] = args.split_seed
+    return options
+
+
+def _fraction_source(source):
+    """Whether ``source`` is a folder whose splits come from the fraction options."""
+    from keras_det.data import detect_layout, yolo
+
+    if source == "shapes" or not os.path.exists(source):
+        return False
+    layout = detect_layout(source)
+    return layout == "labelimg" or (layout == "yolo" and yolo._single_pool(source)[0] is not None)
+
+
+def _load_options(args, source):
+    """The split flags as `load` options, for sources they apply to (a note otherwise)."""
+    options = _split_options(args)
+    if options and not _fraction_source(source):
+        _say(f"{source} has its own split files; --val-fraction / --test-fraction / --split-seed do not apply")
+        return {}
+    return options
+
+
+def cmd_data(args):
+    from keras_det import data
+
+    options = _load_options(args, args.source)
+    description = data.describe(args.source, image_size=args.image_size, num_anchors=args.num_anchors, **options)
+    print(data.format_description(description))
+    if args.output:
+        with open(args.output, "w") as f:
+            json.dump(description, f, indent=2)
+        _say(f"description written to {args.output}")
+    return 0
+
+
+def _add_split_flags(parser):
+    from keras_det.data.core import SPLIT_SEED, TEST_FRACTION, VAL_FRACTION
+
+    parser.add_argument("--val-fraction", type=float, default=VAL_FRACTION,
+                        help="folders without split lists (flat LabelImg, single-pool YOLO): share of images "
+                        f"for validation (default {VAL_FRACTION}); a dataset's own split files win")
+    parser.add_argument("--test-fraction", type=float, default=TEST_FRACTION,
+                        help=f"likewise for test (default {TEST_FRACTION})")
+    parser.add_argument("--split-seed", type=int, default=SPLIT_SEED,
+                        help=f"seed of that division (default {SPLIT_SEED})")
+
+
 def cmd_bench(args):
     """Runs a script of benchmarks/ (source checkouts only) with the remaining arguments."""
     import runpy
@@ -384,6 +442,16 @@ def build_parser():
                        help="detect: model.keras, checkpoint.keras, TensorBoard logs/ and the resumable backup/")
     train.add_argument("--output", default=os.path.join("runs", "classifier.keras"), help="classify: the saved model")
     train.set_defaults(func=cmd_train)
+
+    da = sub.add_parser("data", help="images and boxes per split and class, box sizes at --image-size, suggested anchors")
+    da.add_argument("source", help="'shapes', a COCO/VOC/LabelImg/YOLO folder, a COCO .json, or a TFDS name")
+    da.add_argument("--image-size", type=int, default=128,
+                    help="measure boxes after resizing to SxS as training does (default 128, train's default)")
+    da.add_argument("--num-anchors", type=int, default=len(DEMO_MODEL["anchor_sizes"]),
+                    help=f"k of the k-means anchor sizes (default {len(DEMO_MODEL['anchor_sizes'])}, the CLI detector's); 0: none")
+    da.add_argument("--output", help="also write the description as JSON")
+    _add_split_flags(da)
+    da.set_defaults(func=cmd_data)
 
     ev = sub.add_parser("evaluate", help="COCO or VOC evaluation of a results JSON against ground truth")
     ev.add_argument("--gt", required=True, help="COCO ground-truth JSON, or a VOC/LabelImg/YOLO folder or TFDS name")
