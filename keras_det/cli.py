@@ -265,7 +265,7 @@ def train_classifier(args):
     model = TransferClassifier(
         len(names),
         backbone=args.backbone,
-        backbone_weights=None if str(args.backbone_weights).lower() == "none" else args.backbone_weights,
+        backbone_weights=_backbone_weights(args.backbone_weights),
         input_shape=(size, size, 3),
         tap=advice["tap"],
     )
@@ -413,7 +413,10 @@ def _detection_data(args, size):
     train, info = data.load(args.data, args.train_split, "xyxy", with_info=True, **train_options)
     val = None
     if args.val_split.lower() != "none":
-        val, val_info = data.load(args.data, args.val_split, "xyxy", with_info=True, **val_options)
+        try:
+            val, val_info = data.load(args.data, args.val_split, "xyxy", with_info=True, **val_options)
+        except data.DataError as error:
+            raise data.DataError(f"--val-split {args.val_split}: {error} (--val-split none trains without validation)") from None
         if args.data != "shapes" and set(val_info.file_names) & set(info.file_names):
             _say(f"warning: splits {args.train_split!r} and {args.val_split!r} share "
                  f"{len(set(val_info.file_names) & set(info.file_names))} images; validation AP is optimistic")
@@ -542,7 +545,7 @@ def _load_options(args, source):
     """The split flags as `load` options, for sources they apply to (a note otherwise)."""
     options = _split_options(args)
     if options and not _fraction_source(source):
-        _say(f"{source} has its own split files; --val-fraction / --test-fraction / --split-seed do not apply")
+        _say(f"{source} has its own splits (split files); --val-fraction / --test-fraction / --split-seed do not apply")
         return {}
     return options
 

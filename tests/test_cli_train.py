@@ -85,7 +85,7 @@ def _event_tags(logdir):
     return tags
 
 
-def test_train_on_a_voc_folder_validates_remembers_and_exports(tmp_path, capsys):
+def test_train_on_a_voc_folder_validates_remembers_and_exports(tmp_path, capsys, monkeypatch):
     import keras
 
     import keras_det.models  # noqa: F401
@@ -119,15 +119,24 @@ def test_train_on_a_voc_folder_validates_remembers_and_exports(tmp_path, capsys)
     # export: the training size by default; another size warns; 3 values are an error.
     import tensorflow as tf
 
+    import keras_det.export
+
+    sizes = []
+    real_export = keras_det.export.export_saved_model
+
+    def spy(model, export_dir, **kwargs):
+        sizes.append(tuple(kwargs["image_size"]))
+        return real_export(model, export_dir, **kwargs)
+
+    monkeypatch.setattr(keras_det.export, "export_saved_model", spy)
     export = str(tmp_path / "saved")
     assert cli.main(["export", os.path.join(run, "model.keras"), export]) == 0
-    assert "warning" not in capsys.readouterr().out
-    serving = tf.saved_model.load(os.path.join(export, "1")).signatures["serving_tensor"]
-    assert tuple(serving.structured_input_signature[1]["images"].shape[1:3]) in ((64, 64), (None, None))
+    assert sizes == [(64, 64)] and "warning" not in capsys.readouterr().out
+    assert tf.saved_model.load(os.path.join(export, "1")).signatures["serving_default"] is not None
     labels = open(os.path.join(export, "1", "assets", "label_map.pbtxt")).read()
     assert "rocket" in labels and "person" in labels
     assert cli.main(["export", os.path.join(run, "model.keras"), export, "--image-size", "96"]) == 0
-    assert "trained at 64x64: accuracy may change" in capsys.readouterr().out
+    assert "trained at 64x64: accuracy may change" in capsys.readouterr().out and sizes[-1] == (96, 96)
     with pytest.raises(ValueError, match="--image-size takes one size or height width, got 3 values"):
         cli.main(["export", os.path.join(run, "model.keras"), export, "--image-size", "64", "64", "3"])
 
@@ -152,6 +161,10 @@ def test_train_init_from_copies_the_weights(tmp_path):
         np.testing.assert_array_equal(x.numpy(), y.numpy())
     with pytest.raises(ValueError, match="--init-from: model file '.*missing.keras' does not exist"):
         _train(flags + ["--init-from", str(tmp_path / "missing.keras")], tmp_path, "third")
+    from keras_det.data import DataError
+
+    with pytest.raises(DataError, match="--val-split test: .*split 'test' has no images.*--val-split none"):
+        _train(["--data", root, "--val-split", "test", "--test-fraction", "0"], tmp_path, "fourth")
 
 
 def test_backbone_weights_are_honoured_by_every_detector(tmp_path):
