@@ -538,7 +538,7 @@ def _fraction_source(source):
     if source == "shapes" or not os.path.exists(source):
         return False
     layout = detect_layout(source)
-    return layout == "labelimg" or (layout == "yolo" and yolo._single_pool(source)[0] is not None)
+    return layout == "labelimg" or (layout == "yolo" and yolo.is_single_pool(source))
 
 
 def _load_options(args, source):

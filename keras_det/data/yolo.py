@@ -8,9 +8,12 @@ from ``data.yaml`` (``names:`` as an inline list, a block list or a
 ``{index: name}`` mapping) or else ``classes.txt`` / ``obj.names`` (one per
 line); ``class_names=`` overrides.
 
-Splits: ``images/<split>/`` folders are the splits. A folder with a single
-pool of images (``images/*.jpg`` + ``labels/*.txt``, or only one
-``images/<name>/`` subfolder, whatever its name) is divided like a flat LabelImg folder, by
+Splits: data.yaml's ``train:`` / ``val:`` / ``test:`` folders (`yaml_split_dirs`,
+e.g. a Roboflow export's ``train/images``), else ``images/<split>/`` folders are
+the splits. A folder with a single
+pool of images (data.yaml naming one folder only; ``images/*.jpg`` +
+``labels/*.txt``; or only one ``images/<name>/`` subfolder, whatever its
+name) is divided like a flat LabelImg folder, by
 ``val_fraction`` / ``test_fraction`` (default 0.1 each) and ``split_seed``
 (`core.fraction_split`; ``"all"`` returns the whole pool).
 
@@ -47,6 +50,65 @@ from keras_det.data.core import (
 )
 
 
+YAML_FILES = ("data.yaml", "dataset.yaml", "data.yml")
+
+
+def yaml_split_dirs(folder):
+    """``{"train" | "val" | "test": (image_dir, label_dir)}`` named by the folder's data.yaml.
+
+    Ultralytics' ``train:`` / ``val:`` / ``test:`` entries are image folders
+    relative to ``path:`` (or to the folder); a leading ``../`` that leaves the
+    folder (Roboflow exports write ``../train/images``) is also tried inside
+    it. Labels are in the same path with its last ``images`` component
+    replaced by ``labels``. Entries that are not an existing folder, and
+    files without PyYAML installed, give nothing.
+    """
+    path = next((os.path.join(folder, n) for n in YAML_FILES if os.path.isfile(os.path.join(folder, n))), None)
+    if path is None:
+        return {}
+    try:
+        import yaml
+    except ImportError:
+        return {}
+    try:
+        config = yaml.safe_load(open(path)) or {}
+    except yaml.YAMLError as e:
+        raise DataError(f"{path} is not valid YAML: {e}") from None
+    if not isinstance(config, dict):
+        return {}
+    base = folder
+    if isinstance(config.get("path"), str) and os.path.isdir(os.path.join(folder, config["path"])):
+        base = os.path.join(folder, config["path"])
+    dirs = {}
+    for key in ("train", "val", "test"):
+        entry = config.get(key)
+        if not isinstance(entry, str):
+            continue
+        inside = entry
+        while inside.startswith("../"):
+            inside = inside[3:]
+        for candidate in (os.path.join(base, entry), os.path.join(folder, inside)):
+            candidate = os.path.normpath(candidate)
+            if os.path.isdir(candidate):
+                parts = candidate.split(os.sep)
+                if "images" in parts:
+                    i = len(parts) - 1 - parts[::-1].index("images")
+                    labels = os.sep.join(parts[:i] + ["labels"] + parts[i + 1 :])
+                else:
+                    labels = candidate
+                dirs[key] = (candidate, labels)
+                break
+    return dirs
+
+
+def is_single_pool(folder):
+    """Whether the YOLO folder's splits come from ``val_fraction`` / ``test_fraction``."""
+    named = yaml_split_dirs(folder)
+    if named:
+        return len(set(named.values())) == 1
+    return _single_pool(folder)[0] is not None
+
+
 def _single_pool(folder):
     """``(image_dir, label_dir)`` of a YOLO folder with one pool of images, else ``(None, None)``.
 
@@ -54,6 +116,8 @@ def _single_pool(folder):
     ``labels/``), or its only subfolder (``images/train`` and ``labels/train``).
     """
     images = os.path.join(folder, "images")
+    if not os.path.isdir(images):
+        return None, None
     if any(f.lower().endswith(IMAGE_EXTENSIONS) for f in os.listdir(images)):
         return images, os.path.join(folder, "labels")
     subs = [d for d in sorted(os.listdir(images)) if os.path.isdir(os.path.join(images, d))]
@@ -63,9 +127,9 @@ def _single_pool(folder):
 
 
 def is_yolo_folder(folder):
-    return os.path.isdir(os.path.join(folder, "images")) and os.path.isdir(
-        os.path.join(folder, "labels")
-    )
+    if os.path.isdir(os.path.join(folder, "images")) and os.path.isdir(os.path.join(folder, "labels")):
+        return True
+    return bool(yaml_split_dirs(folder))
 
 
 def _names_from_yaml(path):
@@ -145,11 +209,26 @@ def read_yolo(
 ):
     """Reads a YOLO folder; see the module docstring."""
     names = tuple(class_names) if class_names is not None else tuple(class_names_of(folder))
-    # A single pool is divided by fractions even when asked for its own name
-    # ("train"), so that the splits never overlap.
-    image_dir, label_dir = _single_pool(folder)
-    pooled = image_dir is not None
-    for s in split_candidates(split) if not pooled else ():
+    image_dir = label_dir = None
+    named = yaml_split_dirs(folder)
+    if len(set(named.values())) == 1:
+        # data.yaml names one folder (for every split it lists): a single pool.
+        image_dir, label_dir = next(iter(named.values()))
+        pooled = True
+    elif named:
+        key = next((k for k in split_candidates(split) if k in named), None)
+        if key is None:
+            raise DataError(
+                f"YOLO folder {folder}: data.yaml names the splits {sorted(named)}, not {split!r}."
+            )
+        image_dir, label_dir = named[key]
+        pooled = False
+    else:
+        # A single pool is divided by fractions even when asked for its own
+        # name ("train"), so that the splits never overlap.
+        image_dir, label_dir = _single_pool(folder)
+        pooled = image_dir is not None
+    for s in split_candidates(split) if image_dir is None else ():
         if os.path.isdir(os.path.join(folder, "images", s)):
             image_dir = os.path.join(folder, "images", s)
             label_dir = os.path.join(folder, "labels", s)

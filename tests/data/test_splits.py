@@ -82,3 +82,21 @@ def test_yolo_single_pool_is_divided(tmp_path):
     files = sum((list(i.file_names) for i in infos.values()), [])
     assert sorted(files) == sorted(n + ".jpg" for n in folders.TRAIN + folders.VAL)
     assert kd.load(root, "all", with_info=True)[1].num_examples == 4
+
+
+def test_yolo_data_yaml_names_the_split_folders(tmp_path):
+    # A Roboflow-style export: <split>/images, <split>/labels, data.yaml with "../<split>/images".
+    src = folders.write_yolo(str(tmp_path / "src"))
+    root = str(tmp_path / "roboflow")
+    for split, folder in (("train", "train"), ("val", "valid")):
+        for kind in ("images", "labels"):
+            shutil.copytree(os.path.join(src, kind, split), os.path.join(root, folder, kind))
+    with open(os.path.join(root, "data.yaml"), "w") as f:
+        f.write("train: ../train/images\nval: ../valid/images\nnc: 4\nnames: " + str(list(folders.YOLO_NAMES)) + "\n")
+    assert kd.detect_layout(root) == "yolo"
+    _, info = kd.load(root, "validation", with_info=True)
+    assert [f[:-4] for f in info.file_names] == list(folders.VAL) and info.num_boxes == 3
+    _, info = kd.load(root, "train", with_info=True)
+    assert sorted(f[:-4] for f in info.file_names) == sorted(folders.TRAIN) and info.num_boxes == 4
+    with pytest.raises(kd.DataError, match=r"data.yaml names the splits \['train', 'val'\], not 'test'"):
+        kd.load(root, "test")
