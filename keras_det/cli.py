@@ -339,8 +339,19 @@ def build_detector(name, num_classes, backbone, image_size, backbone_weights=Non
 DETECTORS = ("faster_rcnn", "mask_rcnn", "ssd", "yolo")
 
 
-def _init_from(model, path):
-    """Copies the weights of the trained model ``path`` into ``model`` where shapes match.
+def _load_init_from(path):
+    """The trained model of ``--init-from`` (ValueError naming a missing file)."""
+    import keras
+
+    import keras_det.models  # noqa: F401  (registers the models)
+
+    if not os.path.isfile(path):
+        raise ValueError(f"--init-from: model file {path!r} does not exist.")
+    return keras.saving.load_model(path)
+
+
+def _init_from(model, source, path):
+    """Copies the weights of the trained model ``source`` (read from ``path``) into ``model`` where shapes match.
 
     The two models are built by the same code, so their weight lists line
     up; weights whose shapes differ (e.g. the class heads of a model trained
@@ -350,16 +361,8 @@ def _init_from(model, path):
         ``(copied, skipped)`` counts of weight tensors.
 
     Raises:
-        ValueError: the file does not exist, is not a model of the same kind,
-            or no weight fits.
+        ValueError: ``source`` is not a model of the same kind, or no weight fits.
     """
-    import keras
-
-    import keras_det.models  # noqa: F401  (registers the models)
-
-    if not os.path.isfile(path):
-        raise ValueError(f"--init-from: model file {path!r} does not exist.")
-    source = keras.saving.load_model(path)
     if type(source) is not type(model):
         raise ValueError(f"--init-from: {path!r} holds a {type(source).__name__}, not a {type(model).__name__} (--model).")
     if len(source.weights) != len(model.weights):
@@ -445,12 +448,14 @@ def cmd_train(args):
     start = time.time()
     size = args.image_size
     weights = _backbone_weights(args.backbone_weights)
-    if args.init_from and not os.path.isfile(args.init_from):
-        raise ValueError(f"--init-from: model file {args.init_from!r} does not exist.")
+    source = _load_init_from(args.init_from) if args.init_from else None
     train, val, info, wh = _detection_data(args, size)
     anchors = args.anchor_sizes
     k = len(DEMO_MODEL["anchor_sizes"])
-    if anchors is None and args.model in ("faster_rcnn", "mask_rcnn"):
+    if anchors is None and source is not None and "anchor_sizes" in getattr(source, "config_args", {}):
+        anchors = list(source.config_args["anchor_sizes"])  # the RPN learnt these
+        _say(f"anchor sizes of {args.init_from}: {anchors} (--anchor-sizes overrides)")
+    elif anchors is None and args.model in ("faster_rcnn", "mask_rcnn"):
         if len(wh) >= k:
             anchors = [round(float(a), 1) for a in kmeans_anchor_sizes(wh, k, seed=0)]
             _say(f"anchor sizes from k-means on {len(wh)} training boxes at {size}x{size}: {anchors} (--anchor-sizes overrides)")
@@ -465,8 +470,8 @@ def cmd_train(args):
     model = build_detector(args.model, len(info.class_names), args.backbone, size, weights, anchors, wh)
     remember(model, (size, size), info.class_names)
     model(keras.ops.zeros((1, size, size, 3)))  # BackupAndRestore needs a built model
-    if args.init_from:
-        copied, skipped = _init_from(model, args.init_from)
+    if source is not None:
+        copied, skipped = _init_from(model, source, args.init_from)
         _say(f"initialised from {args.init_from}: {copied} weight tensors copied, {skipped} kept fresh (other shapes)")
     model.compile(optimizer=keras.optimizers.Adam(args.learning_rate))
     run_dir = args.output_dir

@@ -151,11 +151,13 @@ def test_train_init_from_copies_the_weights(tmp_path):
     first = _train(flags, tmp_path, "first")
     # learning rate 0: the second run's trainable weights are exactly the ones it
     # started from (BatchNorm's moving statistics still move in training).
-    second = _train(flags + ["--init-from", os.path.join(first, "model.keras"), "--learning-rate", "0",
-                             "--epochs", "1", "--steps-per-epoch", "1"], tmp_path, "second")
+    # Without --anchor-sizes it keeps the anchors the RPN learnt (not k-means ones).
+    second = _train(["--data", root, "--no-augment", "--val-split", "none", "--init-from", os.path.join(first, "model.keras"),
+                     "--learning-rate", "0", "--epochs", "1", "--steps-per-epoch", "1"], tmp_path, "second")
     a = keras.saving.load_model(os.path.join(first, "model.keras"))
     b = keras.saving.load_model(os.path.join(second, "model.keras"))
     assert "best.keras" not in os.listdir(second)  # --val-split none
+    assert tuple(b.config_args["anchor_sizes"]) == (8.0, 16.0, 32.0, 64.0)
     assert len(a.trainable_weights) == len(b.trainable_weights) > 20
     for x, y in zip(a.trainable_weights, b.trainable_weights):
         np.testing.assert_array_equal(x.numpy(), y.numpy())
