@@ -160,10 +160,22 @@ def cmd_export(args):
     if not os.path.isfile(args.model):
         raise SystemExit(f"keras-det export: model file {args.model!r} does not exist.")
     model = keras.saving.load_model(args.model)
-    size = tuple(args.image_size) if len(args.image_size) == 2 else (args.image_size[0],) * 2
-    names = None
+    trained = getattr(model, "image_size", None)
+    if args.image_size is None:
+        if trained is None:
+            raise ValueError(f"export: {args.model!r} does not record its training image size; pass --image-size H [W].")
+        size = tuple(trained)
+    elif len(args.image_size) in (1, 2):
+        size = tuple(args.image_size) if len(args.image_size) == 2 else (args.image_size[0],) * 2
+    else:
+        raise ValueError(f"--image-size takes one size or height width, got {len(args.image_size)} values {args.image_size}.")
+    if trained is not None and tuple(size) != tuple(trained):
+        _say(f"warning: exporting at {size[0]}x{size[1]} but the model was trained at {trained[0]}x{trained[1]}: "
+             "accuracy may change (omit --image-size to export at the training size)")
+    names = getattr(model, "class_names", None)
+    names = list(names) if names is not None else None
     names_file = os.path.join(os.path.dirname(os.path.abspath(args.model)), "class_names.json")
-    if os.path.isfile(names_file):  # written by `keras-det train`
+    if names is None and os.path.isfile(names_file):  # models saved before they remembered their classes
         names = json.load(open(names_file))
     _say(f"exported {export_saved_model(model, args.export_dir, image_size=size, class_names=names)}")
     return 0
@@ -253,7 +265,7 @@ def train_classifier(args):
     model = TransferClassifier(
         len(names),
         backbone=args.backbone,
-        backbone_weights=None if str(args.backbone_weights).lower() == "none" else args.backbone_weights,
+        backbone_weights=_backbone_weights(args.backbone_weights),
         input_shape=(size, size, 3),
         tap=advice["tap"],
     )
@@ -269,68 +281,312 @@ def train_classifier(args):
     return 0
 
 
-def build_detector(name, num_classes, backbone, image_size):
-    """A CPU-sized detector of the given kind for ``keras-det train``."""
+def _backbone_weights(value):
+    """``--backbone-weights``: ``imagenet``, ``none`` or an existing ``.h5`` file.
+
+    Raises:
+        ValueError: a path that does not exist, naming it.
+    """
+    if value is None or str(value).lower() == "none":
+        return None
+    if str(value).lower() == "imagenet":
+        return "imagenet"
+    if not os.path.isfile(value):
+        raise ValueError(f"--backbone-weights: weights file {value!r} does not exist (expected imagenet, none or a .h5 file).")
+    return value
+
+
+def build_detector(name, num_classes, backbone, image_size, backbone_weights=None, anchor_sizes=None, train_boxes_wh=None):
+    """A CPU-sized detector of the given kind for ``keras-det train``.
+
+    Args:
+        name: one of `DETECTORS`.
+        num_classes: object classes.
+        backbone: a backbone name (``"tiny"``, ``"mobilenet_v2"``, ...).
+        image_size: the square training size ``S``.
+        backbone_weights: ``"imagenet"``, ``None`` or a ``.h5`` path,
+            passed to every model's backbone.
+        anchor_sizes: Faster / Mask R-CNN anchor sizes (pixels at ``S``);
+            default `DEMO_MODEL`'s.
+        train_boxes_wh: ``[N, 2]`` training box widths / heights at ``S``:
+            YOLO's 9 priors are their k-means clusters (``None``: YOLO's
+            defaults scaled to ``S``).
+    """
     from keras_det.models import SSD, YOLO, FasterRCNN, MaskRCNN
 
     two_stage = {k: v for k, v in DEMO_MODEL.items() if k != "backbone"}
+    if anchor_sizes is not None:
+        two_stage["anchor_sizes"] = tuple(float(a) for a in anchor_sizes)
     size = (image_size, image_size)
+    common = dict(backbone=backbone, backbone_weights=backbone_weights, bounding_box_format="xyxy")
     if name == "faster_rcnn":
-        return FasterRCNN(num_classes, backbone=backbone, bounding_box_format="xyxy", **two_stage)
+        return FasterRCNN(num_classes, **common, **two_stage)
     if name == "mask_rcnn":
-        return MaskRCNN(num_classes, backbone=backbone, bounding_box_format="xyxy", mask_conv_dims=64, **two_stage)
+        return MaskRCNN(num_classes, mask_conv_dims=64, **common, **two_stage)
     if name == "ssd":
-        return SSD(num_classes, backbone=backbone, bounding_box_format="xyxy", image_size=size)
+        return SSD(num_classes, image_size=size, **common)
     if name == "yolo":
-        return YOLO(num_classes, backbone=backbone, bounding_box_format="xyxy", variant="multiscale", image_size=size)
+        priors = None
+        if train_boxes_wh is not None and len(train_boxes_wh) >= 9:
+            from keras_det.models.yolo import priors_per_level
+            from keras_det.ops.anchors import kmeans_anchors
+
+            priors = priors_per_level(kmeans_anchors(train_boxes_wh, 9, seed=0))
+        return YOLO(num_classes, variant="multiscale", image_size=size, priors=priors, **common)
     raise ValueError(f"--model must be one of {DETECTORS}, got {name!r}.")
 
 
 DETECTORS = ("faster_rcnn", "mask_rcnn", "ssd", "yolo")
 
 
-def cmd_train(args):
+def _load_init_from(path):
+    """The trained model of ``--init-from`` (ValueError naming a missing file)."""
     import keras
 
+    import keras_det.models  # noqa: F401  (registers the models)
+
+    if not os.path.isfile(path):
+        raise ValueError(f"--init-from: model file {path!r} does not exist.")
+    return keras.saving.load_model(path)
+
+
+def _init_from(model, source, path):
+    """Copies the weights of the trained model ``source`` (read from ``path``) into ``model`` where shapes match.
+
+    The two models are built by the same code, so their weight lists line
+    up; weights whose shapes differ (e.g. the class heads of a model trained
+    on other classes) keep their fresh initialisation.
+
+    Returns:
+        ``(copied, skipped)`` counts of weight tensors.
+
+    Raises:
+        ValueError: ``source`` is not a model of the same kind, or no weight fits.
+    """
+    if type(source) is not type(model):
+        raise ValueError(f"--init-from: {path!r} holds a {type(source).__name__}, not a {type(model).__name__} (--model).")
+    if len(source.weights) != len(model.weights):
+        raise ValueError(f"--init-from: {path!r} has {len(source.weights)} weights, the new model {len(model.weights)}: other backbone or head sizes.")
+    copied = skipped = 0
+    for target, value in zip(model.weights, source.weights):
+        if tuple(target.shape) == tuple(value.shape):
+            target.assign(value)
+            copied += 1
+        else:
+            skipped += 1
+    if not copied:
+        raise ValueError(f"--init-from: no weight of {path!r} fits the new model.")
+    return copied, skipped
+
+
+class _Keys:
+    """An evaluator whose ``result()`` keeps only ``keys`` (what the progress line shows)."""
+
+    def __init__(self, evaluator, keys):
+        self.evaluator, self.keys = evaluator, tuple(keys)
+
+    def reset_state(self):
+        self.evaluator.reset_state()
+
+    def update_state(self, y_true, y_pred):
+        self.evaluator.update_state(y_true, y_pred)
+
+    def result(self):
+        result = self.evaluator.result()
+        return {k: float(result[k]) for k in self.keys}
+
+
+def _detection_data(args, size):
+    """Train / validation datasets of ``keras-det train``: ``(train, val, info, train_boxes_wh)``.
+
+    Both are resized with `resize_pad` to ``size`` (the training size);
+    the training boxes' widths / heights at that size feed the anchors.
+    """
+    import numpy as np
+    import tensorflow as tf
+
     from keras_det import data
+    from keras_det.data.describe import split_boxes
+
+    options = _load_options(args, args.data)
+    train_options, val_options = dict(options), dict(options)
+    if args.data == "shapes":
+        train_options.update(with_masks=args.model == "mask_rcnn", num_images=args.train_images or 1000)
+        val_options.update(with_masks=args.model == "mask_rcnn", num_images=args.val_images)
+    train, info = data.load(args.data, args.train_split, "xyxy", with_info=True, **train_options)
+    val = None
+    if args.val_split.lower() != "none":
+        try:
+            val, val_info = data.load(args.data, args.val_split, "xyxy", with_info=True, **val_options)
+        except data.DataError as error:
+            raise data.DataError(f"--val-split {args.val_split}: {error} (--val-split none trains without validation)") from None
+        if args.data != "shapes" and set(val_info.file_names) & set(info.file_names):
+            _say(f"warning: splits {args.train_split!r} and {args.val_split!r} share "
+                 f"{len(set(val_info.file_names) & set(info.file_names))} images; validation AP is optimistic")
+    boxes, _, _, _, _ = split_boxes(args.data, args.train_split, size, **train_options)
+    wh = np.stack([boxes[:, 2] - boxes[:, 0], boxes[:, 3] - boxes[:, 1]], axis=1) if len(boxes) else np.zeros((0, 2))
+    wh = wh[(wh[:, 0] > 0) & (wh[:, 1] > 0)]
+    resize = lambda d: data.resize_pad(d, size, size, "xyxy")  # noqa: E731
+    train = train.map(resize, num_parallel_calls=tf.data.AUTOTUNE)
+    if val is not None:
+        val = data.batch(val.map(resize, num_parallel_calls=tf.data.AUTOTUNE), 8).cache()
+    return train, val, info, wh
+
+
+def cmd_train(args):
+    import keras
+    import numpy as np
+
+    from keras_det import data
+    from keras_det.metrics import COCOEvaluator
+    from keras_det.metrics.callbacks import EvaluationCallback
+    from keras_det.models.config import remember
+    from keras_det.ops.anchors import kmeans_anchor_sizes
 
     if args.task == "classify":
         return train_classifier(args)
+    start = time.time()
     size = args.image_size
-    options = {"num_images": args.train_images} if args.data == "shapes" and args.train_images else {}
-    if args.data == "shapes":
-        options["with_masks"] = args.model == "mask_rcnn"
-    train, info = data.load(args.data, "train", bounding_box_format="xyxy", with_info=True, **options)
+    weights = _backbone_weights(args.backbone_weights)
+    source = _load_init_from(args.init_from) if args.init_from else None
+    train, val, info, wh = _detection_data(args, size)
+    anchors = args.anchor_sizes
+    k = len(DEMO_MODEL["anchor_sizes"])
+    if anchors is None and source is not None and "anchor_sizes" in getattr(source, "config_args", {}):
+        anchors = list(source.config_args["anchor_sizes"])  # the RPN learnt these
+        _say(f"anchor sizes of {args.init_from}: {anchors} (--anchor-sizes overrides)")
+    elif anchors is None and args.model in ("faster_rcnn", "mask_rcnn"):
+        if len(wh) >= k:
+            anchors = [round(float(a), 1) for a in kmeans_anchor_sizes(wh, k, seed=0)]
+            _say(f"anchor sizes from k-means on {len(wh)} training boxes at {size}x{size}: {anchors} (--anchor-sizes overrides)")
+        else:
+            _say(f"only {len(wh)} training boxes: default anchor sizes {DEMO_MODEL['anchor_sizes']}")
+    augment = None if args.no_augment else data.default_augmentation(size, "xyxy", seed=args.seed)
     batches = data.pipeline(
-        train, args.batch_size, image_size=(size, size), bounding_box_format="xyxy", shuffle=1000, drop_remainder=True
+        train, args.batch_size, augment=augment, image_size=(size, size), bounding_box_format="xyxy",
+        shuffle=1000, cache=True, seed=args.seed, drop_remainder=True,
     ).repeat()
     from keras_det import training
 
     strategy = training.use_strategy(args.strategy, args.mixed_precision)  # before the model is built
-    model = build_detector(args.model, len(info.class_names), args.backbone, size)
+    keras.utils.set_random_seed(args.seed)
+    model = build_detector(args.model, len(info.class_names), args.backbone, size, weights, anchors, wh)
+    remember(model, (size, size), info.class_names)
     model(keras.ops.zeros((1, size, size, 3)))  # BackupAndRestore needs a built model
+    if source is not None:
+        copied, skipped = _init_from(model, source, args.init_from)
+        _say(f"initialised from {args.init_from}: {copied} weight tensors copied, {skipped} kept fresh (other shapes)")
     model.compile(optimizer=keras.optimizers.Adam(args.learning_rate))
     run_dir = args.output_dir
     os.makedirs(run_dir, exist_ok=True)
+    best_path = os.path.join(run_dir, "best.keras")
     callbacks = [
         # Resumable: an interrupted run continues from its last epoch when started again.
         keras.callbacks.BackupAndRestore(os.path.join(run_dir, "backup")),
         keras.callbacks.ModelCheckpoint(os.path.join(run_dir, "checkpoint.keras")),
-        keras.callbacks.TensorBoard(os.path.join(run_dir, "logs")),
     ]
-    _say(f"train: {args.model} ({args.backbone}) on {args.data}, {len(info.class_names)} classes; logs and checkpoints in {run_dir}")
+    if val is not None:
+        # Before the checkpoint and TensorBoard callbacks, which then see val_AP / val_AP50.
+        evaluator = _Keys(COCOEvaluator(bounding_box_format="xyxy"), ("AP", "AP50"))
+        callbacks.insert(0, EvaluationCallback(val, evaluator, prefix="val_"))
+        callbacks.append(keras.callbacks.ModelCheckpoint(best_path, monitor="val_AP", mode="max", save_best_only=True))
+    callbacks.append(keras.callbacks.TensorBoard(os.path.join(run_dir, "logs")))
+    weights_text = {None: "random init", "imagenet": "ImageNet weights"}.get(weights, weights)
+    _say(
+        f"train: {args.model} ({args.backbone}, {weights_text}) on {args.data} {args.train_split!r} "
+        f"({info.num_examples} images, {len(info.class_names)} classes) at {size}x{size}, "
+        f"augmentation {'off' if augment is None else 'on'}; validation: {args.val_split}; logs and checkpoints in {run_dir}"
+    )
+    fit_start = time.time()
+    history = None
     if args.strategy == "multi_worker":  # keras.Model.fit fails there in Keras 3.15 (keras-team/keras#20585)
         training.fit_distributed(model, batches, strategy, args.epochs, args.steps_per_epoch, os.path.join(run_dir, "distributed"))
     else:
-        model.fit(batches, epochs=args.epochs, steps_per_epoch=args.steps_per_epoch, verbose=_verbose(), callbacks=callbacks)
+        history = model.fit(batches, epochs=args.epochs, steps_per_epoch=args.steps_per_epoch, verbose=_verbose(), callbacks=callbacks)
+    fit_seconds = time.time() - fit_start
     if not training.is_chief(strategy):
         return 0  # only the chief writes the model
     path = os.path.join(run_dir, "model.keras")
     model.save(path)
     with open(os.path.join(run_dir, "class_names.json"), "w") as f:
         json.dump(list(info.class_names), f)
-    _say(f"model saved to {path} (export it with `keras-det export {path} saved_models/NAME --image-size {size}`)")
+    summary = {"model": path, "image_size": [size, size], "class_names": list(info.class_names),
+               "anchor_sizes": list(anchors) if anchors is not None else None,
+               "train_seconds": round(fit_seconds, 1), "total_seconds": round(time.time() - start, 1)}
+    aps = (history.history.get("val_AP") if history is not None else None) or []
+    if aps:
+        best = int(np.argmax(aps))
+        summary.update(best_epoch=best + 1 + (args.epochs - len(aps)), best=best_path,
+                       best_val_AP=float(aps[best]), best_val_AP50=float(history.history["val_AP50"][best]),
+                       last_val_AP=float(aps[-1]), last_val_AP50=float(history.history["val_AP50"][-1]))
+    with open(os.path.join(run_dir, "summary.json"), "w") as f:
+        json.dump(summary, f, indent=2)
+    if aps:
+        _say(f"best epoch {summary['best_epoch']}/{args.epochs}: val AP {summary['best_val_AP']:.3f}, AP50 "
+             f"{summary['best_val_AP50']:.3f} ({args.val_split!r}) -> {best_path}; last epoch AP {summary['last_val_AP']:.3f}, "
+             f"AP50 {summary['last_val_AP50']:.3f}")
+    _say(f"trained in {fit_seconds:.0f} s ({summary['total_seconds']:.0f} s in all); model saved to {path}; "
+         f"TensorBoard: {os.path.join(run_dir, 'logs')}; summary.json")
+    _say(f"next: keras-det export {path} saved_models/NAME   (exports at the training size {size}x{size})")
     return 0
+
+
+def _split_options(args):
+    """`load` options of the --val-fraction / --test-fraction flags (folders without split lists)."""
+    from keras_det.data.core import SPLIT_SEED, TEST_FRACTION, VAL_FRACTION
+
+    options = {}
+    if args.val_fraction is not None and args.val_fraction != VAL_FRACTION:
+        options["val_fraction"] = args.val_fraction
+    if args.test_fraction is not None and args.test_fraction != TEST_FRACTION:
+        options["test_fraction"] = args.test_fraction
+    if getattr(args, "split_seed", SPLIT_SEED) != SPLIT_SEED:
+        options["split_seed"] = args.split_seed
+    return options
+
+
+def _fraction_source(source):
+    """Whether ``source`` is a folder whose splits come from the fraction options."""
+    from keras_det.data import detect_layout, yolo
+
+    if source == "shapes" or not os.path.exists(source):
+        return False
+    layout = detect_layout(source)
+    return layout == "labelimg" or (layout == "yolo" and yolo.is_single_pool(source))
+
+
+def _load_options(args, source):
+    """The split flags as `load` options, for sources they apply to (a note otherwise)."""
+    options = _split_options(args)
+    if options and not _fraction_source(source):
+        _say(f"{source} has its own splits (split files); --val-fraction / --test-fraction / --split-seed do not apply")
+        return {}
+    return options
+
+
+def cmd_data(args):
+    from keras_det import data
+
+    options = _load_options(args, args.source)
+    description = data.describe(args.source, image_size=args.image_size, num_anchors=args.num_anchors, **options)
+    print(data.format_description(description))
+    if args.output:
+        with open(args.output, "w") as f:
+            json.dump(description, f, indent=2)
+        _say(f"description written to {args.output}")
+    return 0
+
+
+def _add_split_flags(parser):
+    from keras_det.data.core import SPLIT_SEED, TEST_FRACTION, VAL_FRACTION
+
+    parser.add_argument("--val-fraction", type=float, default=VAL_FRACTION,
+                        help="folders without split lists (flat LabelImg, single-pool YOLO): share of images "
+                        f"for validation (default {VAL_FRACTION}); a dataset's own split files win")
+    parser.add_argument("--test-fraction", type=float, default=TEST_FRACTION,
+                        help=f"likewise for test (default {TEST_FRACTION})")
+    parser.add_argument("--split-seed", type=int, default=SPLIT_SEED,
+                        help=f"seed of that division (default {SPLIT_SEED})")
 
 
 def cmd_bench(args):
@@ -377,9 +633,24 @@ def build_parser():
     train.add_argument("--task", choices=("detect", "classify"), default="detect")
     train.add_argument("--model", choices=DETECTORS, default="faster_rcnn", help="detect: which detector")
     train.add_argument("--data", default="shapes", help="'shapes', a COCO/VOC/YOLO folder, or a TFDS name")
-    train.add_argument("--train-images", type=int, default=None, help="shapes: number of training images")
-    train.add_argument("--backbone", default="tiny")
-    train.add_argument("--backbone-weights", default=None, help="'imagenet', a local weights file, or none")
+    train.add_argument("--train-images", type=int, default=None, help="shapes: number of training images (default 1000)")
+    train.add_argument("--val-images", type=int, default=100, help="shapes: number of validation images")
+    train.add_argument("--train-split", default="train", help="split to train on (e.g. trainval for VOC)")
+    train.add_argument("--val-split", default="validation",
+                       help="split evaluated (COCO AP / AP50) after each epoch, picks best.keras; 'none' skips")
+    _add_split_flags(train)
+    train.add_argument("--backbone", default="tiny", help="tiny, mobilenet_v2, resnet50, vgg16, ... (every model)")
+    train.add_argument("--backbone-weights", default=None,
+                       help="'imagenet', a local .h5 weights file of the backbone without top, or none (default)")
+    train.add_argument("--init-from", metavar="FROM.keras", default=None,
+                       help="detect: start from a trained model's weights (same --model; heads of other "
+                       "shapes, e.g. other classes, start fresh); unlike resuming, epochs and optimizer start anew")
+    train.add_argument("--anchor-sizes", type=float, nargs="+", default=None,
+                       help="faster/mask R-CNN anchor sizes in pixels at --image-size (default: k-means on the "
+                       "training boxes, as `keras-det data` suggests; 4 sizes)")
+    train.add_argument("--no-augment", action="store_true",
+                       help="detect: no box-aware augmentation (default: flip, translate, zoom, colour jitter)")
+    train.add_argument("--seed", type=int, default=0)
     train.add_argument("--similarity", choices=("similar", "different"), default="similar",
                        help="classify: how close the data is to ImageNet (picks the transfer strategy)")
     train.add_argument("--fine-tune", type=int, default=None, help="classify: top backbone layers to fine-tune")
@@ -387,13 +658,24 @@ def build_parser():
     train.add_argument("--steps-per-epoch", type=int, default=100)
     train.add_argument("--batch-size", type=int, default=8)
     train.add_argument("--learning-rate", type=float, default=2e-3)
-    train.add_argument("--image-size", type=int, default=128)
+    train.add_argument("--image-size", type=int, default=128, help="square training size S (images resize_pad-ed to SxS)")
     train.add_argument("--strategy", choices=("default", "mirrored", "multi_worker"), default="default", help="tf.distribute strategy (docs/training.md)")
     train.add_argument("--mixed-precision", choices=("float32", "mixed_float16", "mixed_bfloat16"), default=None, help="dtype policy, e.g. mixed_bfloat16 on CPUs")
     train.add_argument("--output-dir", default=os.path.join("runs", "train"),
-                       help="detect: model.keras, checkpoint.keras, TensorBoard logs/ and the resumable backup/")
+                       help="detect: model.keras (last epoch), best.keras (best val AP), checkpoint.keras, "
+                       "summary.json, class_names.json, TensorBoard logs/ and the resumable backup/")
     train.add_argument("--output", default=os.path.join("runs", "classifier.keras"), help="classify: the saved model")
     train.set_defaults(func=cmd_train)
+
+    da = sub.add_parser("data", help="images and boxes per split and class, box sizes at --image-size, suggested anchors")
+    da.add_argument("source", help="'shapes', a COCO/VOC/LabelImg/YOLO folder, a COCO .json, or a TFDS name")
+    da.add_argument("--image-size", type=int, default=128,
+                    help="measure boxes after resizing to SxS as training does (default 128, train's default)")
+    da.add_argument("--num-anchors", type=int, default=len(DEMO_MODEL["anchor_sizes"]),
+                    help=f"k of the k-means anchor sizes (default {len(DEMO_MODEL['anchor_sizes'])}, the CLI detector's); 0: none")
+    da.add_argument("--output", help="also write the description as JSON")
+    _add_split_flags(da)
+    da.set_defaults(func=cmd_data)
 
     ev = sub.add_parser("evaluate", help="COCO or VOC evaluation of a results JSON against ground truth")
     ev.add_argument("--gt", required=True, help="COCO ground-truth JSON, or a VOC/LabelImg/YOLO folder or TFDS name")
@@ -406,7 +688,8 @@ def build_parser():
     ex = sub.add_parser("export", help="export a saved .keras model as a TF Serving SavedModel")
     ex.add_argument("model", help="a .keras file")
     ex.add_argument("export_dir", help="base directory; the version subdirectory is created")
-    ex.add_argument("--image-size", type=int, nargs="+", default=[128])
+    ex.add_argument("--image-size", type=int, nargs="+", default=None, metavar="S",
+                    help="S or H W (default: the size the model was trained at, model.image_size)")
     ex.set_defaults(func=cmd_export)
 
     pr = sub.add_parser("predict", help="run an exported SavedModel on images and draw the boxes")

@@ -342,6 +342,7 @@ def read_coco(
         class_names=tuple(c["name"] for c in categories),
         bounding_box_format=bounding_box_format,
         num_examples=len(records),
+        num_boxes=sum(len(r.labels) for r in records),
         source=json_path,
         image_files=tuple(r.file for r in records),
         file_names=tuple(r.file_name for r in records),

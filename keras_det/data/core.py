@@ -65,6 +65,67 @@ def assign_file_ids(records, root, where):
     return records
 
 
+# Defaults of the ``val_fraction`` / ``test_fraction`` load options: used only
+# by folders without their own split lists (flat LabelImg, single-pool YOLO).
+VAL_FRACTION = 0.1
+TEST_FRACTION = 0.1
+SPLIT_SEED = 0
+
+
+def fraction_split(names, split, val_fraction=VAL_FRACTION, test_fraction=TEST_FRACTION, seed=SPLIT_SEED, where=""):
+    """Divides a folder without split lists into train / validation / test.
+
+    The names are sorted, permuted with ``numpy.random.default_rng(seed)``,
+    and the first ``n_test`` go to ``"test"``, the next ``n_val`` to
+    ``"validation"``, the rest to ``"train"``, with ``n_test =
+    round(test_fraction * n)`` (at least 1 when ``test_fraction > 0``) and
+    ``n_val`` likewise. The result depends only on the set of names, the
+    fractions and the seed: stable across runs and machines, and adding
+    files reshuffles (pin a split with ``<split>.txt`` lists).
+
+    Args:
+        names: the file names (or annotation stems) of the whole folder.
+        split: ``"train"``, ``"validation"`` (``"val"``/``"valid"``),
+            ``"test"`` or ``"all"``.
+        val_fraction, test_fraction: shares of the folder; ``>= 0`` with a
+            sum ``< 1``.
+        seed: permutation seed.
+        where: the folder, for messages.
+
+    Returns:
+        the names of ``split``, in sorted order.
+
+    Raises:
+        ValueError: fractions out of range; DataError: unknown split name.
+    """
+    names = sorted(names)
+    if not (0 <= val_fraction and 0 <= test_fraction and val_fraction + test_fraction < 1):
+        raise ValueError(
+            "Need 0 <= val_fraction, test_fraction and a sum < 1, "
+            f"got val_fraction={val_fraction}, test_fraction={test_fraction}."
+        )
+    if split == "all":
+        return names
+    n = len(names)
+
+    def count(fraction):
+        return max(1, int(round(fraction * n))) if fraction > 0 and n else 0
+
+    order = np.random.default_rng(seed).permutation(n)
+    n_test, n_val = count(test_fraction), count(val_fraction)
+    parts = {
+        "test": order[:n_test],
+        "validation": order[n_test : n_test + n_val],
+        "train": order[n_test + n_val :],
+    }
+    key = {"val": "validation", "valid": "validation"}.get(split, split)
+    if key not in parts:
+        raise DataError(
+            f"{where}: no {split}.txt list and {split!r} is not one of train, validation, test, all."
+        )
+    return [names[i] for i in sorted(parts[key])]
+
+
 def split_candidates(split):
     """Names to try, in order, for a split in a folder layout."""
     return SPLIT_ALIASES.get(split, (split,))
@@ -85,6 +146,8 @@ class DatasetInfo:
         class_names: tuple of class names; label ``i`` is ``class_names[i]``.
         bounding_box_format: format of ``bounding_boxes["boxes"]``.
         num_examples: number of images in the split (``None`` if unknown).
+        num_boxes: number of boxes in the split (folder readers; ``None`` if
+            unknown).
         source: the folder / json path / TFDS name that was read.
         image_files: for folder readers, the image path of each element,
             in dataset order.
@@ -102,6 +165,7 @@ class DatasetInfo:
     class_names: tuple
     bounding_box_format: str
     num_examples: int = None
+    num_boxes: int = None
     source: str = None
     image_files: tuple = ()
     file_names: tuple = ()

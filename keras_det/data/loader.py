@@ -3,7 +3,7 @@
 import os
 
 from keras_det.data import coco, shapes, tfds_adapter, voc, yolo
-from keras_det.data.core import DataError
+from keras_det.data.core import DataError, split_candidates
 from keras_det.ops import boxes as box_ops
 
 _LAYOUTS = (
@@ -70,18 +70,68 @@ def load(source="shapes", split="train", bounding_box_format="xyxy", with_info=F
             ``num_parallel_calls``. shapes: ``num_images``, ``image_size``,
             ``seed``, ``with_masks``, ``min_objects``, ``max_objects``.
             COCO: ``image_dir``, ``include_crowd``, ``with_masks``. VOC/LabelImg:
-            ``one_based``; LabelImg: ``val_fraction``, ``test_fraction``,
-            ``split_seed``. TFDS: ``data_dir``, ``download``,
+            ``one_based``; LabelImg and single-pool YOLO: ``val_fraction``,
+            ``test_fraction``, ``split_seed``. TFDS: ``data_dir``, ``download``,
             ``include_crowd``, ``shuffle_files``, ``read_config``.
 
     Returns:
         The dataset, or ``(dataset, info)`` with ``with_info=True``.
 
+    Splits: a dataset's own split files win (COCO ``instances_<split>.json``,
+    VOC ``ImageSets/Main/<split>.txt``, YOLO ``images/<split>/``, LabelImg
+    ``<split>.txt``); a flat LabelImg folder or a single-pool YOLO folder is
+    divided by ``val_fraction`` / ``test_fraction`` (default 0.1 each, seeded
+    by ``split_seed=0``; see `core.fraction_split`).
+
     Raises:
         DataError (a ValueError): bad source, layout, split or annotations;
-            the message names the file and the problem.
+            the message names the file and the problem. A folder split with
+            no images, or with images but no boxes, is an error naming the
+            split and the sizes of the other splits.
     """
     bounding_box_format = box_ops.check_format(bounding_box_format)
+    ds, info = _read(source, split, bounding_box_format, options)
+    if info.num_boxes is not None and (info.num_examples == 0 or info.num_boxes == 0):
+        raise DataError(_empty_split_message(source, split, info, options))
+    return (ds, info) if with_info else ds
+
+
+SPLITS = ("train", "validation", "test")
+
+
+def split_sizes(source, options=None, splits=SPLITS):
+    """``{split: (num_images, num_boxes)}`` of a folder source; ``None`` for a split that is missing.
+
+    Reads annotations only (``check_images=False``); ``options`` are `load`'s
+    reader options (e.g. ``val_fraction``).
+    """
+    options = dict(options or {}, check_images=False)
+    sizes = {}
+    for name in splits:
+        try:
+            _, info = _read(source, name, "xyxy", options)
+        except DataError:
+            sizes[name] = None
+        else:
+            sizes[name] = (info.num_examples, info.num_boxes)
+    return sizes
+
+
+def _empty_split_message(source, split, info, options):
+    what = "no images" if info.num_examples == 0 else f"{info.num_examples} images but no boxes"
+    others = []
+    for name, size in split_sizes(source, options, [s for s in SPLITS if s not in split_candidates(split)]).items():
+        others.append(f"{name}: " + ("missing" if size is None else f"{size[0]} images, {size[1]} boxes"))
+    hint = ""
+    if info.name in ("labelimg", "yolo"):
+        hint = (
+            " A folder without split lists is divided by the val_fraction / test_fraction load "
+            "options (keras-det: --val-fraction / --test-fraction)."
+        )
+    return f"{info.name} {source!r}: split {split!r} has {what} (other splits: {'; '.join(others)}).{hint}"
+
+
+def _read(source, split, bounding_box_format, options):
     if not isinstance(source, (str, os.PathLike)):
         raise TypeError(f"`source` must be a string or path, got {type(source).__name__}.")
     source = os.fspath(source)
@@ -109,4 +159,4 @@ def load(source="shapes", split="train", bounding_box_format="xyxy", with_info=F
             ds, info = yolo.read_yolo(path, split, bounding_box_format, **options)
     else:
         ds, info = tfds_adapter.read_tfds(source, split, bounding_box_format, **options)
-    return (ds, info) if with_info else ds
+    return ds, info

@@ -9,10 +9,11 @@ file is an error.
 LabelImg (flat): ``annotations/*.xml`` (or ``Annotations/``) and ``images/``;
 each XML's ``<filename>`` names its image inside ``images/``. If
 ``<folder>/<split>.txt`` or ``<folder>/ImageSets/Main/<split>.txt`` lists XML
-stems, that is the split; otherwise the XMLs (sorted by name) are shuffled
-with ``split_seed`` and divided: ``test_fraction`` to ``"test"``,
-``val_fraction`` to ``"validation"``, the rest to ``"train"``; ``"all"``
-returns every XML.
+stems, that is the split; otherwise the XML stems (sorted by name) are
+permuted with ``split_seed`` (default 0) and divided by `core.fraction_split`:
+``test_fraction`` (default 0.1) to ``"test"``, ``val_fraction`` (default
+0.1) to ``"validation"`` (each at least one image when > 0), the rest to
+``"train"``; ``"all"`` returns every XML.
 
 Coordinates: VOC pixel indices are 1-based and inclusive; with
 ``one_based=True`` (default) ``xmin``/``ymin`` are reduced by 1 and
@@ -49,6 +50,10 @@ from keras_det.data.core import (
     finish_records,
     records_to_dataset,
     split_candidates,
+    fraction_split,
+    SPLIT_SEED,
+    TEST_FRACTION,
+    VAL_FRACTION,
 )
 
 VOC_CLASSES = (
@@ -299,9 +304,9 @@ def read_labelimg(
     bounding_box_format="xyxy",
     class_names=None,
     one_based=True,
-    val_fraction=0.2,
-    test_fraction=0.0,
-    split_seed=0,
+    val_fraction=VAL_FRACTION,
+    test_fraction=TEST_FRACTION,
+    split_seed=SPLIT_SEED,
     skip_empty=False,
     drop_invalid=False,
     check_images=True,
@@ -330,29 +335,8 @@ def read_labelimg(
                     f"Annotation file {os.path.join(ann_dir, s + '.xml')} "
                     f"(listed in {list_path}) does not exist."
                 )
-    elif split == "all":
-        chosen = stems
     else:
-        if not (0 <= val_fraction and 0 <= test_fraction and val_fraction + test_fraction < 1):
-            raise ValueError(
-                "Need 0 <= val_fraction, test_fraction and a sum < 1, "
-                f"got {val_fraction}, {test_fraction}."
-            )
-        order = np.random.default_rng(split_seed).permutation(len(stems))
-        n_test = int(round(test_fraction * len(stems)))
-        n_val = int(round(val_fraction * len(stems)))
-        parts = {
-            "test": order[:n_test],
-            "validation": order[n_test : n_test + n_val],
-            "train": order[n_test + n_val :],
-        }
-        key = {"val": "validation", "valid": "validation"}.get(split, split)
-        if key not in parts:
-            raise DataError(
-                f"{folder}: no {split}.txt list and {split!r} is not one of "
-                "train, validation, test, all."
-            )
-        chosen = [stems[i] for i in sorted(parts[key])]
+        chosen = fraction_split(stems, split, val_fraction, test_fraction, split_seed, folder)
     parsed = {s: parse_xml(os.path.join(ann_dir, s + ".xml"), one_based) for s in stems}
     names = _class_names(list(parsed.values()), class_names)
     items = []
@@ -386,6 +370,7 @@ def _finish(
         class_names=tuple(names),
         bounding_box_format=fmt,
         num_examples=len(records),
+        num_boxes=sum(len(r.labels) for r in records),
         source=folder,
         image_files=tuple(r.file for r in records),
         file_names=tuple(r.file_name for r in records),

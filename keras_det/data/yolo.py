@@ -8,6 +8,15 @@ from ``data.yaml`` (``names:`` as an inline list, a block list or a
 ``{index: name}`` mapping) or else ``classes.txt`` / ``obj.names`` (one per
 line); ``class_names=`` overrides.
 
+Splits: data.yaml's ``train:`` / ``val:`` / ``test:`` folders (`yaml_split_dirs`,
+e.g. a Roboflow export's ``train/images``), else ``images/<split>/`` folders are
+the splits. A folder with a single
+pool of images (data.yaml naming one folder only; ``images/*.jpg`` +
+``labels/*.txt``; or only one ``images/<name>/`` subfolder, whatever its
+name) is divided like a flat LabelImg folder, by
+``val_fraction`` / ``test_fraction`` (default 0.1 each) and ``split_seed``
+(`core.fraction_split`; ``"all"`` returns the whole pool).
+
 An image without a label file has no objects (the YOLO convention; the count
 is logged). Images are the files ending in `IMAGE_EXTENSIONS` (WebP
 included); see `split_image_files` for two images sharing a label file
@@ -38,13 +47,93 @@ from keras_det.data.core import (
     finish_records,
     records_to_dataset,
     split_candidates,
+    fraction_split,
+    SPLIT_SEED,
+    TEST_FRACTION,
+    VAL_FRACTION,
 )
 
 
+YAML_FILES = ("data.yaml", "dataset.yaml", "data.yml")
+
+
+def yaml_split_dirs(folder):
+    """``{"train" | "val" | "test": (image_dir, label_dir)}`` named by the folder's data.yaml.
+
+    Ultralytics' ``train:`` / ``val:`` / ``test:`` entries are image folders
+    relative to ``path:`` (or to the folder); a leading ``../`` that leaves the
+    folder (Roboflow exports write ``../train/images``) is also tried inside
+    it. Labels are in the same path with its last ``images`` component
+    replaced by ``labels``. Entries that are not an existing folder, and
+    files without PyYAML installed, give nothing.
+    """
+    path = next((os.path.join(folder, n) for n in YAML_FILES if os.path.isfile(os.path.join(folder, n))), None)
+    if path is None:
+        return {}
+    try:
+        import yaml
+    except ImportError:
+        return {}
+    try:
+        config = yaml.safe_load(open(path)) or {}
+    except yaml.YAMLError as e:
+        raise DataError(f"{path} is not valid YAML: {e}") from None
+    if not isinstance(config, dict):
+        return {}
+    base = folder
+    if isinstance(config.get("path"), str) and os.path.isdir(os.path.join(folder, config["path"])):
+        base = os.path.join(folder, config["path"])
+    dirs = {}
+    for key in ("train", "val", "test"):
+        entry = config.get(key)
+        if not isinstance(entry, str):
+            continue
+        inside = entry
+        while inside.startswith("../"):
+            inside = inside[3:]
+        for candidate in (os.path.join(base, entry), os.path.join(folder, inside)):
+            candidate = os.path.normpath(candidate)
+            if os.path.isdir(candidate):
+                parts = candidate.split(os.sep)
+                if "images" in parts:
+                    i = len(parts) - 1 - parts[::-1].index("images")
+                    labels = os.sep.join(parts[:i] + ["labels"] + parts[i + 1 :])
+                else:
+                    labels = candidate
+                dirs[key] = (candidate, labels)
+                break
+    return dirs
+
+
+def is_single_pool(folder):
+    """Whether the YOLO folder's splits come from ``val_fraction`` / ``test_fraction``."""
+    named = yaml_split_dirs(folder)
+    if named:
+        return len(set(named.values())) == 1
+    return _single_pool(folder)[0] is not None
+
+
+def _single_pool(folder):
+    """``(image_dir, label_dir)`` of a YOLO folder with one pool of images, else ``(None, None)``.
+
+    The pool is ``images/`` itself when it holds image files (labels in
+    ``labels/``), or its only subfolder (``images/train`` and ``labels/train``).
+    """
+    images = os.path.join(folder, "images")
+    if not os.path.isdir(images):
+        return None, None
+    if any(f.lower().endswith(IMAGE_EXTENSIONS) for f in os.listdir(images)):
+        return images, os.path.join(folder, "labels")
+    subs = [d for d in sorted(os.listdir(images)) if os.path.isdir(os.path.join(images, d))]
+    if len(subs) == 1:
+        return os.path.join(images, subs[0]), os.path.join(folder, "labels", subs[0])
+    return None, None
+
+
 def is_yolo_folder(folder):
-    return os.path.isdir(os.path.join(folder, "images")) and os.path.isdir(
-        os.path.join(folder, "labels")
-    )
+    if os.path.isdir(os.path.join(folder, "images")) and os.path.isdir(os.path.join(folder, "labels")):
+        return True
+    return bool(yaml_split_dirs(folder))
 
 
 def _names_from_yaml(path):
@@ -195,11 +284,32 @@ def read_yolo(
     drop_invalid=False,
     check_images=True,
     num_parallel_calls=None,
+    val_fraction=VAL_FRACTION,
+    test_fraction=TEST_FRACTION,
+    split_seed=SPLIT_SEED,
 ):
     """Reads a YOLO folder; see the module docstring."""
     names = tuple(class_names) if class_names is not None else tuple(class_names_of(folder))
     image_dir = label_dir = None
-    for s in split_candidates(split):
+    named = yaml_split_dirs(folder)
+    if len(set(named.values())) == 1:
+        # data.yaml names one folder (for every split it lists): a single pool.
+        image_dir, label_dir = next(iter(named.values()))
+        pooled = True
+    elif named:
+        key = next((k for k in split_candidates(split) if k in named), None)
+        if key is None:
+            raise DataError(
+                f"YOLO folder {folder}: data.yaml names the splits {sorted(named)}, not {split!r}."
+            )
+        image_dir, label_dir = named[key]
+        pooled = False
+    else:
+        # A single pool is divided by fractions even when asked for its own
+        # name ("train"), so that the splits never overlap.
+        image_dir, label_dir = _single_pool(folder)
+        pooled = image_dir is not None
+    for s in split_candidates(split) if image_dir is None else ():
         if os.path.isdir(os.path.join(folder, "images", s)):
             image_dir = os.path.join(folder, "images", s)
             label_dir = os.path.join(folder, "labels", s)
@@ -212,6 +322,13 @@ def read_yolo(
         )
     stats = Stats()
     files = split_image_files(image_dir, label_dir, stats)
+    if pooled:
+        chosen = set(
+            fraction_split(
+                [os.path.basename(p) for p in files], split, val_fraction, test_fraction, split_seed, folder
+            )
+        )
+        files = [p for p in files if os.path.basename(p) in chosen]
     records = []
     for index, path in enumerate(files):
         stem = os.path.splitext(os.path.basename(path))[0]
@@ -271,6 +388,7 @@ def read_yolo(
         class_names=names,
         bounding_box_format=bounding_box_format,
         num_examples=len(records),
+        num_boxes=sum(len(r.labels) for r in records),
         source=folder,
         image_files=tuple(r.file for r in records),
         file_names=tuple(r.file_name for r in records),

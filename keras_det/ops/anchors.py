@@ -1,6 +1,8 @@
 """Anchor grids: Faster R-CNN, multi-level (FPN-style), SSD default boxes, YOLO priors.
 
-``kmeans_anchors`` derives YOLO priors from training boxes (k-means, 1 - IoU).
+``kmeans_anchors`` derives YOLO priors from training boxes (k-means, 1 - IoU);
+``kmeans_anchor_sizes`` the anchor sizes (``sqrt(w h)``) of the same clusters,
+for Faster R-CNN / SSD-style anchors that combine sizes with aspect ratios.
 
 All absolute anchors are ``yxyx`` in input-image pixels; SSD default boxes are
 ``rel_yxyx`` (fractions of the image), as in the paper.
@@ -279,3 +281,29 @@ def kmeans_anchors(boxes_wh, k=9, seed=0, max_iter=300):
                 centroids[c] = members.mean(axis=0)
     order = np.argsort(centroids[:, 0] * centroids[:, 1])
     return centroids[order].astype(np.float32)
+
+
+def kmeans_anchor_sizes(boxes_wh, k=4, seed=0, max_iter=300):
+    """Anchor sizes from training boxes: ``sqrt(w h)`` of the `kmeans_anchors` clusters.
+
+    The clusters are found as in YOLOv2 (k-means on ``(w, h)`` with the
+    distance ``1 - IoU`` of corner-aligned boxes); each centroid
+    ``(w_c, h_c)`` (the mean of its members) gives the size ``sqrt(w_c h_c)``,
+    the side of the square anchor of the same area, which `AnchorGenerator`
+    then combines with its aspect ratios.
+
+    Args:
+        boxes_wh: ``[N, 2]`` positive (width, height) of the training boxes,
+            in pixels of the image size the model trains at.
+        k: number of sizes.
+        seed: RNG seed of the k-means++ initialisation.
+        max_iter: iteration cap.
+
+    Returns:
+        float32 numpy ``[k]``, ascending.
+
+    Raises:
+        ValueError: fewer than ``k`` boxes, or a non-positive size.
+    """
+    centroids = kmeans_anchors(boxes_wh, k=k, seed=seed, max_iter=max_iter).astype(np.float64)
+    return np.sort(np.sqrt(centroids[:, 0] * centroids[:, 1])).astype(np.float32)

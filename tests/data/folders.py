@@ -32,6 +32,24 @@ SORTED_NAMES = ("cat", "cup", "person", "rocket")
 VOC_RENAME = {"cat": "cat", "person": "person", "cup": "bottle", "rocket": "aeroplane"}
 
 
+def bccd_path():
+    """The BCCD folder (``<ancestor>/shared/datasets/bccd`` of this checkout), else ``None``.
+
+    Looked up in every parent of the repository (a worktree sits deeper than
+    the main checkout); ``KERAS_DET_BCCD`` overrides.
+    """
+    if os.environ.get("KERAS_DET_BCCD"):
+        return os.environ["KERAS_DET_BCCD"]
+    here = os.path.dirname(os.path.dirname(os.path.dirname(os.path.abspath(__file__))))
+    while True:
+        candidate = os.path.join(os.path.dirname(here), "shared", "datasets", "bccd")
+        if os.path.isdir(candidate):
+            return candidate
+        if os.path.dirname(here) == here:
+            return None
+        here = os.path.dirname(here)
+
+
 def photo(name):
     image = getattr(skimage.data, name)()
     h, w = image.shape[:2]

@@ -106,15 +106,16 @@ def test_voc_devkit_non_standard_names_sorted(tmp_path):
 def test_labelimg_ratio_split(tmp_path, fmt):
     root = folders.write_labelimg(str(tmp_path))
     assert kd.detect_layout(root) == "labelimg"
-    train, info = kd.load(root, "train", fmt, with_info=True, val_fraction=0.25, split_seed=3)
-    val, vinfo = kd.load(root, "validation", fmt, with_info=True, val_fraction=0.25, split_seed=3)
+    opts = dict(val_fraction=0.25, test_fraction=0.0, split_seed=3)
+    train, info = kd.load(root, "train", fmt, with_info=True, **opts)
+    val, vinfo = kd.load(root, "validation", fmt, with_info=True, **opts)
     assert info.class_names == folders.SORTED_NAMES
     names = lambda i: [os.path.basename(p)[:-4] for p in i.image_files]  # noqa: E731
     assert len(names(info)) == 3 and len(names(vinfo)) == 1
     assert sorted(names(info) + names(vinfo)) == sorted(folders.TRAIN + folders.VAL)
     _check(train, fmt, folders.expected(names(info), folders.SORTED_NAMES))
     _check(val, fmt, folders.expected(names(vinfo), folders.SORTED_NAMES))
-    _, again = kd.load(root, "train", with_info=True, val_fraction=0.25, split_seed=3)
+    _, again = kd.load(root, "train", with_info=True, **opts)
     assert again.image_files == info.image_files
     _, everything = kd.load(root, "all", with_info=True)
     assert everything.num_examples == 4

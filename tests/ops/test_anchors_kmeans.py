@@ -1,7 +1,7 @@
 import numpy as np
 import pytest
 
-from keras_det.ops.anchors import kmeans_anchors
+from keras_det.ops.anchors import kmeans_anchor_sizes, kmeans_anchors
 
 
 def test_kmeans_recovers_three_separated_clusters():
@@ -28,3 +28,17 @@ def test_kmeans_errors():
         kmeans_anchors([[1, 1]], k=2)
     with pytest.raises(ValueError, match="positive"):
         kmeans_anchors([[1, 0], [2, 2]], k=1)
+
+
+def test_kmeans_anchor_sizes_hand_computed():
+    # (10, 20) and (20, 10): IoU = 100 / (200 + 200 - 100) = 1/3, but each has
+    # IoU <= 200 / 10000 with the large boxes, so they form one cluster with
+    # mean (15, 15) -> size 15; (100, 100), (90, 110) -> mean (95, 105) ->
+    # size sqrt(95 * 105) = sqrt(9975).
+    wh = np.array([[100, 100], [10, 20], [90, 110], [20, 10]], np.float64)
+    for seed in (0, 1, 5):
+        got = kmeans_anchor_sizes(wh, k=2, seed=seed)
+        assert got.dtype == np.float32 and got.shape == (2,)
+        np.testing.assert_allclose(got, [15.0, np.sqrt(9975.0)], rtol=1e-6)
+    with pytest.raises(ValueError, match="at least k=3"):
+        kmeans_anchor_sizes(wh[:2], k=3)
