@@ -693,6 +693,8 @@ def quiet(verbose=False):
         logging.getLogger(name).setLevel(level)
     if verbose:
         return
+    # Beam's import warns on the root logger that the optional GCP client is absent.
+    logging.getLogger().addFilter(lambda record: not str(record.msg).startswith("apitools not found"))
     # Ours: keras_det.data.pipeline's datasets are shuffled already, and detectors compile
     # without a loss argument by design (they know their losses).
     warnings.filterwarnings("ignore", message=r".*`shuffle=True`.*")
