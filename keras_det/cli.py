@@ -1,16 +1,18 @@
 """The ``keras-det`` command line.
 
     keras-det demo                       train → evaluate → export → predict on `shapes`
-    keras-det train   --model faster_rcnn --data shapes --output-dir runs/train
-    keras-det evaluate --gt gt.json --results dets.json      (or --model M --data D)
-    keras-det export  runs/train/model.keras saved_models/shapes --image-size 128
-    keras-det predict saved_models/shapes/1 image.jpg folder/ ... --output runs/pred
+    keras-det train    --data shapes --output-dir runs/train
+    keras-det evaluate --model runs/train/model.keras --data SOURCE --split test [--output DIR]
+    keras-det export   runs/train/model.keras saved_models/shapes
+    keras-det predict  saved_models/shapes photo.jpg folder/ 'glob/*.png' --output runs/pred
+    keras-det evaluate --results runs/pred/detections.json --data SOURCE --split test
 
     keras-det proposals --input 'images/*.jpg' --output runs/proposals   (Beam)
     keras-det bench ladder | peers | report [--run]                       (benchmarks/)
 
-Progress bars are Keras' own; without a terminal (CI, pipes) they print one
-line per epoch. See docs/cli.md.
+Quiet by default; a user error is one line ``keras-det: error: ...`` and exit
+code 2 (``--verbose`` for tracebacks). Progress bars are Keras' own; without a
+terminal (CI, pipes) they print one line per epoch. See docs/cli.md.
 """
 
 import argparse
