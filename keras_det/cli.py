@@ -234,7 +234,7 @@ def cmd_evaluate(args):
         _warn(f"{metrics['outside_split']} detections are of images outside {args.data}{split} (e.g. {examples}) "
               "and were not evaluated; is --split right?")
     if metrics["unknown_category"]:
-        _warn(f"{metrics['unknown_category']} detections have a category_id that is not a class of {args.data} and were not evaluated.")
+        _warn(f"{metrics['unknown_category']} detections have a class (category_name, else category_id) that is not a class of {args.data} and were not evaluated.")
     if args.output:
         out = {k: metrics[k] for k in STAT_KEYS}
         out["per_class"] = metrics["per_class"]

@@ -17,6 +17,7 @@ This module needs NumPy only (no TensorFlow): Beam workers import it.
 """
 
 import math
+import re
 
 import numpy as np
 
@@ -144,7 +145,9 @@ def join_results(ground_truth, results, source="the results"):
     same way: a result's ``category_name`` (``keras-det predict`` writes the
     model's class names) that names a ground-truth category takes its id, so a
     model whose class order differs from the dataset's (a VOC folder's sorted
-    names) is scored right; without a name the ``category_id`` is used.
+    names) is scored right, and a name the ground truth lacks is an unknown
+    class; without a name (or with a placeholder ``class_<i>``) the
+    ``category_id`` is used.
 
     Args:
         ground_truth: COCO ground-truth dict (``images`` with ``id`` and
@@ -193,12 +196,20 @@ def join_results(ground_truth, results, source="the results"):
                 if label not in examples:
                     examples.append(label)
             continue
-        category = category_of_name.get(entry.get("category_name"), entry["category_id"]) if category_of_name else entry["category_id"]
+        category = entry["category_id"]
+        named = entry.get("category_name")
+        if category_of_name and isinstance(named, str) and not _PLACEHOLDER.fullmatch(named):
+            # A real class name decides; one the ground truth does not have is an unknown class
+            # (never silently the ground truth's class of the same number).
+            category = category_of_name.get(named)
         if categories and category not in categories:
             unknown_category += 1
             continue
         kept.append({**entry, "image_id": image_id, "category_id": category})
     return kept, {"outside_split": outside, "unknown_category": unknown_category, "outside_examples": examples}
+
+
+_PLACEHOLDER = re.compile(r"class_\d+")  # the default names of a model without class names
 
 
 def _hashable(value):

@@ -34,10 +34,12 @@ def test_join_by_file_name_then_id_counts_the_rest():
         {"image_id": 5, "file_name": "c.jpg", "category_id": 1, "bbox": [0, 0, 1, 1], "score": 0.5},  # outside
         {"image_id": 7, "category_id": 3, "bbox": [0, 0, 1, 1], "score": 0.5},  # unknown class
         {"image_id": 7, "category_id": 9, "category_name": "dog", "bbox": [0, 0, 1, 1], "score": 0.5},  # by class name
+        {"image_id": 7, "category_id": 1, "category_name": "circle", "bbox": [0, 0, 1, 1], "score": 0.5},  # unknown name
+        {"image_id": 7, "category_id": 2, "category_name": "class_1", "bbox": [0, 0, 1, 1], "score": 0.5},  # placeholder: id
     ]
     kept, report = join_results(GT, results)
-    assert [(r["image_id"], r["category_id"]) for r in kept] == [(7, 1), (9, 2), (7, 2)]
-    assert report == {"outside_split": 1, "unknown_category": 1, "outside_examples": ["c.jpg"]}
+    assert [(r["image_id"], r["category_id"]) for r in kept] == [(7, 1), (9, 2), (7, 2), (7, 2)]
+    assert report == {"outside_split": 1, "unknown_category": 2, "outside_examples": ["c.jpg"]}
 
 
 def test_evaluate_results_per_class_by_name():
