@@ -630,7 +630,7 @@ def non_negative_int(text):
 # a value below the minimum is a one-line error naming the flag.
 _MINIMUM = {
     "epochs": 1, "steps_per_epoch": 1, "batch_size": 1, "image_size": 1, "train_images": 1,
-    "eval_images": 1, "num_anchors": 1,
+    "eval_images": 1, "num_anchors": 0,
 }
 
 
