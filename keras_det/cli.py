@@ -1,16 +1,18 @@
 """The ``keras-det`` command line.
 
     keras-det demo                       train → evaluate → export → predict on `shapes`
-    keras-det train   --model faster_rcnn --data shapes --output-dir runs/train
-    keras-det evaluate --gt gt.json --results dets.json      (or --model M --data D)
-    keras-det export  runs/train/model.keras saved_models/shapes --image-size 128
-    keras-det predict saved_models/shapes/1 image.jpg folder/ ... --output runs/pred
+    keras-det train    --data shapes --output-dir runs/train
+    keras-det evaluate --model runs/train/model.keras --data SOURCE --split test [--output DIR]
+    keras-det export   runs/train/model.keras saved_models/shapes
+    keras-det predict  saved_models/shapes photo.jpg folder/ 'glob/*.png' --output runs/pred
+    keras-det evaluate --results runs/pred/detections.json --data SOURCE --split test
 
     keras-det proposals --input 'images/*.jpg' --output runs/proposals   (Beam)
     keras-det bench ladder | peers | report [--run]                       (benchmarks/)
 
-Progress bars are Keras' own; without a terminal (CI, pipes) they print one
-line per epoch. See docs/cli.md.
+Quiet by default; a user error is one line ``keras-det: error: ...`` and exit
+code 2 (``--verbose`` for tracebacks). Progress bars are Keras' own; without a
+terminal (CI, pipes) they print one line per epoch. See docs/cli.md.
 """
 
 import argparse
@@ -126,28 +128,145 @@ def cmd_demo(args):
     return 0
 
 
+def _load_ground_truth(source, split):
+    """``(dataset or None, COCO ground-truth dict)`` of a split; an empty split / no boxes is a DataError naming it.
+
+    A COCO ``.json`` file whose images are not needed (``--results``) is read as is.
+    """
+    from keras_det import data
+
+    dataset, info = data.load(source, split, bounding_box_format="xywh", with_info=True)
+    gt = data.to_coco(dataset, info)
+    if not gt["images"]:
+        raise data.DataError(f"split {split!r} of {source} has no images: nothing to evaluate (choose another --split).")
+    if not gt["annotations"]:
+        raise data.DataError(
+            f"split {split!r} of {source} has {len(gt['images'])} images but no boxes: nothing to evaluate."
+        )
+    return dataset, gt
+
+
+def _read_results(path):
+    """A COCO results JSON list, or JSON lines (``pipelines.predict`` shards); errors name the file."""
+    if not os.path.isfile(path):
+        raise FileNotFoundError(f"--results {path}: no such file.")
+    try:
+        text = open(path, encoding="utf-8").read()
+    except UnicodeDecodeError as error:
+        raise ValueError(f"--results {path}: not UTF-8 text (byte {error.start}); expected a COCO results JSON list.") from None
+    stripped = text.lstrip()
+    try:
+        if stripped.startswith("[") or not stripped:
+            return json.loads(stripped or "[]")
+        return [json.loads(line) for line in text.splitlines() if line.strip()]
+    except json.JSONDecodeError as error:
+        raise ValueError(f"--results {path}: not valid JSON ({error}); expected a COCO results list.") from None
+
+
+def predict_split(predictor, dataset):
+    """COCO results of ``predictor`` on every image of an unbatched data-contract dataset.
+
+    Args:
+        predictor: a `keras_det.inference.Predictor`.
+        dataset: elements with ``images`` (float 0..255, original size),
+            ``image_id`` and ``file_name``.
+
+    Returns:
+        list of COCO result dicts (every detection; ``bbox`` xywh pixels of the
+        original image, ``category_id`` = label + 1, ``category_name``).
+    """
+    import numpy as np
+
+    from keras_det.results import serving_results
+
+    results = []
+    for element in dataset.as_numpy_iterator():
+        image = np.clip(np.round(element["images"]), 0, 255).astype(np.uint8)
+        name = element["file_name"].decode("utf-8", "surrogateescape") if "file_name" in element else None
+        out = predictor(image)
+        for r in serving_results(out, 0, image.shape[0], image.shape[1], int(element["image_id"]), name):
+            results.append({**r, "category_name": predictor.class_name(r["category_id"])})
+    return results
+
+
+def _write_json(path, value, indent=None):
+    os.makedirs(os.path.dirname(os.path.abspath(path)), exist_ok=True)
+    tmp = path + ".tmp"
+    with open(tmp, "w", encoding="utf-8") as f:
+        json.dump(value, f, indent=indent)
+    os.replace(tmp, path)
+    return path
+
+
 def cmd_evaluate(args):
-    if args.metric == "voc" or not args.gt.lower().endswith(".json"):
-        # VOC AP, or ground truth that is a dataset folder / TFDS name: the
-        # evaluation pipeline, run in-process, does both.
-        import tempfile
+    if args.metric == "voc":
+        return _evaluate_voc(args)
+    from keras_det.results import STAT_KEYS, evaluate_results, format_metrics
 
-        from pipelines import evaluate as pipeline
-
-        with tempfile.TemporaryDirectory() as out:
-            summary = pipeline.run(
-                ["--gt", args.gt, "--gt_split", args.gt_split, "--detections", args.results, "--output", out, "--metric", args.metric]
-            )
-        print(pipeline.format_table(summary))
-        stats = summary["stats"]
+    if (args.model is None) == (args.results is None):
+        raise ValueError("evaluate: give exactly one of --model PATH (a .keras file or SavedModel) or --results FILE.")
+    if args.data is None:
+        raise ValueError("evaluate: --data SOURCE is required (a dataset folder, COCO .json, 'shapes' or a TFDS name).")
+    json_gt = args.results is not None and args.data.lower().endswith(".json") and os.path.isfile(args.data)
+    if json_gt:  # a ground-truth file on its own: the images are not needed
+        with open(args.data, encoding="utf-8") as f:
+            gt = json.load(f)
+        dataset = None
     else:
-        from keras_det.metrics import evaluate_coco
+        dataset, gt = _load_ground_truth(args.data, args.split)
+    if args.model is not None:
+        from keras_det.inference import load_predictor
 
-        stats = evaluate_coco(args.gt, args.results)
-        _print_metrics(stats)
+        predictor = load_predictor(args.model, args.image_size)
+        start = time.time()
+        results = predict_split(predictor, dataset)
+        _say(f"predicted {len(gt['images'])} images of {args.data} [{args.split}] with {predictor.path} in {time.time() - start:.1f} s")
+        source = predictor.path
+    else:
+        results = _read_results(args.results)
+        source = args.results
+    metrics = evaluate_results(gt, results, source)
+    split = "" if json_gt else f" [{args.split}]"
+    print(f"COCO evaluation of {source} on {args.data}{split}: {metrics['images']} images, {metrics['detections']} detections")
+    print(format_metrics(metrics))
+    if metrics["outside_split"]:
+        examples = ", ".join(map(str, metrics["outside_examples"]))
+        _warn(f"{metrics['outside_split']} detections are of images outside {args.data}{split} (e.g. {examples}) "
+              "and were not evaluated; is --split right?")
+    if metrics["unknown_category"]:
+        _warn(f"{metrics['unknown_category']} detections have a class (category_name, else category_id) that is not a class of {args.data} and were not evaluated.")
     if args.output:
-        with open(args.output, "w") as f:
-            json.dump(stats, f, indent=2)
+        out = {k: metrics[k] for k in STAT_KEYS}
+        out["per_class"] = metrics["per_class"]
+        out.update({k: metrics[k] for k in ("images", "detections", "outside_split", "unknown_category")})
+        out.update(data=args.data, split=None if json_gt else args.split, source=source)
+        if args.output.lower().endswith(".json"):  # the former `--output stats.json`
+            path = _write_json(args.output, out, indent=2)
+        else:
+            path = _write_json(os.path.join(args.output, "metrics.json"), out, indent=2)
+            if args.model is not None:
+                _write_json(os.path.join(args.output, "detections.json"), results)
+        _say(f"metrics: {path}")
+    return 0
+
+
+def _evaluate_voc(args):
+    """VOC 2007 AP of a results file: the evaluation pipeline, run in-process."""
+    import tempfile
+
+    from pipelines import evaluate as pipeline
+
+    if args.results is None or args.data is None:
+        raise ValueError("evaluate --metric voc needs --results FILE and --data SOURCE.")
+    _read_results(args.results)  # a missing / malformed file: one clear error
+    with tempfile.TemporaryDirectory() as out:
+        summary = pipeline.run(
+            ["--gt", args.data, "--gt_split", args.split, "--detections", args.results, "--output", out, "--metric", "voc"]
+        )
+    print(pipeline.format_table(summary))
+    if args.output:
+        path = args.output if args.output.lower().endswith(".json") else os.path.join(args.output, "metrics.json")
+        _write_json(path, summary["stats"], indent=2)
     return 0
 
 
@@ -181,70 +300,101 @@ def cmd_export(args):
     return 0
 
 
-IMAGE_SUFFIXES = (".jpg", ".jpeg", ".png", ".bmp", ".gif")
+def drawing_paths(file_names, output):
+    """``output/<file_name without extension>_pred.png`` for each file, mirroring the input tree.
+
+    Two inputs that differ only by extension (``a.jpg``, ``a.png``) keep it
+    (``a.jpg_pred.png``, ``a.png_pred.png``) so that nothing is overwritten.
+    """
+    stems = {}
+    for name in file_names:
+        stem = os.path.splitext(name)[0]
+        stems[stem] = stems.get(stem, 0) + 1
+    out = []
+    for name in file_names:
+        stem = os.path.splitext(name)[0]
+        out.append(os.path.join(output, (stem if stems[stem] == 1 else name) + "_pred.png"))
+    return out
 
 
-def _image_paths(items):
-    """Files and the images inside folders, in order; a missing path is an error naming it."""
-    paths = []
-    for item in items:
-        if os.path.isdir(item):
-            paths += sorted(os.path.join(item, f) for f in os.listdir(item) if f.lower().endswith(IMAGE_SUFFIXES))
-        elif os.path.isfile(item):
-            paths.append(item)
-        else:
-            raise SystemExit(f"keras-det predict: {item!r} is neither an image file nor a folder.")
-    if not paths:
-        raise SystemExit("keras-det predict: no images found in " + ", ".join(map(repr, items)))
-    return paths
+def _read_image(path):
+    """uint8 ``[H, W, 3]`` of an image file; a corrupt or non-image file is a DataError naming it."""
+    import tensorflow as tf
+
+    from keras_det.data.core import DataError, check_image_file
+
+    check_image_file(path)
+    try:
+        image = tf.io.decode_image(tf.io.read_file(path), channels=3, expand_animations=False, dtype=tf.uint8).numpy()
+    except tf.errors.OpError as error:
+        raise DataError(f"Image file {path} cannot be decoded: {error.message.splitlines()[0][:200]}") from None
+    if image.shape[0] == 0 or image.shape[1] == 0:
+        raise DataError(f"Image file {path} is empty ({image.shape[0]}x{image.shape[1]}).")
+    return image
 
 
 def cmd_predict(args):
     import keras
     import numpy as np
-    import tensorflow as tf
 
+    from keras_det.data.core import DataError
+    from keras_det.identity import expand_inputs, file_image_id
+    from keras_det.inference import load_predictor
+    from keras_det.results import serving_results
     from keras_det.visualize import draw_detections, save_png
 
-    if not os.path.isfile(os.path.join(args.saved_model, "saved_model.pb")):
-        raise SystemExit(f"keras-det predict: {args.saved_model!r} is not a SavedModel version directory (no saved_model.pb).")
-    paths = _image_paths(args.images)
-    serving = tf.saved_model.load(args.saved_model).signatures["serving_default"]
-    labels_path = os.path.join(args.saved_model, "assets", "label_map.pbtxt")
-    names = None
-    if os.path.isfile(labels_path):
-        names = [line.split("'")[1] for line in open(labels_path) if line.strip().startswith("name:")]
+    inputs = expand_inputs(args.inputs)
+    predictor = load_predictor(args.model, args.image_size)
+    drawings = drawing_paths([name for _, name in inputs], args.output)
     os.makedirs(args.output, exist_ok=True)
-    results = {}
-    progress = keras.utils.Progbar(len(paths), verbose=_verbose())
-    for i, path in enumerate(paths):
-        data = open(path, "rb").read()
-        image = tf.io.decode_image(data, channels=3, expand_animations=False).numpy()
-        out = serving(images=tf.constant([data]))
-        n = int(out["num_detections"][0])
+    results, failed, drawn = [], [], 0
+    progress = keras.utils.Progbar(len(inputs), verbose=_verbose())
+    for i, ((path, name), drawing) in enumerate(zip(inputs, drawings)):
+        try:
+            image = _read_image(path)
+        except (DataError, OSError) as error:
+            failed.append({"file": path, "file_name": name, "reason": str(error)})
+            print(f"keras-det: error: {_one_line(error)}", file=sys.stderr)
+            continue
         h, w = image.shape[:2]
-        prediction = {
-            "boxes": out["detection_boxes"][0, :n].numpy() * np.array([h, w, h, w], np.float32),
-            "scores": out["detection_scores"][0, :n].numpy(),
-            "labels": out["detection_classes"][0, :n].numpy().astype(np.int32) - 1,
-        }
-        keep = prediction["scores"] >= args.score_threshold
-        results[path] = [
-            {
-                "box_xyxy": [round(float(v), 2) for v in box[[1, 0, 3, 2]]],
-                "score": round(float(score), 4),
-                "label": int(label),
-                "class": names[label] if names and 0 <= label < len(names) else str(label),
-            }
-            for box, score, label in zip(prediction["boxes"][keep], prediction["scores"][keep], prediction["labels"][keep])
+        out = predictor(image)
+        image_results = [
+            {**r, "category_name": predictor.class_name(r["category_id"])}
+            for r in serving_results(out, 0, h, w, file_image_id(name), name)
         ]
-        drawn = draw_detections(image, prediction, "yxyx", class_names=names, score_threshold=args.score_threshold)
-        save_png(drawn, os.path.join(args.output, os.path.splitext(os.path.basename(path))[0] + "_pred.png"))
+        results += image_results
+        if not args.no_draw:
+            boxes = np.array([r["bbox"] for r in image_results], np.float32).reshape(-1, 4)
+            prediction = {
+                "boxes": boxes,
+                "scores": np.array([r["score"] for r in image_results], np.float32),
+                "labels": np.array([r["category_id"] - 1 for r in image_results], np.int32),
+            }
+            save_png(
+                draw_detections(image, prediction, "xywh", class_names=predictor.class_names, score_threshold=args.score_threshold),
+                drawing,
+            )
+            drawn += 1
         progress.update(i + 1)
-    with open(os.path.join(args.output, "detections.json"), "w") as f:
-        json.dump(results, f, indent=1)
-    total = sum(len(v) for v in results.values())
-    _say(f"{len(paths)} images, {total} detections >= {args.score_threshold}: drawings and detections.json in {args.output}")
+    path = _write_json(os.path.join(args.output, "detections.json"), results)
+    failures = os.path.join(args.output, "failed.json")
+    if failed:
+        _write_json(failures, failed, indent=1)
+    elif os.path.exists(failures):
+        os.remove(failures)
+    shown = sum(r["score"] >= args.score_threshold for r in results)
+    done = len(inputs) - len(failed)
+    _say(
+        f"{done} of {len(inputs)} images: {len(results)} detections in {path} "
+        f"({shown} >= {args.score_threshold} drawn in {drawn} *_pred.png under {args.output})"
+    )
+    if failed:
+        print(
+            f"keras-det: error: {len(failed)} of {len(inputs)} images could not be read (listed in {failures})"
+            + ("; the others' detections were written" if done else ""),
+            file=sys.stderr,
+        )
+        return 1 if done else 2
     return 0
 
 
@@ -607,8 +757,10 @@ def cmd_bench(args):
 
 
 def build_parser():
-    parser = argparse.ArgumentParser(prog="keras-det", description="Object detection for Keras 3 / TensorFlow.")
+    parser = _Parser(prog="keras-det", description="Object detection for Keras 3 / TensorFlow.")
     parser.add_argument("--version", action="store_true", help="print the version and exit")
+    parser.add_argument("--verbose", action="store_true",
+                        help="tracebacks for errors and library logs (anywhere on the command line; or KERAS_DET_VERBOSE=1)")
     sub = parser.add_subparsers(dest="command", metavar="COMMAND")
 
     demo = sub.add_parser("demo", help="train -> evaluate -> export -> predict on the embedded shapes set")
@@ -677,12 +829,22 @@ def build_parser():
     _add_split_flags(da)
     da.set_defaults(func=cmd_data)
 
-    ev = sub.add_parser("evaluate", help="COCO or VOC evaluation of a results JSON against ground truth")
-    ev.add_argument("--gt", required=True, help="COCO ground-truth JSON, or a VOC/LabelImg/YOLO folder or TFDS name")
-    ev.add_argument("--gt-split", default="test", help="split of a folder / TFDS ground truth")
-    ev.add_argument("--metric", choices=("coco", "voc"), default="coco")
-    ev.add_argument("--results", required=True, help="COCO results JSON (list of detections)")
-    ev.add_argument("--output", help="write the 12 numbers as JSON")
+    ev = sub.add_parser(
+        "evaluate",
+        help="COCO AP of a model (--model) or of a results file (--results) on a dataset split",
+        description="keras-det evaluate --model PATH --data SOURCE --split SPLIT [--output DIR]\n"
+        "keras-det evaluate --results FILE --data SOURCE --split SPLIT [--output DIR]",
+        formatter_class=argparse.RawDescriptionHelpFormatter,
+    )
+    ev.add_argument("--model", help="a .keras file or an exported SavedModel directory (base or version)")
+    ev.add_argument("--results", help="a COCO results file (keras-det predict's detections.json, or JSON lines)")
+    ev.add_argument("--data", "--gt", dest="data",
+                    help="ground truth: a COCO/VOC/LabelImg/YOLO folder, a COCO .json, 'shapes' or a TFDS name")
+    ev.add_argument("--split", "--gt-split", dest="split", default="test", help="the split to evaluate on (default test)")
+    ev.add_argument("--metric", choices=("coco", "voc"), default="coco", help="voc: VOC 2007 AP of --results")
+    ev.add_argument("--image-size", type=positive_int, nargs="+", default=None, metavar="S",
+                    help="a .keras model that does not remember its training size: S or H W")
+    ev.add_argument("--output", help="directory for metrics.json (and, with --model, detections.json)")
     ev.set_defaults(func=cmd_evaluate)
 
     ex = sub.add_parser("export", help="export a saved .keras model as a TF Serving SavedModel")
@@ -692,11 +854,16 @@ def build_parser():
                     help="S or H W (default: the size the model was trained at, model.image_size)")
     ex.set_defaults(func=cmd_export)
 
-    pr = sub.add_parser("predict", help="run an exported SavedModel on images and draw the boxes")
-    pr.add_argument("saved_model", help="a version directory, e.g. saved_models/shapes_faster_rcnn/1")
-    pr.add_argument("images", nargs="+", help="image files and/or folders of images")
-    pr.add_argument("--output", default=os.path.join("runs", "predict"))
-    pr.add_argument("--score-threshold", type=float, default=0.5)
+    pr = sub.add_parser("predict", help="run a model on images: detections.json (COCO results) and drawings")
+    pr.add_argument("model", help="a .keras file or an exported SavedModel directory (base or version)")
+    pr.add_argument("inputs", nargs="+", help="image files, folders of images (recursive) and/or globs")
+    pr.add_argument("--output", default=os.path.join("runs", "predict"),
+                    help="detections.json and <file_name>_pred.png drawings mirroring the input tree")
+    pr.add_argument("--score-threshold", type=float, default=0.5,
+                    help="drawings only: detections.json holds every detection")
+    pr.add_argument("--image-size", type=positive_int, nargs="+", default=None, metavar="S",
+                    help="a .keras model that does not remember its training size: S or H W")
+    pr.add_argument("--no-draw", action="store_true", help="write detections.json only")
     pr.set_defaults(func=cmd_predict)
 
     prop = sub.add_parser(
@@ -714,25 +881,239 @@ def build_parser():
     return parser
 
 
+def _one_line(error):
+    """An exception as one line: its message's first line (TensorFlow's op errors without the graph dump)."""
+    message = getattr(error, "message", None) if not isinstance(error, OSError) else None
+    if isinstance(error, OSError) and error.filename is not None and error.strerror:
+        message = f"{error.filename}: {error.strerror}"
+    if isinstance(error, KeyError) and error.args:
+        message = str(error.args[0])
+    text = str(message or error or type(error).__name__).strip()
+    lines = [line.strip() for line in text.splitlines() if line.strip()]
+    return " ".join(lines[:1]) or type(error).__name__
+
+
+def _warn(message):
+    print(f"keras-det: warning: {message}", file=sys.stderr, flush=True)
+
+
+def positive_int(text):
+    """argparse type: an integer >= 1 (``--batch-size 0`` is an error naming the value)."""
+    try:
+        value = int(text)
+    except ValueError:
+        raise argparse.ArgumentTypeError(f"{text!r} is not an integer") from None
+    if value < 1:
+        raise argparse.ArgumentTypeError(f"must be a positive integer, got {value}")
+    return value
+
+
+def non_negative_int(text):
+    """argparse type: an integer >= 0."""
+    try:
+        value = int(text)
+    except ValueError:
+        raise argparse.ArgumentTypeError(f"{text!r} is not an integer") from None
+    if value < 0:
+        raise argparse.ArgumentTypeError(f"must be >= 0, got {value}")
+    return value
+
+
+# Checked on every command's parsed arguments (whatever parser defines them):
+# a value below the minimum is a one-line error naming the flag.
+_MINIMUM = {
+    "epochs": 1, "steps_per_epoch": 1, "batch_size": 1, "image_size": 1, "train_images": 1,
+    "eval_images": 1, "num_anchors": 0,
+}
+
+
+def check_arguments(args):
+    """Argument checks shared by every command (argparse's types cannot see ``nargs`` counts).
+
+    Raises:
+        ValueError: naming the flag: a count below its minimum (``--epochs
+            -1``, ``--batch-size 0``, ``--image-size 0``), an ``--image-size``
+            of more than two values, a learning rate or score threshold out of
+            range.
+    """
+    for name, minimum in _MINIMUM.items():
+        value = getattr(args, name, None)
+        if value is None or isinstance(value, bool):
+            continue
+        values = list(value) if isinstance(value, (list, tuple)) else [value]
+        flag = "--" + name.replace("_", "-")
+        if name == "image_size" and len(values) > 2:
+            raise ValueError(f"{flag} takes one size S or a height and width H W, got {len(values)} values {values}.")
+        for v in values:
+            if not isinstance(v, int) or v < minimum:
+                raise ValueError(f"{flag} must be an integer >= {minimum}, got {v!r}.")
+    rate = getattr(args, "learning_rate", None)
+    if rate is not None and not (rate > 0 and rate < float("inf")):
+        raise ValueError(f"--learning-rate must be a positive number, got {rate!r}.")
+    threshold = getattr(args, "score_threshold", None)
+    if threshold is not None and not (0.0 <= threshold <= 1.0):
+        raise ValueError(f"--score-threshold must be in [0, 1], got {threshold!r}.")
+    if getattr(args, "command", None) == "export":
+        _check_keras_file(getattr(args, "model", None), "export")
+
+
+def _check_keras_file(path, command):
+    """A ``.keras`` source must exist and be a zip archive (what Keras writes)."""
+    import zipfile
+
+    if path is None:
+        return
+    if not os.path.exists(path):
+        raise FileNotFoundError(f"{command}: model file {path} does not exist.")
+    if os.path.isdir(path):
+        raise ValueError(f"{command}: {path} is a folder, not a .keras model file.")
+    if not zipfile.is_zipfile(path):
+        raise ValueError(f"{command}: {path} is not a .keras model file (a .keras file is a zip archive written by model.save).")
+
+
+def quiet(verbose=False):
+    """Quiet by default: TensorFlow's C++ start-up logs, Beam's INFO logs and our own Keras warnings off.
+
+    TensorFlow writes its start-up lines (oneDNN, CUDA probing) to the process'
+    stderr before its log level applies, so unless ``verbose`` the import of
+    TensorFlow runs with file descriptor 2 pointed at /dev/null (restored
+    right after; Python errors are raised, not printed, so none is lost).
+    """
+    import logging
+    import warnings
+
+    os.environ.setdefault("TF_CPP_MIN_LOG_LEVEL", "0" if verbose else "2")
+    level = logging.INFO if verbose else logging.WARNING
+    for name in ("apache_beam", "absl", "tensorflow"):
+        logging.getLogger(name).setLevel(level)
+    if verbose:
+        return
+    # Beam's import warns on the root logger that the optional GCP client is absent.
+    logging.getLogger().addFilter(lambda record: not str(record.msg).startswith("apitools not found"))
+    # Ours: keras_det.data.pipeline's datasets are shuffled already, and detectors compile
+    # without a loss argument by design (they know their losses).
+    warnings.filterwarnings("ignore", message=r".*`shuffle=True`.*")
+    warnings.filterwarnings("ignore", message=r".*compile\(\).*")
+    if "tensorflow" in sys.modules:
+        return
+    sys.stderr.flush()
+    try:
+        saved, null = os.dup(2), os.open(os.devnull, os.O_WRONLY)
+    except OSError:
+        return
+    os.dup2(null, 2)
+    try:
+        import tensorflow as tf
+
+        tf.config.list_physical_devices()  # the device probe logs too
+    except Exception:  # reported again, on a visible stderr, by the command's own import
+        pass
+    finally:
+        os.dup2(saved, 2)
+        os.close(saved)
+        os.close(null)
+    try:
+        import absl.logging
+
+        absl.logging.set_verbosity(absl.logging.WARNING)
+    except ImportError:  # pragma: no cover
+        pass
+
+
+def _proposals(argv):
+    """``keras-det proposals ...``: the Beam pipeline, Beam's logs at WARNING; an empty input glob is an error."""
+    import glob
+
+    from pipelines import proposals
+
+    spec = None
+    for i, item in enumerate(argv):
+        if item == "--input" and i + 1 < len(argv):
+            spec = argv[i + 1]
+        elif item.startswith("--input="):
+            spec = item.split("=", 1)[1]
+    if spec and not spec.startswith("tfds:") and "://" not in spec and not glob.glob(spec, recursive=True):
+        raise FileNotFoundError(f"proposals: --input {spec!r} matches no file.")
+    if "-h" in argv or "--help" in argv:
+        proposals.parser().print_help()
+        return 0
+    if not any(a.startswith("--default_sdk_harness_log_level") for a in argv):
+        argv = [*argv, "--default_sdk_harness_log_level=WARNING"]
+    summary = proposals.run(argv)
+    print(json.dumps(summary, indent=2, sort_keys=True))
+    return 0
+
+
+class _Parser(argparse.ArgumentParser):
+    """argparse with its usage errors as one ``keras-det: error: ...`` line (exit code 2)."""
+
+    def error(self, message):
+        raise _UsageError(f"{self.prog}: {message} (see {self.prog} --help)")
+
+
+class _UsageError(Exception):
+    pass
+
+
 def main(argv=None):
-    parser = build_parser()
+    """The ``keras-det`` entry point: returns the exit code.
+
+    0 success; 1 some inputs failed but the rest was written (``predict``), or
+    an internal error; 2 a user error (bad argument, missing or bad file, bad
+    data), printed as one line ``keras-det: error: ...``; ``--verbose`` (or
+    ``KERAS_DET_VERBOSE=1``) shows tracebacks and library logs.
+    """
     argv = list(sys.argv[1:] if argv is None else argv)
-    if argv[:1] == ["proposals"]:
-        # Every option belongs to the Beam pipeline (incl. runner options).
-        from pipelines import proposals
+    verbose = "--verbose" in argv or os.environ.get("KERAS_DET_VERBOSE", "") not in ("", "0")
+    argv = [a for a in argv if a != "--verbose"]
+    quiet(verbose)
+    try:
+        if argv[:1] == ["proposals"]:
+            # Every option belongs to the Beam pipeline (incl. runner options).
+            return _proposals(argv[1:])
+        parser = build_parser()
+        args = parser.parse_args(argv)
+        if args.version:
+            from keras_det import __version__
 
-        proposals.main(argv[1:])
-        return 0
-    args = parser.parse_args(argv)
-    if args.version:
-        from keras_det import __version__
+            print(f"keras-det {__version__}")
+            return 0
+        if args.command is None:
+            parser.print_help()
+            return 0
+        check_arguments(args)
+        return args.func(args)
+    except KeyboardInterrupt:
+        print("keras-det: interrupted", file=sys.stderr)
+        return 130
+    except SystemExit as exit_:
+        if isinstance(exit_.code, str):  # raise SystemExit("message")
+            if verbose:
+                raise
+            print(f"keras-det: error: {exit_.code.removeprefix('keras-det ').strip()}", file=sys.stderr)
+            return 2
+        return exit_.code if isinstance(exit_.code, int) else 0
+    except Exception as error:  # noqa: BLE001  (the one place errors become exit codes)
+        if verbose:
+            raise
+        if _is_user_error(error):
+            print(f"keras-det: error: {_one_line(error)}", file=sys.stderr)
+            return 2
+        print(
+            f"keras-det: internal error: {type(error).__name__}: {_one_line(error)} "
+            "(run again with --verbose for the traceback, and please report it)",
+            file=sys.stderr,
+        )
+        return 1
 
-        print(f"keras-det {__version__}")
-        return 0
-    if args.command is None:
-        parser.print_help()
-        return 0
-    return args.func(args)
+
+def _is_user_error(error):
+    """Errors caused by the input (arguments, files, data), as opposed to bugs."""
+    if isinstance(error, (_UsageError, ValueError, OSError, UnicodeError, json.JSONDecodeError)):
+        return True
+    tf = sys.modules.get("tensorflow")
+    # Op errors from data the user gave (a corrupt image, a bad shape) inside TensorFlow.
+    return tf is not None and isinstance(error, (tf.errors.InvalidArgumentError, tf.errors.NotFoundError, tf.errors.DataLossError))
 
 
 if __name__ == "__main__":

@@ -46,6 +46,7 @@ from apache_beam.io.filesystems import FileSystems
 from apache_beam.metrics import Metrics
 from apache_beam.ml.inference.base import ModelHandler, RunInference
 
+from keras_det.results import convert_image_id, to_pixels, to_results  # noqa: F401  (re-exported)
 from pipelines import common
 
 DETECTIONS_PREFIX = "detections"
@@ -81,15 +82,6 @@ class _CheckDecode(beam.DoFn):
             return
         self.decoded.inc()
         yield {**record, "height": height, "width": width}
-
-
-def to_pixels(boxes, height, width):
-    """Normalized ``[ymin, xmin, ymax, xmax]`` → COCO ``[x, y, w, h]`` pixels of a ``height x width`` image."""
-    import numpy as np
-
-    boxes = np.asarray(boxes, np.float64).reshape(-1, 4)
-    x, y = boxes[:, 1] * width, boxes[:, 0] * height
-    return np.stack([x, y, boxes[:, 3] * width - x, boxes[:, 2] * height - y], axis=-1)
 
 
 class SavedModelHandler(ModelHandler):
@@ -141,34 +133,6 @@ class SavedModelHandler(ModelHandler):
 
     def get_metrics_namespace(self):
         return "keras_det_inference"
-
-
-def convert_image_id(image_id, image_id_type="auto"):
-    """``"auto"``: keep the record's id (an int for image files, see `common.ReadImages`; an
-    all-digit string becomes an int); ``"int"`` / ``"str"`` force."""
-    if image_id_type == "str":
-        return str(image_id)
-    if image_id_type == "int":
-        return int(image_id)
-    if isinstance(image_id, int):
-        return image_id
-    text = str(image_id)
-    return int(text) if text.isdigit() else image_id
-
-
-def to_results(prediction, category_ids=None, image_id_type="auto", min_score=0.0):
-    """One image's prediction → COCO result dicts (one per detection at ``score >= min_score``)."""
-    image_id = convert_image_id(prediction["image_id"], image_id_type)
-    out = []
-    for box, score, cls in zip(prediction["boxes"], prediction["scores"], prediction["classes"]):
-        if score < min_score or cls < 1:
-            continue
-        category = int(cls) if category_ids is None else category_ids[int(cls) - 1]
-        result = {"image_id": image_id, "category_id": category, "bbox": [float(v) for v in box], "score": float(score)}
-        if prediction.get("file_name"):
-            result["file_name"] = prediction["file_name"]
-        out.append(result)
-    return out
 
 
 class _ToResults(beam.DoFn):
