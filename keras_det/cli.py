@@ -948,8 +948,8 @@ def check_arguments(args):
             if not isinstance(v, int) or v < minimum:
                 raise ValueError(f"{flag} must be an integer >= {minimum}, got {v!r}.")
     rate = getattr(args, "learning_rate", None)
-    if rate is not None and not (rate > 0 and rate < float("inf")):
-        raise ValueError(f"--learning-rate must be a positive number, got {rate!r}.")
+    if rate is not None and not (rate >= 0 and rate < float("inf")):  # 0: a run that only evaluates
+        raise ValueError(f"--learning-rate must be a finite number >= 0, got {rate!r}.")
     threshold = getattr(args, "score_threshold", None)
     if threshold is not None and not (0.0 <= threshold <= 1.0):
         raise ValueError(f"--score-threshold must be in [0, 1], got {threshold!r}.")

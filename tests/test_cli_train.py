@@ -66,7 +66,8 @@ def test_data_command_on_a_labelimg_folder_with_fractions(tmp_path, capsys):
 
 def _train(argv, tmp_path, name="run"):
     run = str(tmp_path / name)
-    base = ["train", "--image-size", "64", "--batch-size", "2", "--epochs", "2", "--steps-per-epoch", "2",
+    # --verbose: user errors raise (the tests match them) instead of printing one line.
+    base = ["--verbose", "train", "--image-size", "64", "--batch-size", "2", "--epochs", "2", "--steps-per-epoch", "2",
             "--output-dir", run]
     assert cli.main(base + argv) == 0
     return run
@@ -137,8 +138,8 @@ def test_train_on_a_voc_folder_validates_remembers_and_exports(tmp_path, capsys,
     assert "rocket" in labels and "person" in labels
     assert cli.main(["export", os.path.join(run, "model.keras"), export, "--image-size", "96"]) == 0
     assert "trained at 64x64: accuracy may change" in capsys.readouterr().out and sizes[-1] == (96, 96)
-    with pytest.raises(ValueError, match="--image-size takes one size or height width, got 3 values"):
-        cli.main(["export", os.path.join(run, "model.keras"), export, "--image-size", "64", "64", "3"])
+    with pytest.raises(ValueError, match=r"--image-size takes one size S or a height and width H W, got 3 values"):
+        cli.main(["--verbose", "export", os.path.join(run, "model.keras"), export, "--image-size", "64", "64", "3"])
 
 
 def test_train_init_from_copies_the_weights(tmp_path):
@@ -174,7 +175,7 @@ def test_backbone_weights_are_honoured_by_every_detector(tmp_path):
 
     missing = str(tmp_path / "missing.weights.h5")
     with pytest.raises(ValueError, match=f"--backbone-weights: weights file '{missing}' does not exist"):
-        cli.main(["train", "--data", "shapes", "--backbone-weights", missing, "--output-dir", str(tmp_path / "r")])
+        cli.main(["--verbose", "train", "--data", "shapes", "--backbone-weights", missing, "--output-dir", str(tmp_path / "r")])
     source = tiny_cnn(input_shape=(None, None, 3))
     path = str(tmp_path / "tiny.weights.h5")
     source.save_weights(path)

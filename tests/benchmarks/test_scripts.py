@@ -65,7 +65,5 @@ def test_bench_command_finds_the_new_scripts():
     from keras_det.cli import main
 
     for name in ("ladder", "peers", "report"):
-        with pytest.raises(SystemExit) as e:
-            main(["bench", name, "--help"])
-        assert e.value.code == 0
+        assert main(["bench", name, "--help"]) == 0  # the script's --help exit code, through main()
     assert os.path.exists(os.path.join(os.path.dirname(zoo.__file__), "ladder.py"))
