@@ -588,8 +588,6 @@ def cmd_train(args):
     import numpy as np
 
     from keras_det import data
-    from keras_det.metrics import COCOEvaluator
-    from keras_det.metrics.callbacks import EvaluationCallback
     from keras_det.models.config import remember
     from keras_det.ops.anchors import kmeans_anchor_sizes
 
@@ -630,17 +628,9 @@ def cmd_train(args):
     run_dir = args.output_dir
     os.makedirs(run_dir, exist_ok=True)
     best_path = os.path.join(run_dir, "best.keras")
-    callbacks = [
-        # Resumable: an interrupted run continues from its last epoch when started again.
-        keras.callbacks.BackupAndRestore(os.path.join(run_dir, "backup")),
-        keras.callbacks.ModelCheckpoint(os.path.join(run_dir, "checkpoint.keras")),
-    ]
-    if val is not None:
-        # Before the checkpoint and TensorBoard callbacks, which then see val_AP / val_AP50.
-        evaluator = _Keys(COCOEvaluator(bounding_box_format="xyxy"), ("AP", "AP50"))
-        callbacks.insert(0, EvaluationCallback(val, evaluator, prefix="val_"))
-        callbacks.append(keras.callbacks.ModelCheckpoint(best_path, monitor="val_AP", mode="max", save_best_only=True))
-    callbacks.append(keras.callbacks.TensorBoard(os.path.join(run_dir, "logs")))
+    history_path = os.path.join(run_dir, "history.csv")
+    earlier = _resumed_history(run_dir, history_path)
+    callbacks = _train_callbacks(run_dir, val, best_path, history_path, earlier)
     weights_text = {None: "random init", "imagenet": "ImageNet weights"}.get(weights, weights)
     _say(
         f"train: {args.model} ({args.backbone}, {weights_text}) on {args.data} {args.train_split!r} "
@@ -663,12 +653,16 @@ def cmd_train(args):
     summary = {"model": path, "image_size": [size, size], "class_names": list(info.class_names),
                "anchor_sizes": list(anchors) if anchors is not None else None,
                "train_seconds": round(fit_seconds, 1), "total_seconds": round(time.time() - start, 1)}
-    aps = (history.history.get("val_AP") if history is not None else None) or []
+    # Every epoch of the run, an interrupted-and-resumed one included (history.csv).
+    epochs = [row for row in _read_history(history_path) if "val_AP" in row] if history is not None else []
+    aps = [row["val_AP"] for row in epochs]
     if aps:
         best = int(np.argmax(aps))
-        summary.update(best_epoch=best + 1 + (args.epochs - len(aps)), best=best_path,
-                       best_val_AP=float(aps[best]), best_val_AP50=float(history.history["val_AP50"][best]),
-                       last_val_AP=float(aps[-1]), last_val_AP50=float(history.history["val_AP50"][-1]))
+        summary.update(best_epoch=int(epochs[best]["epoch"]) + 1, best=best_path,
+                       best_val_AP=aps[best], best_val_AP50=epochs[best]["val_AP50"],
+                       last_val_AP=aps[-1], last_val_AP50=epochs[-1]["val_AP50"])
+        if earlier:
+            summary["resumed_at_epoch"] = len(earlier) + 1
     with open(os.path.join(run_dir, "summary.json"), "w") as f:
         json.dump(summary, f, indent=2)
     if aps:
@@ -679,6 +673,66 @@ def cmd_train(args):
          f"TensorBoard: {os.path.join(run_dir, 'logs')}; summary.json")
     _say(f"next: keras-det export {path} saved_models/NAME   (exports at the training size {size}x{size})")
     return 0
+
+
+def _read_history(path):
+    """The rows of a ``keras.callbacks.CSVLogger`` file as dicts of floats ([] if absent)."""
+    import csv
+
+    if not os.path.isfile(path):
+        return []
+    with open(path, newline="") as f:
+        # CSVLogger writes "NA" for a value an epoch did not log.
+        return [{k: float(v) for k, v in row.items() if v not in ("", "NA", None)} for row in csv.DictReader(f)]
+
+
+def _resumed_history(run_dir, history_path):
+    """The epochs an interrupted run already finished (``history.csv`` rows), or [] for a new run.
+
+    ``BackupAndRestore`` deletes its backup when a run ends, so a backup means
+    ``fit`` resumes; otherwise an old ``history.csv`` belongs to an earlier run
+    and is removed.
+    """
+    backup = os.path.join(run_dir, "backup")
+    if os.path.isdir(backup) and os.listdir(backup):
+        rows = _read_history(history_path)
+        if rows:
+            _say(f"resuming {run_dir}: {len(rows)} epochs done, best val AP so far "
+                 f"{max((r.get('val_AP', float('-inf')) for r in rows)):.3f}")
+        return rows
+    if os.path.exists(history_path):
+        os.remove(history_path)
+    return []
+
+
+def _train_callbacks(run_dir, val, best_path, history_path, earlier):
+    """The callbacks of ``keras-det train``: resumable, validated, best kept, logged.
+
+    Order matters: the evaluation runs first so that the checkpoints, the CSV
+    history and TensorBoard see ``val_AP`` / ``val_AP50``. On a resumed run the
+    best checkpoint starts from the best val AP of the epochs already done, so a
+    worse epoch after the restart does not replace ``best.keras``.
+    """
+    import keras
+
+    from keras_det.metrics import COCOEvaluator
+    from keras_det.metrics.callbacks import EvaluationCallback
+
+    callbacks = [
+        # Resumable: an interrupted run continues from its last epoch when started again.
+        keras.callbacks.BackupAndRestore(os.path.join(run_dir, "backup")),
+        keras.callbacks.ModelCheckpoint(os.path.join(run_dir, "checkpoint.keras")),
+    ]
+    if val is not None:
+        evaluator = _Keys(COCOEvaluator(bounding_box_format="xyxy"), ("AP", "AP50"))
+        callbacks.insert(0, EvaluationCallback(val, evaluator, prefix="val_"))
+        done = [r["val_AP"] for r in earlier if "val_AP" in r]
+        callbacks.append(keras.callbacks.ModelCheckpoint(
+            best_path, monitor="val_AP", mode="max", save_best_only=True,
+            initial_value_threshold=max(done) if done else None))
+    callbacks.append(keras.callbacks.CSVLogger(history_path, append=True))
+    callbacks.append(keras.callbacks.TensorBoard(os.path.join(run_dir, "logs")))
+    return callbacks
 
 
 def _split_options(args):

@@ -190,3 +190,54 @@ def test_backbone_weights_are_honoured_by_every_detector(tmp_path):
         fresh = cli.build_detector(name, 2, "tiny", 64).backbone.get_layer("tiny")
         kernel = layers[0].get_weights()[0]
         assert not np.array_equal(fresh.get_layer(layers[0].name).get_weights()[0], kernel)  # without the file: random
+
+
+def test_an_interrupted_run_resumes_and_keeps_the_best_of_all_epochs(tmp_path, monkeypatch):
+    """BackupAndRestore resumes an interrupted run; best.keras and summary.json
+    then judge every epoch (history.csv), not only those after the restart."""
+    import csv
+
+    import keras
+
+    root = folders.write_voc_devkit(str(tmp_path / "voc"))
+    made = []
+    real = cli._train_callbacks
+
+    class Interrupt(keras.callbacks.Callback):
+        def on_epoch_end(self, epoch, logs=None):
+            if epoch == 1:
+                raise RuntimeError("interrupted")
+
+    def interrupted(*args):
+        made.append(real(*args))
+        return made[-1] + [Interrupt()]
+
+    argv = ["--verbose", "train", "--data", root, "--image-size", "64", "--batch-size", "2", "--epochs", "3",
+            "--steps-per-epoch", "2", "--output-dir", str(tmp_path / "run")]
+    monkeypatch.setattr(cli, "_train_callbacks", interrupted)
+    with pytest.raises(RuntimeError, match="interrupted"):
+        cli.main(argv)
+    run = str(tmp_path / "run")
+    assert os.path.isdir(os.path.join(run, "backup")) and not os.path.exists(os.path.join(run, "summary.json"))
+    before = [float(r["val_AP"]) for r in csv.DictReader(open(os.path.join(run, "history.csv")))]
+    assert len(before) == 2
+
+    def resumed(*args):
+        made.append(real(*args))
+        return made[-1]
+
+    monkeypatch.setattr(cli, "_train_callbacks", resumed)
+    assert cli.main(argv) == 0
+    rows = list(csv.DictReader(open(os.path.join(run, "history.csv"))))
+    assert [int(r["epoch"]) for r in rows] == [0, 1, 2]  # each epoch once, the first two kept
+    aps = [float(r["val_AP"]) for r in rows]
+    assert aps[:2] == before
+    best = [c for c in made[-1] if isinstance(c, keras.callbacks.ModelCheckpoint) and c.monitor == "val_AP"][0]
+    assert best.best == max(aps)  # started from the best of the epochs before the restart
+    summary = json.load(open(os.path.join(run, "summary.json")))
+    assert summary["best_epoch"] == int(np.argmax(aps)) + 1 and summary["best_val_AP"] == max(aps)
+    assert summary["resumed_at_epoch"] == 3
+    # A new run in the same folder starts a new history.
+    monkeypatch.setattr(cli, "_train_callbacks", real)
+    assert cli.main(argv[:-6] + ["--epochs", "1", "--steps-per-epoch", "2", "--output-dir", run]) == 0
+    assert [int(r["epoch"]) for r in csv.DictReader(open(os.path.join(run, "history.csv")))] == [0]
