@@ -71,10 +71,13 @@ def check_detector(model, image_size):
     try:
         outputs = model(tf.zeros((1,) + tuple(image_size) + (3,), tf.float32), training=False)
     except Exception as error:
+        # Keras wraps errors in the call ("Exception encountered when calling X.call(). <message>
+        # Arguments received by ..."): keep the message, without the arguments or terminal codes.
+        text = re.sub(r"\x1b\[[0-9;]*m", "", str(error)).split("Arguments received")[0]
+        text = " ".join(text.replace(f"Exception encountered when calling {name}.call().", "").split())[:300]
         raise ValueError(
             f"export: the {name} cannot run on a {image_size[0]}x{image_size[1]} image batch "
-            f"({type(error).__name__}: {str(error).strip().splitlines()[0][:200] if str(error).strip() else ''}); "
-            "a keras_det detector takes [B, H, W, 3] images."
+            f"({type(error).__name__}: {text}); a keras_det detector takes [B, H, W, 3] images of its size."
         ) from error
     missing = [k for k in PREDICTION_KEYS if not isinstance(outputs, dict) or k not in outputs]
     if missing:

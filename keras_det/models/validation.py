@@ -10,19 +10,19 @@ Every check works on symbolic tensors (``fit`` runs ``train_step`` in a
 ``tf.function``): shapes known while tracing are checked in Python and raise
 ``ValueError``; everything else becomes a ``tf.debugging.Assert`` whose
 failure raises ``tf.errors.InvalidArgumentError`` with the message
-``"<Model>: bad training batch: <check> ..."`` followed by the offending
+``"<Model>: bad training batch: check <name>: ..."`` followed by the offending
 values. The returned tensors carry control dependencies on the asserts, so
 no later op can fail first with a less readable error.
 
 Checks (``B`` batch size, ``M`` boxes per image, ``C`` classes):
 
-* ``images rank``: ``images`` is ``[B, H, W, channels]``;
-* ``images finite``: no NaN / inf pixel (always an error: an image cannot be dropped);
-* ``boxes rank`` / ``labels rank``: ``boxes [B, M, 4]``, ``labels [B, M]``;
-* ``batch sizes`` / ``boxes per image``: ``images``, ``boxes`` and ``labels``
+* ``images-rank``: ``images`` is ``[B, H, W, channels]``;
+* ``images-finite``: no NaN / inf pixel (always an error: an image cannot be dropped);
+* ``boxes-rank`` / ``labels-rank``: ``boxes [B, M, 4]``, ``labels [B, M]``;
+* ``batch-size`` / ``boxes-per-image``: ``images``, ``boxes`` and ``labels``
   agree on ``B``, ``boxes`` and ``labels`` on ``M``;
-* ``boxes finite``: every coordinate of a non-padding row (``label >= 0``) is finite;
-* ``labels in [-1, C)``: ``-1`` is padding, ``0 .. C - 1`` object classes
+* ``boxes-finite``: every coordinate of a non-padding row (``label >= 0``) is finite;
+* ``labels-in-range [-1, C)``: ``-1`` is padding, ``0 .. C - 1`` object classes
   (``-5`` is not padding; ``C`` or more is not a class of the model).
 
 With ``invalid_boxes="drop"`` the last two checks do not raise: the rows that
@@ -57,19 +57,19 @@ def _check_rank(tensor, rank, what, model_name, layout):
     if tensor.shape.rank is not None:
         if tensor.shape.rank != rank:
             raise ValueError(
-                f"{model_name}: bad training batch: check '{what} rank': `{what}` must be rank {rank} {layout}, "
+                f"{model_name}: bad training batch: check {what}-rank: `{what}` must be rank {rank} {layout}, "
                 f"got shape {tuple(tensor.shape)}."
             )
         return None
     return tf.debugging.assert_rank(
-        tensor, rank, message=f"{model_name}: bad training batch: check '{what} rank': `{what}` must be rank {rank} {layout}"
+        tensor, rank, message=f"{model_name}: bad training batch: check {what}-rank: `{what}` must be rank {rank} {layout}"
     )
 
 
 def _check_same_dim(a, a_name, b, b_name, axis, check, model_name):
     """Static equality of ``a.shape[axis]`` and ``b.shape[axis]`` when both are known, else a graph assert."""
     da, db = _static_dim(a, axis), _static_dim(b, axis)
-    message = f"{model_name}: bad training batch: check '{check}': `{a_name}` and `{b_name}` differ in dimension {axis}"
+    message = f"{model_name}: bad training batch: check {check}: `{a_name}` and `{b_name}` differ in dimension {axis}"
     if da is not None and db is not None:
         if da != db:
             raise ValueError(f"{message}: {tuple(a.shape)} vs {tuple(b.shape)}.")
@@ -136,13 +136,13 @@ def check_targets(images, boxes, labels, num_classes=None, model_name="Detector"
     ]
     coords = _static_dim(boxes, -1) if boxes.shape.rank is not None else None
     if coords is not None and coords != 4:
-        raise ValueError(f"{prefix} 'boxes rank': `boxes` must be [B, M, 4], got shape {tuple(boxes.shape)}.")
+        raise ValueError(f"{prefix} boxes-rank: `boxes` must be [B, M, 4], got shape {tuple(boxes.shape)}.")
     if coords is None:
-        asserts.append(tf.debugging.assert_equal(tf.shape(boxes)[-1], 4, message=f"{prefix} 'boxes rank': `boxes` must be [B, M, 4]"))
+        asserts.append(tf.debugging.assert_equal(tf.shape(boxes)[-1], 4, message=f"{prefix} boxes-rank: `boxes` must be [B, M, 4]"))
     asserts += [
-        _check_same_dim(images, "images", boxes, "boxes", 0, "batch sizes", model_name),
-        _check_same_dim(boxes, "boxes", labels, "labels", 0, "batch sizes", model_name),
-        _check_same_dim(boxes, "boxes", labels, "labels", 1, "boxes per image", model_name),
+        _check_same_dim(images, "images", boxes, "boxes", 0, "batch-size", model_name),
+        _check_same_dim(boxes, "boxes", labels, "labels", 0, "batch-size", model_name),
+        _check_same_dim(boxes, "boxes", labels, "labels", 1, "boxes-per-image", model_name),
     ]
     asserts = [a for a in asserts if a is not None]
     if labels.dtype.is_floating:
@@ -155,7 +155,7 @@ def check_targets(images, boxes, labels, num_classes=None, model_name="Detector"
             per_image = tf.reduce_sum(not_finite, axis=[1, 2, 3])  # [B]
             asserts.append(_assert_none(
                 per_image > 0,
-                f"{prefix} 'images finite': `images` has NaN or inf pixels (a bad image cannot be dropped; "
+                f"{prefix} images-finite: `images` has NaN or inf pixels (a bad image cannot be dropped; "
                 "fix the data); values: NaN/inf pixels per image",
                 per_image, "image [b]"))
         upper = f"{int(num_classes)}" if num_classes is not None else "inf"
@@ -168,13 +168,13 @@ def check_targets(images, boxes, labels, num_classes=None, model_name="Detector"
         if invalid_boxes == "raise":
             asserts.append(_assert_none(
                 bad_label,
-                f"{prefix} 'labels in [-1, {upper})': labels must be -1 (padding) or a class id 0..{last} "
-                f"(the model has {upper} classes) (invalid_boxes='drop' drops such rows)",
+                f"{prefix} labels-in-range [-1, {upper}): labels must be -1 (padding) or a class id 0..{last} "
+                f"(the model has {upper} classes) (invalid_boxes=drop drops such rows)",
                 labels, "[b, row]"))
             asserts.append(_assert_none(
                 bad_box,
-                f"{prefix} 'boxes finite': a box (label >= 0) has a NaN or inf coordinate "
-                "(invalid_boxes='drop' drops such rows)",
+                f"{prefix} boxes-finite: a box (label >= 0) has a NaN or inf coordinate "
+                "(invalid_boxes=drop drops such rows)",
                 boxes, "[b, row]"))
         else:
             drop = bad_label | bad_box
