@@ -11,8 +11,10 @@ Every check works on symbolic tensors (``fit`` runs ``train_step`` in a
 ``ValueError``; everything else becomes a ``tf.debugging.Assert`` whose
 failure raises ``tf.errors.InvalidArgumentError`` with the message
 ``"<Model>: bad training batch: check <name>: ..."`` followed by the offending
-values. The returned tensors carry control dependencies on the asserts, so
-no later op can fail first with a less readable error.
+values. The returned boxes and labels carry control dependencies on every
+assert (the images on the shape checks only, so that the backbone runs in
+parallel with the element-wise checks): no loss, gradient or weight update
+comes from a bad batch, and no later op fails first with a less readable error.
 
 Checks (``B`` batch size, ``M`` boxes per image, ``C`` classes):
 
@@ -145,6 +147,7 @@ def check_targets(images, boxes, labels, num_classes=None, model_name="Detector"
         _check_same_dim(boxes, "boxes", labels, "labels", 1, "boxes-per-image", model_name),
     ]
     asserts = [a for a in asserts if a is not None]
+    shape_asserts = list(asserts)
     if labels.dtype.is_floating:
         labels = tf.round(labels)
     labels = tf.cast(labels, tf.int32)
@@ -181,5 +184,10 @@ def check_targets(images, boxes, labels, num_classes=None, model_name="Detector"
             num_dropped = tf.reduce_sum(tf.cast(drop, tf.int32))
             labels = tf.where(drop, -1, labels)
             boxes = tf.where(drop[..., None], 0.0, boxes)
+    # The images wait for the (few) shape checks only, so the backbone runs while the element-wise
+    # checks do; boxes and labels wait for every check, so no loss, gradient or weight update is
+    # computed from a bad batch, and no target op fails first with a less readable error.
+    with tf.control_dependencies(shape_asserts):
+        images = tf.identity(images)
     with tf.control_dependencies(asserts):
-        return tf.identity(images), tf.identity(boxes), tf.identity(labels), tf.identity(num_dropped)
+        return images, tf.identity(boxes), tf.identity(labels), tf.identity(num_dropped)
