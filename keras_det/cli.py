@@ -446,7 +446,8 @@ def _backbone_weights(value):
     return value
 
 
-def build_detector(name, num_classes, backbone, image_size, backbone_weights=None, anchor_sizes=None, train_boxes_wh=None):
+def build_detector(name, num_classes, backbone, image_size, backbone_weights=None, anchor_sizes=None, train_boxes_wh=None,
+                   invalid_boxes="raise"):
     """A CPU-sized detector of the given kind for ``keras-det train``.
 
     Args:
@@ -461,6 +462,8 @@ def build_detector(name, num_classes, backbone, image_size, backbone_weights=Non
         train_boxes_wh: ``[N, 2]`` training box widths / heights at ``S``:
             YOLO's 9 priors are their k-means clusters (``None``: YOLO's
             defaults scaled to ``S``).
+        invalid_boxes: ``"raise"`` or ``"drop"`` (the `Detector` argument:
+            ground-truth rows with a NaN / inf box or an out-of-range label).
     """
     from keras_det.models import SSD, YOLO, FasterRCNN, MaskRCNN
 
@@ -468,7 +471,7 @@ def build_detector(name, num_classes, backbone, image_size, backbone_weights=Non
     if anchor_sizes is not None:
         two_stage["anchor_sizes"] = tuple(float(a) for a in anchor_sizes)
     size = (image_size, image_size)
-    common = dict(backbone=backbone, backbone_weights=backbone_weights, bounding_box_format="xyxy")
+    common = dict(backbone=backbone, backbone_weights=backbone_weights, bounding_box_format="xyxy", invalid_boxes=invalid_boxes)
     if name == "faster_rcnn":
         return FasterRCNN(num_classes, **common, **two_stage)
     if name == "mask_rcnn":
@@ -618,7 +621,8 @@ def cmd_train(args):
 
     strategy = training.use_strategy(args.strategy, args.mixed_precision)  # before the model is built
     keras.utils.set_random_seed(args.seed)
-    model = build_detector(args.model, len(info.class_names), args.backbone, size, weights, anchors, wh)
+    invalid_boxes = {"error": "raise", "drop": "drop"}[args.invalid_boxes]
+    model = build_detector(args.model, len(info.class_names), args.backbone, size, weights, anchors, wh, invalid_boxes)
     remember(model, (size, size), info.class_names)
     model(keras.ops.zeros((1, size, size, 3)))  # BackupAndRestore needs a built model
     if source is not None:
@@ -654,7 +658,13 @@ def cmd_train(args):
                "anchor_sizes": list(anchors) if anchors is not None else None,
                "train_seconds": round(fit_seconds, 1), "total_seconds": round(time.time() - start, 1)}
     # Every epoch of the run, an interrupted-and-resumed one included (history.csv).
-    epochs = [row for row in _read_history(history_path) if "val_AP" in row] if history is not None else []
+    rows = _read_history(history_path) if history is not None else []
+    dropped = [row["dropped_boxes"] for row in rows if "dropped_boxes" in row]
+    if dropped:  # --invalid-boxes drop: never silent
+        summary["dropped_boxes"] = int(sum(dropped))
+        _say(f"--invalid-boxes drop: {summary['dropped_boxes']} ground-truth boxes dropped in training "
+             f"(NaN / inf coordinates or labels outside [-1, {len(info.class_names)})); per epoch: {[int(d) for d in dropped]}")
+    epochs = [row for row in rows if "val_AP" in row]
     aps = [row["val_AP"] for row in epochs]
     if aps:
         best = int(np.argmax(aps))
@@ -867,6 +877,9 @@ def build_parser():
     train.add_argument("--image-size", type=int, default=128, help="square training size S (images resize_pad-ed to SxS)")
     train.add_argument("--strategy", choices=("default", "mirrored", "multi_worker"), default="default", help="tf.distribute strategy (docs/training.md)")
     train.add_argument("--mixed-precision", choices=("float32", "mixed_float16", "mixed_bfloat16"), default=None, help="dtype policy, e.g. mixed_bfloat16 on CPUs")
+    train.add_argument("--invalid-boxes", choices=("error", "drop"), default="error",
+                       help="detect: a ground-truth box with NaN/inf coordinates or a label outside the classes: "
+                            "error (default) or drop it (counted: dropped_boxes in the logs and summary.json)")
     train.add_argument("--output-dir", default=os.path.join("runs", "train"),
                        help="detect: model.keras (last epoch), best.keras (best val AP), checkpoint.keras, "
                        "summary.json, class_names.json, TensorBoard logs/ and the resumable backup/")
@@ -944,7 +957,10 @@ def _one_line(error):
         message = str(error.args[0])
     text = str(message or error or type(error).__name__).strip()
     lines = [line.strip() for line in text.splitlines() if line.strip()]
-    return " ".join(lines[:1]) or type(error).__name__
+    # A failed tf.debugging assert inside a graph (e.g. the training-batch checks of
+    # keras_det.models.validation): its message, not the "Graph execution error:" header.
+    asserts = [line.replace("\\'", "'") for line in lines if line.startswith("assertion failed:")]
+    return (asserts or lines)[0] if (asserts or lines) else type(error).__name__
 
 
 def _warn(message):

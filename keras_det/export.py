@@ -11,6 +11,11 @@
   *original* image), ``detection_scores`` ``[B, K]``, ``detection_classes``
   (float32, **1-based** class ids as in the TF OD API, 0 in padding rows),
   ``num_detections`` (float32 ``[B]``);
+* an empty batch (``[0]`` strings, ``[0, H, W, 3]`` pixels) returns empty
+  outputs of the same dtypes and ranks: ``detection_boxes [0, K, 4]``,
+  ``detection_scores`` / ``detection_classes [0, K]``, ``num_detections [0]``
+  (``K`` the model's ``max_detections``, as in a non-empty batch), without
+  running the model;
 * ``assets/label_map.pbtxt`` (TF OD API label map, ids 1-based) and
   ``assets.extra/tf_serving_warmup_requests`` (PredictionLog records that TF
   Serving replays at load time).
@@ -31,6 +36,62 @@ import tensorflow as tf
 from keras_det.ops import boxes as box_ops
 
 WARMUP_FILE = "tf_serving_warmup_requests"
+
+# The prediction dict of the data contract (what a detector's call returns).
+PREDICTION_KEYS = ("boxes", "scores", "labels", "num_detections")
+
+
+def check_image_size(image_size):
+    """``(height, width)`` from one positive int or two, else a ValueError naming the value."""
+    size = (image_size, image_size) if isinstance(image_size, (int, np.integer)) else image_size
+    try:
+        size = tuple(size)
+    except TypeError:
+        size = None
+    ok = (
+        size is not None and len(size) == 2
+        and all(isinstance(s, (int, np.integer)) and not isinstance(s, bool) and s >= 1 for s in size)
+    )
+    if not ok:
+        raise ValueError(f"`image_size` must be (height, width), two positive ints, got {image_size!r}.")
+    return int(size[0]), int(size[1])
+
+
+def check_detector(model, image_size):
+    """The shapes of ``model``'s prediction dict on one ``image_size`` image (building the model).
+
+    Raises:
+        ValueError: ``model`` is not a keras_det detector (a Keras model whose
+            call on ``[B, H, W, 3]`` images returns the prediction dict
+            ``boxes, scores, labels, num_detections``), naming its type.
+    """
+    name = type(model).__name__
+    if not isinstance(model, keras.Model):
+        raise ValueError(f"export needs a keras_det detector (a keras.Model), got a {name}.")
+    try:
+        outputs = model(tf.zeros((1,) + tuple(image_size) + (3,), tf.float32), training=False)
+    except Exception as error:
+        # Keras wraps errors in the call ("Exception encountered when calling X.call(). <message>
+        # Arguments received by ..."): keep the message, without the arguments or terminal codes.
+        text = re.sub(r"\x1b\[[0-9;]*m", "", str(error)).split("Arguments received")[0]
+        text = " ".join(text.replace(f"Exception encountered when calling {name}.call().", "").split())[:300]
+        raise ValueError(
+            f"export: the {name} cannot run on a {image_size[0]}x{image_size[1]} image batch "
+            f"({type(error).__name__}: {text}); a keras_det detector takes [B, H, W, 3] images of its size."
+        ) from error
+    missing = [k for k in PREDICTION_KEYS if not isinstance(outputs, dict) or k not in outputs]
+    if missing:
+        if isinstance(outputs, dict):
+            got = f"a dict with keys {sorted(outputs)}"
+        elif hasattr(outputs, "shape"):
+            got = f"a tensor of shape {tuple(outputs.shape)}"
+        else:
+            got = f"a {type(outputs).__name__}"
+        raise ValueError(
+            f"export needs a keras_det detector whose call returns the prediction dict {PREDICTION_KEYS}; "
+            f"the {name} returns {got} (a classifier or segmenter is not exportable for TF Serving)."
+        )
+    return {k: (tuple(v.shape[1:]), tf.as_dtype(v.dtype)) for k, v in outputs.items()}
 
 
 def next_version(export_dir):
@@ -63,13 +124,27 @@ def _label_map(class_names):
 class _Serving:
     """The graph functions behind the serving signatures of one model."""
 
-    def __init__(self, model, image_size):
+    def __init__(self, model, image_size, output_shapes=None):
         self.model = model
         self.image_size = tuple(int(s) for s in image_size)
         self.bounding_box_format = getattr(model, "bounding_box_format", "yxyx")
+        # {key: (shape without batch, dtype)} of the model's outputs (`check_detector`):
+        # with it an empty batch returns empty outputs without running the model.
+        self.output_shapes = output_shapes
 
     def detect(self, images, scales, original_hw):
-        outputs = self.model(images, training=False)
+        if self.output_shapes is None:
+            return self._detect(images, scales, original_hw)
+        empty = {k: tf.zeros((0,) + shape, dtype) for k, (shape, dtype) in self.output_shapes.items()}
+        return tf.cond(
+            tf.shape(images)[0] > 0,
+            lambda: self._detect(images, scales, original_hw),
+            lambda: self._detect(images, scales, original_hw, outputs=empty),
+        )
+
+    def _detect(self, images, scales, original_hw, outputs=None):
+        if outputs is None:
+            outputs = self.model(images, training=False)
         boxes = box_ops.convert_format(outputs["boxes"], self.bounding_box_format, "yxyx", image_shape=self.image_size)
         boxes = boxes / scales[:, None, None]
         hw = tf.concat([original_hw, original_hw], axis=-1)[:, None, :]
@@ -143,20 +218,26 @@ def export_saved_model(model, export_dir, version=None, image_size=None, class_n
         model: a keras_det detector (its call returns the prediction dict).
         export_dir: the model's base directory (e.g. ``saved_models/shapes``).
         version: integer version; default ``next_version(export_dir)``.
-        image_size: ``(height, width)`` the model runs at; defaults to
-            ``model.image_size``.
+        image_size: ``(height, width)`` (two positive ints, or one int for a
+            square) the model runs at; defaults to ``model.image_size``.
         class_names: names for the label map (default ``class_0``, ...).
         warmup_images: encoded images for the warmup records (default: two
             generated JPEGs).
 
     Returns:
         The path of the written version directory.
+
+    Raises:
+        ValueError: a bad ``image_size`` or ``version``, or a ``model`` that is
+            not a keras_det detector (e.g. a ``keras.Sequential``, an
+            ``FCNSegmenter``, a transfer classifier), naming its type.
+        FileExistsError: the version directory exists.
     """
     if image_size is None:
         image_size = getattr(model, "image_size", None)
     if image_size is None:
         raise ValueError("`image_size` (height, width) is required: the model does not define `image_size`.")
-    image_size = tuple(int(s) for s in image_size[:2])
+    image_size = check_image_size(image_size)
     if version is None:
         version = next_version(export_dir)
     if not isinstance(version, int) or version < 0:
@@ -167,12 +248,12 @@ def export_saved_model(model, export_dir, version=None, image_size=None, class_n
     num_classes = getattr(model, "num_classes", None)
     if class_names is None:
         class_names = [f"class_{i}" for i in range(num_classes or 0)]
+    # Variables exist only after a first call; export needs them. The call
+    # also checks that the model returns the prediction dict.
+    output_shapes = check_detector(model, image_size)
     # keras.export.ExportArchive (Keras' own SavedModel writer) tracks every
     # variable so that TF1-style loaders such as TF Serving's restore them all.
-    if not model.built:
-        # Variables exist only after a first call; export needs them.
-        model(tf.zeros((1,) + image_size + (3,), tf.float32), training=False)
-    serving = _Serving(model, image_size)
+    serving = _Serving(model, image_size, output_shapes)
     archive = keras.export.ExportArchive()
     archive.track(model)
     archive.add_endpoint(

@@ -10,6 +10,13 @@ A detector subclass implements
 ``train_step`` sums the losses (plus layer regularisation losses), applies
 gradients and reports every loss as a metric, so ``fit()`` shows e.g.
 ``rpn_cls_loss rpn_box_loss roi_cls_loss roi_box_loss`` in its progress bar.
+
+Every train / test step first checks its batch with
+`keras_det.models.validation.check_targets` (ranks, matching sizes, finite
+pixels and boxes, labels in ``[-1, num_classes)``): one boundary for every
+detector, so a bad batch fails with a message naming the check and the model
+(or, with ``invalid_boxes="drop"``, its bad rows become padding and are
+counted in the ``dropped_boxes`` metric).
 """
 
 import keras
@@ -18,6 +25,7 @@ import tensorflow as tf
 from keras_det import losses as loss_ops
 from keras_det.models.config import ConfigFromArguments
 from keras_det.models.transfer import with_lr_multipliers
+from keras_det.models.validation import check_invalid_boxes, check_targets
 from keras_det.ops import boxes as box_ops
 
 
@@ -72,14 +80,26 @@ class Detector(ConfigFromArguments, keras.Model):
         bounding_box_format: format of the boxes the model is given and
             returns (``"xyxy"``, ``"yxyx"``, ``"rel_yxyx"``, ...).
         loss_names: names of the losses ``compute_detection_losses`` returns.
+        invalid_boxes: what a train / test step does with a ground-truth row
+            whose box has a NaN / inf coordinate or whose label is outside
+            ``[-1, num_classes)``: ``"raise"`` (default; an
+            ``InvalidArgumentError`` naming the check) or ``"drop"`` (the row
+            becomes padding; the ``dropped_boxes`` metric, summed over the
+            epoch, counts them). Non-finite pixels always raise. Saved in
+            ``get_config``; every subclass takes it as a keyword argument.
     """
 
-    def __init__(self, bounding_box_format="xyxy", loss_names=(), **kwargs):
+    def __init__(self, bounding_box_format="xyxy", loss_names=(), invalid_boxes="raise", **kwargs):
         super().__init__(**kwargs)
         self.bounding_box_format = box_ops.check_format(bounding_box_format)
+        self.invalid_boxes = check_invalid_boxes(invalid_boxes)
         self.loss_names = tuple(loss_names)
         self.loss_trackers = {name: keras.metrics.Mean(name=name) for name in self.loss_names}
         self.total_loss_tracker = keras.metrics.Mean(name="loss")
+        self.dropped_boxes_tracker = keras.metrics.Sum(name="dropped_boxes") if invalid_boxes == "drop" else None
+
+    def get_config(self):
+        return {**super().get_config(), "invalid_boxes": self.invalid_boxes}
 
     def add_loss_name(self, name):
         """Registers one more loss of ``compute_detection_losses`` (a metric in ``fit``)."""
@@ -88,19 +108,46 @@ class Detector(ConfigFromArguments, keras.Model):
 
     # -- boundary -----------------------------------------------------------
     def check_image_size(self, images):
-        """Raises a ValueError when static image sizes differ from ``self.image_size``
-        (models whose anchors / grid are fixed at construction: SSD, YOLO)."""
+        """``images`` if their size is ``self.image_size`` (models whose anchors /
+        grid are fixed at construction: SSD, YOLO), else an error naming both sizes.
+
+        Static sizes are checked while tracing (ValueError); unknown ones (a
+        ``tf.function`` with ``None`` dimensions, a padded batch) at run time
+        (``InvalidArgumentError``, before any layer runs: the returned tensor
+        depends on the check). Use the returned tensor.
+        """
+        height, width = (int(s) for s in self.image_size)
+        advice = "resize them (keras_det.data.batch(image_size=...))"
         shape = images.shape
+        if shape.rank is not None and shape.rank != 4:
+            raise ValueError(f"{type(self).__name__}: images must be [B, H, W, 3], got shape {tuple(shape)}.")
         if shape.rank == 4 and shape[1] is not None and shape[2] is not None:
-            if (shape[1], shape[2]) != tuple(self.image_size):
+            if (shape[1], shape[2]) != (height, width):
                 raise ValueError(
-                    f"{type(self).__name__} was built for {self.image_size[0]}x{self.image_size[1]} images, got "
-                    f"{shape[1]}x{shape[2]}; resize them (keras_det.data.batch(image_size=...))."
+                    f"{type(self).__name__} was built for {height}x{width} images, got {shape[1]}x{shape[2]}; {advice}."
                 )
+            return images
+        size = tf.shape(images)[1:3]
+        check = tf.debugging.Assert(
+            tf.reduce_all(tf.equal(size, [height, width])),
+            [f"{type(self).__name__} was built for {height}x{width} images ({advice}); got height, width:", size],
+        )
+        with tf.control_dependencies([check]):
+            return tf.identity(images)
 
     def _ground_truth(self, images, boxes, labels):
+        """Checks a batch (`check_targets`) and converts its boxes to absolute ``yxyx``.
+
+        Returns:
+            ``(images float32, boxes [B, M, 4] absolute yxyx, labels int32 [B, M])``
+            with zero boxes in the padding rows (``label == -1``).
+        """
+        images, boxes, labels, dropped = check_targets(
+            images, boxes, labels, getattr(self, "num_classes", None), type(self).__name__, self.invalid_boxes
+        )
+        if self.dropped_boxes_tracker is not None:
+            self.dropped_boxes_tracker.update_state(tf.cast(dropped, tf.float32))
         image_shape = tf.shape(images)[1:3]
-        labels = tf.cast(labels, tf.int32)
         boxes = box_ops.convert_format(boxes, self.bounding_box_format, "yxyx", image_shape=image_shape)
         boxes = tf.where(labels[..., None] >= 0, boxes, 0.0)
         return tf.cast(images, tf.float32), boxes, labels
@@ -120,7 +167,8 @@ class Detector(ConfigFromArguments, keras.Model):
 
     @property
     def metrics(self):
-        return [self.total_loss_tracker, *self.loss_trackers.values()]
+        extra = [] if self.dropped_boxes_tracker is None else [self.dropped_boxes_tracker]
+        return [self.total_loss_tracker, *self.loss_trackers.values(), *extra]
 
     def _step(self, data, training):
         images, boxes, labels, extras = unpack_batch(data)

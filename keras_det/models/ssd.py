@@ -235,7 +235,7 @@ class SSD(Detector):
     def head_outputs(self, images, training=False):
         """Raw head outputs: ``(logits [B, N, C + 1], deltas [B, N, 4])``."""
         images = tf.cast(images, tf.float32)
-        self.check_image_size(images)
+        images = self.check_image_size(images)
         taps = self.backbone(images, training=training)
         maps = [taps[t] for t in self.feature_taps]
         extra = self.extras(maps[-1], training=training)

@@ -338,7 +338,7 @@ class YOLO(Detector):
     def head_outputs(self, images, training=False):
         """Raw outputs: v1 ``[B, S, S, 5B + C]``; multiscale ``[B, N, 5 + C]``."""
         images = tf.cast(images, tf.float32)
-        self.check_image_size(images)
+        images = self.check_image_size(images)
         taps = self.backbone(images, training=training)
         if self.variant == "v1":
             return self.head(taps["C5"], training=training)
