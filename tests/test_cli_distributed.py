@@ -72,3 +72,44 @@ def test_split_cpu_after_tensorflow_started_names_the_problem():
     for bad in (0, -1, 1.5, True, "2"):
         with pytest.raises(ValueError, match="`num_devices` must be a positive integer"):
             training.split_cpu(bad)
+
+
+@pytest.mark.slow
+def test_train_multi_worker_two_processes_through_the_cli(tmp_path):
+    """Two `keras-det train --strategy multi_worker` processes (TF_CONFIG, loopback ports): the chief saves
+    a model that loads and predicts, its summary says 2 replicas; the other worker writes nothing there."""
+    import keras
+
+    import keras_det.models  # noqa: F401
+    from pipelines.portable import free_port
+
+    run = str(tmp_path / "mw")
+    ports = set()
+    while len(ports) < 2:
+        ports.add(free_port())
+    cluster = {"worker": [f"localhost:{p}" for p in sorted(ports)]}
+    args = [sys.executable, "-m", "keras_det.cli", "train", "--model", "ssd", "--strategy", "multi_worker",
+            "--image-size", "64", "--batch-size", "2", "--epochs", "1", "--steps-per-epoch", "1", "--train-images", "4",
+            "--val-split", "none", "--no-augment", "--output-dir", run]
+    procs = []
+    for i in range(2):
+        env = {k: v for k, v in os.environ.items() if k != "KERAS_DET_CPU_DEVICES"}
+        env.update(TF_CONFIG=json.dumps({"cluster": cluster, "task": {"type": "worker", "index": i}}),
+                   PYTHONPATH=ROOT, TF_CPP_MIN_LOG_LEVEL="2")
+        procs.append(subprocess.Popen(args, cwd=ROOT, env=env, stdout=subprocess.PIPE, stderr=subprocess.PIPE, text=True))
+    outputs = []
+    for p in procs:
+        try:
+            outputs.append(p.communicate(timeout=300))
+        except subprocess.TimeoutExpired:
+            for q in procs:
+                q.kill()
+            raise
+        assert p.returncode == 0, outputs[-1][1][-3000:]
+    assert all("strategy multi_worker: 2 replica(s) in sync" in out for out, _ in outputs)
+    summary = json.load(open(os.path.join(run, "summary.json")))
+    assert summary["strategy"] == "multi_worker" and summary["replicas"] == 2
+    assert not os.path.exists(os.path.join(run, "distributed", "worker_1"))  # the other worker's scratch copy
+    model = keras.saving.load_model(summary["model"])
+    out = model.predict_on_batch(np.zeros((1, 64, 64, 3), "float32"))
+    assert out["boxes"].shape[0] == 1 and np.all(np.isfinite(np.asarray(out["scores"])))
