@@ -18,6 +18,7 @@ terminal (CI, pipes) they print one line per epoch. See docs/cli.md.
 import argparse
 import json
 import os
+import shutil
 import sys
 import time
 
@@ -601,6 +602,8 @@ def cmd_train(args):
         if args.cpu_devices < 1:
             raise _UsageError(f"--cpu-devices must be >= 1, got {args.cpu_devices}")
         training.split_cpu(args.cpu_devices)  # before any TensorFlow op: data, --init-from, the model
+    # MultiWorkerMirroredStrategy configures collective ops: only before any other TensorFlow op.
+    early = training.make_strategy("multi_worker") if args.strategy == "multi_worker" else None
     start = time.time()
     size = args.image_size
     weights = _backbone_weights(args.backbone_weights)
@@ -622,7 +625,7 @@ def cmd_train(args):
         train, args.batch_size, augment=augment, image_size=(size, size), bounding_box_format="xyxy",
         shuffle=1000, cache=True, seed=args.seed, drop_remainder=True,
     ).repeat()
-    strategy = training.use_strategy(args.strategy, args.mixed_precision)  # before the model is built
+    strategy = training.use_strategy(args.strategy, args.mixed_precision, early)  # before the model is built
     replicas = int(strategy.num_replicas_in_sync)
     if args.strategy != "default":
         # Keras' fit MEAN-reduces the first distributed batch to build the model
@@ -672,9 +675,15 @@ def cmd_train(args):
     else:
         history = model.fit(batches, epochs=args.epochs, steps_per_epoch=args.steps_per_epoch, verbose=_verbose(), callbacks=callbacks)
     fit_seconds = time.time() - fit_start
-    if not training.is_chief(strategy):
-        return 0  # only the chief writes the model
     path = os.path.join(run_dir, "model.keras")
+    if not training.is_chief(strategy):
+        # Saving reads the variables with collective ops: every worker saves (the chief
+        # waits for the others), the others to a scratch folder they delete.
+        scratch = os.path.join(run_dir, "distributed", f"worker_{strategy.cluster_resolver.task_id}_model")
+        os.makedirs(scratch, exist_ok=True)
+        model.save(os.path.join(scratch, "model.keras"))
+        shutil.rmtree(scratch, ignore_errors=True)
+        return 0  # only the chief writes the model
     model.save(path)
     with open(os.path.join(run_dir, "class_names.json"), "w") as f:
         json.dump(list(info.class_names), f)

@@ -187,13 +187,22 @@ def fit_distributed(model, dataset, strategy, epochs=1, steps_per_epoch=None, ch
     return history
 
 
-def use_strategy(name="default", mixed_precision=None):
+def use_strategy(name="default", mixed_precision=None, strategy=None):
     """Sets the dtype policy and makes the named strategy the default one.
 
     Models built afterwards get the policy (``set_mixed_precision``) and have
     their variables placed by the strategy (``tf.distribute.experimental_set_strategy``:
     the same as building inside ``strategy.scope()``). ``keras-det train
     --strategy NAME --mixed-precision POLICY`` calls it.
+
+    Args:
+        name: see `make_strategy`.
+        mixed_precision: see `set_mixed_precision`.
+        strategy: an already created strategy of kind ``name`` to use instead
+            of a new one: ``MultiWorkerMirroredStrategy`` must be created at
+            program start, before any TensorFlow op ("Collective ops must be
+            configured at program startup"), so ``keras-det train`` creates it
+            first and passes it here after loading the data.
 
     Returns:
         the strategy.
@@ -202,7 +211,7 @@ def use_strategy(name="default", mixed_precision=None):
     if name not in STRATEGIES:
         raise ValueError(f"`strategy` must be one of {STRATEGIES}, got {name!r}.")
     tf.distribute.experimental_set_strategy(None)  # a strategy set by an earlier call is undone
-    strategy = make_strategy(name)
+    strategy = strategy if strategy is not None else make_strategy(name)
     if name != "default":
         tf.distribute.experimental_set_strategy(strategy)
     return strategy

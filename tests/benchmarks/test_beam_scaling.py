@@ -13,6 +13,7 @@ def test_fit_line_separates_startup_from_per_image_cost():
     assert startup == pytest.approx(3000.0) and per_image == pytest.approx(50.0)
 
 
+@pytest.mark.slow  # ~15 s alone, minutes on a loaded machine (worker processes start per run)
 def test_proposals_in_process_and_two_workers_write_the_json(tmp_path):
     out = tmp_path / "beam_scaling.json"
     beam_scaling.main(["--sizes", "2", "--rounds", "1", "--pipelines", "proposals",
