@@ -221,7 +221,8 @@ def beam_section(beam):
         "run_via_runner_api`, which keeps one worker, and `--sdk_worker_parallelism` is read by the Flink / Spark job "
         "servers only. Parallel SDK workers on the portable path need Flink / Spark (`--parallelism`) or Dataflow.\n"
         "- Worker processes pay Python + Beam imports (predict: also TensorFlow and the SavedModel) on every run; "
-        "at these input sizes that start-up dominates, so in-process is fastest end to end."
+        "with small inputs that start-up dominates and in-process is fastest end to end; 2 worker processes pay off "
+        "first for CPU-bound steps without TensorFlow in the workers (proposals)."
     )
     if beam.get("note"):
         notes += f"\n- {beam['note']}"
