@@ -18,6 +18,7 @@ terminal (CI, pipes) they print one line per epoch. See docs/cli.md.
 import argparse
 import json
 import os
+import shutil
 import sys
 import time
 
@@ -596,6 +597,14 @@ def cmd_train(args):
 
     if args.task == "classify":
         return train_classifier(args)
+    from keras_det import training
+
+    if args.cpu_devices is not None:
+        if args.cpu_devices < 1:
+            raise _UsageError(f"--cpu-devices must be >= 1, got {args.cpu_devices}")
+        training.split_cpu(args.cpu_devices)  # before any TensorFlow op: data, --init-from, the model
+    # MultiWorkerMirroredStrategy configures collective ops: only before any other TensorFlow op.
+    early = training.make_strategy("multi_worker") if args.strategy == "multi_worker" else None
     start = time.time()
     size = args.image_size
     weights = _backbone_weights(args.backbone_weights)
@@ -617,9 +626,21 @@ def cmd_train(args):
         train, args.batch_size, augment=augment, image_size=(size, size), bounding_box_format="xyxy",
         shuffle=1000, cache=True, seed=args.seed, drop_remainder=True,
     ).repeat()
-    from keras_det import training
+    strategy = training.use_strategy(args.strategy, args.mixed_precision, early)  # before the model is built
+    replicas = int(strategy.num_replicas_in_sync)
+    if args.strategy != "default":
+        # Keras' fit MEAN-reduces the first distributed batch to build the model
+        # (trainer._maybe_symbolic_build); a string field (file_name) cannot be
+        # reduced ("AddN ... string"). Training does not read it.
+        import tensorflow as tf
 
-    strategy = training.use_strategy(args.strategy, args.mixed_precision)  # before the model is built
+        batches = batches.map(lambda b: {k: v for k, v in b.items() if getattr(v, "dtype", None) != tf.string})
+        devices = list(getattr(strategy.extended, "worker_devices", ()))
+        _say(f"strategy {args.strategy}: {replicas} replica(s) in sync"
+             + (f" on {', '.join(devices)}" if devices else "") + f"; global batch {args.batch_size}")
+        if args.strategy == "mirrored" and replicas == 1:
+            _say("warning: --strategy mirrored found one device, so it trains on 1 replica; on a machine without "
+                 "GPUs --cpu-devices 2 (or KERAS_DET_CPU_DEVICES=2) splits the CPU into 2 logical devices")
     keras.utils.set_random_seed(args.seed)
     invalid_boxes = {"error": "raise", "drop": "drop"}[args.invalid_boxes]
     model = build_detector(args.model, len(info.class_names), args.backbone, size, weights, anchors, wh, invalid_boxes)
@@ -648,14 +669,21 @@ def cmd_train(args):
     else:
         history = model.fit(batches, epochs=args.epochs, steps_per_epoch=args.steps_per_epoch, verbose=_verbose(), callbacks=callbacks)
     fit_seconds = time.time() - fit_start
-    if not training.is_chief(strategy):
-        return 0  # only the chief writes the model
     path = os.path.join(run_dir, "model.keras")
+    if not training.is_chief(strategy):
+        # Saving reads the variables with collective ops: every worker saves (the chief
+        # waits for the others), the others to a scratch folder they delete.
+        scratch = os.path.join(run_dir, "distributed", f"worker_{strategy.cluster_resolver.task_id}_model")
+        os.makedirs(scratch, exist_ok=True)
+        model.save(os.path.join(scratch, "model.keras"))
+        shutil.rmtree(scratch, ignore_errors=True)
+        return 0  # only the chief writes the model
     model.save(path)
     with open(os.path.join(run_dir, "class_names.json"), "w") as f:
         json.dump(list(info.class_names), f)
     summary = {"model": path, "image_size": [size, size], "class_names": list(info.class_names),
                "anchor_sizes": list(anchors) if anchors is not None else None,
+               "strategy": args.strategy, "replicas": replicas, "global_batch_size": args.batch_size,
                "train_seconds": round(fit_seconds, 1), "total_seconds": round(time.time() - start, 1)}
     # Every epoch of the run, an interrupted-and-resumed one included (history.csv).
     rows = _read_history(history_path) if history is not None else []
@@ -820,6 +848,17 @@ def cmd_bench(args):
     return 0
 
 
+def _env_int(name):
+    """An integer environment variable, ``None`` when unset or empty (a non-integer is a usage error)."""
+    text = os.environ.get(name, "").strip()
+    if not text:
+        return None
+    try:
+        return int(text)
+    except ValueError:
+        raise _UsageError(f"{name}={text!r} is not an integer") from None
+
+
 def build_parser():
     parser = _Parser(prog="keras-det", description="Object detection for Keras 3 / TensorFlow.")
     parser.add_argument("--version", action="store_true", help="print the version and exit")
@@ -876,6 +915,9 @@ def build_parser():
     train.add_argument("--learning-rate", type=float, default=2e-3)
     train.add_argument("--image-size", type=int, default=128, help="square training size S (images resize_pad-ed to SxS)")
     train.add_argument("--strategy", choices=("default", "mirrored", "multi_worker"), default="default", help="tf.distribute strategy (docs/training.md)")
+    train.add_argument("--cpu-devices", type=int, default=_env_int("KERAS_DET_CPU_DEVICES"), metavar="N",
+                       help="split the CPU into N logical devices before TensorFlow starts, so that --strategy "
+                       "mirrored has N replicas without GPUs (default: KERAS_DET_CPU_DEVICES, else unsplit)")
     train.add_argument("--mixed-precision", choices=("float32", "mixed_float16", "mixed_bfloat16"), default=None, help="dtype policy, e.g. mixed_bfloat16 on CPUs")
     train.add_argument("--invalid-boxes", choices=("error", "drop"), default="error",
                        help="detect: a ground-truth box with NaN/inf coordinates or a label outside the classes: "

@@ -68,6 +68,45 @@ def make_strategy(name="default"):
     raise ValueError(f"`strategy` must be one of {STRATEGIES}, got {name!r}.")
 
 
+def split_cpu(num_devices):
+    """Splits this process's CPU into ``num_devices`` logical devices.
+
+    On a machine without GPUs ``MirroredStrategy`` finds one device (the
+    CPU) and trains on one replica; after ``split_cpu(2)`` it finds
+    ``/device:CPU:0`` and ``/device:CPU:1`` and mirrors over both (the
+    devices share the cores: useful to check a multi-replica run before
+    going to GPUs, not to go faster). Must run before TensorFlow initialises
+    its runtime (the first op, dataset or model in the process).
+    ``keras-det train --cpu-devices N`` (or ``KERAS_DET_CPU_DEVICES=N``) calls it.
+
+    Args:
+        num_devices: positive int; 1 leaves the CPU as it is.
+
+    Returns:
+        The number of logical CPU devices.
+
+    Raises:
+        ValueError: ``num_devices`` is not a positive integer.
+        RuntimeError: TensorFlow's runtime is already initialised with
+            another device configuration.
+    """
+    if isinstance(num_devices, bool) or not isinstance(num_devices, int) or num_devices < 1:
+        raise ValueError(f"`num_devices` must be a positive integer, got {num_devices!r}.")
+    cpu = tf.config.list_physical_devices("CPU")[0]
+    current = tf.config.get_logical_device_configuration(cpu)
+    if len(current or [None]) == num_devices:
+        return num_devices
+    try:
+        tf.config.set_logical_device_configuration(cpu, [tf.config.LogicalDeviceConfiguration()] * num_devices)
+    except RuntimeError:
+        have = len(tf.config.list_logical_devices("CPU"))
+        raise RuntimeError(
+            f"cannot split the CPU into {num_devices} logical devices: TensorFlow is already initialised in this "
+            f"process with {have}; call split_cpu before any TensorFlow op, dataset or model"
+        ) from None
+    return num_devices
+
+
 def is_chief(strategy):
     """True unless ``strategy`` runs on a cluster where this task is not the chief
     (``chief``, or worker 0 of a cluster without one): only the chief writes outputs."""
@@ -148,13 +187,22 @@ def fit_distributed(model, dataset, strategy, epochs=1, steps_per_epoch=None, ch
     return history
 
 
-def use_strategy(name="default", mixed_precision=None):
+def use_strategy(name="default", mixed_precision=None, strategy=None):
     """Sets the dtype policy and makes the named strategy the default one.
 
     Models built afterwards get the policy (``set_mixed_precision``) and have
     their variables placed by the strategy (``tf.distribute.experimental_set_strategy``:
     the same as building inside ``strategy.scope()``). ``keras-det train
     --strategy NAME --mixed-precision POLICY`` calls it.
+
+    Args:
+        name: see `make_strategy`.
+        mixed_precision: see `set_mixed_precision`.
+        strategy: an already created strategy of kind ``name`` to use instead
+            of a new one: ``MultiWorkerMirroredStrategy`` must be created at
+            program start, before any TensorFlow op ("Collective ops must be
+            configured at program startup"), so ``keras-det train`` creates it
+            first and passes it here after loading the data.
 
     Returns:
         the strategy.
@@ -163,7 +211,7 @@ def use_strategy(name="default", mixed_precision=None):
     if name not in STRATEGIES:
         raise ValueError(f"`strategy` must be one of {STRATEGIES}, got {name!r}.")
     tf.distribute.experimental_set_strategy(None)  # a strategy set by an earlier call is undone
-    strategy = make_strategy(name)
+    strategy = strategy if strategy is not None else make_strategy(name)
     if name != "default":
         tf.distribute.experimental_set_strategy(strategy)
     return strategy

@@ -34,6 +34,11 @@ def _to_numpy_tree(x):
     return np.asarray(x)
 
 
+def _replicas(model):
+    strategy = getattr(model, "distribute_strategy", None)
+    return int(getattr(strategy, "num_replicas_in_sync", 1) or 1)
+
+
 class EvaluationCallback(keras.callbacks.Callback):
     """Evaluates detections on a validation set every N epochs.
 
@@ -57,7 +62,8 @@ class EvaluationCallback(keras.callbacks.Callback):
         every_n_epochs: evaluate after epochs ``n, 2n, ...`` (1-based).
         prefix: prepended to the evaluator's keys in ``logs``.
         predict_fn: optional ``callable(model, images) -> prediction dict``;
-            default ``model.predict_on_batch``.
+            default ``model.predict_on_batch`` (under a strategy with
+            several replicas, one ``model(images, training=False)`` call).
         verbose: print the numbers after each evaluation if > 0.
     """
 
@@ -82,6 +88,8 @@ class EvaluationCallback(keras.callbacks.Callback):
             images, y_true = _split_batch(batch)
             if self.predict_fn is not None:
                 y_pred = self.predict_fn(self.model, images)
+            elif _replicas(self.model) > 1:
+                y_pred = self._replicated_predict(images)
             else:
                 y_pred = self.model.predict_on_batch(images)
             if not isinstance(y_pred, dict):
@@ -92,6 +100,18 @@ class EvaluationCallback(keras.callbacks.Callback):
             self.evaluator.update_state(_to_numpy_tree(y_true), _to_numpy_tree(y_pred))
         self.last_result = dict(self.evaluator.result())
         return self.last_result
+
+    def _replicated_predict(self, images):
+        # Under a strategy with several replicas (MirroredStrategy), Keras 3.15's
+        # predict_on_batch gives the whole batch to every replica and concatenates
+        # the copies (R x the images); one call of the model in cross-replica
+        # context predicts each image once.
+        if getattr(self, "_predict_call", None) is None or self._predict_model is not self.model:
+            import tensorflow as tf
+
+            self._predict_model = self.model
+            self._predict_call = tf.function(lambda x: self.model(x, training=False), reduce_retracing=True)
+        return self._predict_call(images)
 
     def on_epoch_end(self, epoch, logs=None):
         if (epoch + 1) % self.every_n_epochs != 0:
