@@ -74,22 +74,11 @@ TF1_CLIENT = textwrap.dedent(
 
 
 def detectors():
-    sys.path.insert(0, ROOT)
-    from keras_det.models import SSD, YOLO, SlidingWindowDetector
-    from keras_det.models.faster_rcnn import FasterRCNN
-    from keras_det.models.mask_rcnn import MaskRCNN
-    from tests.models.test_faster_rcnn import SMALL
-    from tests.models.test_sliding_window import SMALL as WINDOW_SMALL
-    from tests.models.test_ssd import SMALL as SSD_SMALL
-    from tests.models.test_yolo import MS
+    from keras_det import presets
 
-    return {
-        "faster_rcnn": lambda: FasterRCNN(3, **SMALL),
-        "mask_rcnn": lambda: MaskRCNN(3, mask_conv_dims=16, mask_num_convs=2, **SMALL),
-        "ssd": lambda: SSD(3, **SSD_SMALL),
-        "yolo_multiscale": lambda: YOLO(3, **MS),
-        "sliding_window": lambda: SlidingWindowDetector(3, **WINDOW_SMALL),
-    }
+    names = {"faster_rcnn": "faster_rcnn_test", "mask_rcnn": "mask_rcnn_test", "ssd": "ssd_test",
+             "yolo_multiscale": "yolo_test", "sliding_window": "sliding_window_test"}
+    return {name: (lambda preset=preset: presets.build(preset, 3)) for name, preset in names.items()}
 
 
 def main(argv=None):

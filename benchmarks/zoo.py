@@ -61,44 +61,27 @@ def shapes_detector(name, num_classes, train_boxes_wh=None, backbone="tiny", ima
         backbone: backbone name (``"tiny"``: from scratch in minutes on a CPU).
         image_size: square image side (SSD / YOLO are built for it).
     """
-    from keras_det.cli import DEMO_MODEL
-    from keras_det import models
+    from keras_det import presets
 
     _check(name)
-    size = (image_size, image_size)
-    two_stage = {**DEMO_MODEL, "backbone": backbone}
-    if name == "faster_rcnn":
-        return models.FasterRCNN(num_classes, bounding_box_format=FORMAT, **two_stage)
-    if name == "mask_rcnn":
-        return models.MaskRCNN(num_classes, bounding_box_format=FORMAT, mask_conv_dims=64, **two_stage)
-    if name == "fast_rcnn":
-        rpn = ("anchor_sizes", "aspect_ratios", "rpn_filters") + tuple(k for k in two_stage if k.startswith("rpn_"))
-        return models.FastRCNN(num_classes, bounding_box_format=FORMAT, **{k: v for k, v in two_stage.items() if k not in rpn})
+    options = dict(bounding_box_format=FORMAT, backbone=backbone)
+    if name in ("ssd", "ssdlite", "yolo_v1", "yolo_multiscale"):
+        options["image_size"] = (image_size, image_size)
     if name == "rcnn":
-        # 64-px warps of the 128-px images (the paper warps 227 px of ~500-px
-        # images), 4 px of context (16/227 of the window in the paper).
-        return models.RCNN(num_classes, backbone=backbone, bounding_box_format=FORMAT, warp_size=64, context_padding=4,
-                           finetune_rois_per_image=32, svm_negative_pool=32, bbox_rois_per_image=16,
-                           max_detections=50, inference_chunk=NUM_PROPOSALS)
-    if name in ("ssd", "ssdlite"):
-        return models.SSD(num_classes, backbone=backbone, image_size=size, head=name, extra_filters=128,
-                          bounding_box_format=FORMAT)
-    if name == "yolo_v1":
-        return models.YOLO(num_classes, backbone=backbone, variant="v1", image_size=size, grid_size=7, head_filters=128,
-                           fc_dim=512, bounding_box_format=FORMAT)
+        options["inference_chunk"] = NUM_PROPOSALS
     if name == "yolo_multiscale":
         from keras_det.models.yolo import priors_per_level
         from keras_det.ops.anchors import kmeans_anchors
 
         if train_boxes_wh is None:
             raise ValueError("yolo_multiscale needs `train_boxes_wh` (its k-means priors)")
-        return models.YOLO(num_classes, backbone=backbone, variant="multiscale", image_size=size,
-                           priors=priors_per_level(kmeans_anchors(train_boxes_wh, 9, seed=0)), head_filters=64,
-                           neck_filters=64, bounding_box_format=FORMAT)
-    if name == "sliding_window":
-        return models.SlidingWindowDetector(num_classes, backbone=backbone, feature_tap="C3", window_sizes=(16, 32, 64),
-                                            aspect_ratios=(0.5, 1.0, 2.0), hidden_dim=64, bounding_box_format=FORMAT)
-    return models.ClassifyLocalize(num_classes, backbone=backbone, bounding_box_format=FORMAT)
+        options["priors"] = priors_per_level(kmeans_anchors(train_boxes_wh, 9, seed=0))
+    return presets.build(_preset(name, "cpu"), num_classes, **options)
+
+
+def _preset(name, family):
+    """The `keras_det.presets` name of benchmark detector ``name`` in ``family`` (``cpu``, ``320``)."""
+    return f"{'yolo' if name == 'yolo_multiscale' else name}_{family}"
 
 
 def speed_detector(name, num_classes=91, size=320):
@@ -109,30 +92,13 @@ def speed_detector(name, num_classes=91, size=320):
     sizes, 150 test proposals), the others MobileNetV2 (SSD's and YOLO's
     usual mobile backbone); R-CNN and Fast R-CNN share MobileNetV2.
     """
-    from keras_det import models
+    from keras_det import presets
 
     _check(name)
-    shape = (size, size)
-    mnv3 = dict(backbone="mobilenet_v3_large", feature_tap="C4", anchor_sizes=(32, 64, 128, 256, 512),
-                rpn_pre_nms_topk_test=150, rpn_post_nms_topk_test=150, bounding_box_format=FORMAT)
-    if name == "faster_rcnn":
-        return models.FasterRCNN(num_classes, **mnv3)
-    if name == "mask_rcnn":
-        return models.MaskRCNN(num_classes, **mnv3)
-    if name == "fast_rcnn":
-        return models.FastRCNN(num_classes, backbone="mobilenet_v2", feature_tap="C4", bounding_box_format=FORMAT)
-    if name == "rcnn":
-        return models.RCNN(num_classes, backbone="mobilenet_v2", bounding_box_format=FORMAT, inference_chunk=50)
-    if name in ("ssd", "ssdlite"):
-        return models.SSD(num_classes, backbone="mobilenet_v2", image_size=shape, head=name, bounding_box_format=FORMAT)
-    if name == "yolo_v1":
-        return models.YOLO(num_classes, backbone="mobilenet_v2", variant="v1", image_size=shape, bounding_box_format=FORMAT)
-    if name == "yolo_multiscale":
-        return models.YOLO(num_classes, backbone="mobilenet_v2", variant="multiscale", image_size=shape,
-                           bounding_box_format=FORMAT)
-    if name == "sliding_window":
-        return models.SlidingWindowDetector(num_classes, backbone="mobilenet_v2", bounding_box_format=FORMAT)
-    return models.ClassifyLocalize(num_classes, backbone="mobilenet_v2", bounding_box_format=FORMAT)
+    options = dict(bounding_box_format=FORMAT)
+    if name in ("ssd", "ssdlite", "yolo_v1", "yolo_multiscale"):
+        options["image_size"] = (size, size)
+    return presets.build(_preset(name, "320"), num_classes, **options)
 
 
 # keras-cv's "yolo_v8_xs_backbone" preset config (its weights come from Kaggle,

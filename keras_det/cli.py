@@ -22,24 +22,8 @@ import shutil
 import sys
 import time
 
-# The demo's detector: a Faster R-CNN sized for 128-px `shapes` images on 2 CPU
-# cores. Objects are 8-77 px, so it pools from the stride-8 map (C3) with
-# 4 anchor sizes x 3 ratios; on the paper's stride-16 map AP50 stayed at 0.26
-# after 3 CPU-minutes against 0.63 here.
-DEMO_MODEL = dict(
-    backbone="tiny",
-    feature_tap="C3",
-    anchor_sizes=(12, 24, 48, 96),
-    aspect_ratios=(0.5, 1.0, 2.0),
-    rpn_filters=64,
-    fc_dims=(256, 256),
-    rpn_pre_nms_topk_train=1000,
-    rpn_post_nms_topk_train=300,
-    rpn_pre_nms_topk_test=500,
-    rpn_post_nms_topk_test=100,
-    roi_batch_size_per_image=128,
-    max_detections=50,
-)
+# The demo's and `keras-det train`'s detectors: keras_det.presets "<model>_cpu".
+DEMO_PRESET = "faster_rcnn_cpu"
 
 
 def _verbose():
@@ -79,15 +63,15 @@ def cmd_demo(args):
     import numpy as np
     import tensorflow as tf
 
+    from keras_det import presets
     from keras_det.export import export_saved_model
-    from keras_det.models.faster_rcnn import FasterRCNN
     from keras_det.visualize import draw_detections, save_png
 
     keras.utils.set_random_seed(args.seed)
     size = args.image_size
     _say(f"data: embedded `shapes` set, {args.train_images} training / {args.eval_images} test images of {size}x{size}")
     train, test, info = _shapes_data(size, args.train_images, args.eval_images, args.batch_size, args.seed)
-    model = FasterRCNN(len(info.class_names), bounding_box_format="xyxy", **DEMO_MODEL)
+    model = presets.build(DEMO_PRESET, len(info.class_names), bounding_box_format="xyxy")
     model.image_size = (size, size)
     total_steps = args.epochs * args.steps_per_epoch
     schedule = keras.optimizers.schedules.CosineDecay(args.learning_rate, decay_steps=total_steps, alpha=0.05)
@@ -447,9 +431,15 @@ def _backbone_weights(value):
     return value
 
 
+def _default_anchor_sizes():
+    from keras_det import presets
+
+    return presets.arguments(DEMO_PRESET)["anchor_sizes"]
+
+
 def build_detector(name, num_classes, backbone, image_size, backbone_weights=None, anchor_sizes=None, train_boxes_wh=None,
                    invalid_boxes="raise"):
-    """A CPU-sized detector of the given kind for ``keras-det train``.
+    """The detector of ``keras-det train``: preset ``<name>_cpu`` of `keras_det.presets`.
 
     Args:
         name: one of `DETECTORS`.
@@ -459,35 +449,30 @@ def build_detector(name, num_classes, backbone, image_size, backbone_weights=Non
         backbone_weights: ``"imagenet"``, ``None`` or a ``.h5`` path,
             passed to every model's backbone.
         anchor_sizes: Faster / Mask R-CNN anchor sizes (pixels at ``S``);
-            default `DEMO_MODEL`'s.
+            default the preset's.
         train_boxes_wh: ``[N, 2]`` training box widths / heights at ``S``:
             YOLO's 9 priors are their k-means clusters (``None``: YOLO's
             defaults scaled to ``S``).
         invalid_boxes: ``"raise"`` or ``"drop"`` (the `Detector` argument:
             ground-truth rows with a NaN / inf box or an out-of-range label).
     """
-    from keras_det.models import SSD, YOLO, FasterRCNN, MaskRCNN
+    from keras_det import presets
 
-    two_stage = {k: v for k, v in DEMO_MODEL.items() if k != "backbone"}
-    if anchor_sizes is not None:
-        two_stage["anchor_sizes"] = tuple(float(a) for a in anchor_sizes)
-    size = (image_size, image_size)
-    common = dict(backbone=backbone, backbone_weights=backbone_weights, bounding_box_format="xyxy", invalid_boxes=invalid_boxes)
-    if name == "faster_rcnn":
-        return FasterRCNN(num_classes, **common, **two_stage)
-    if name == "mask_rcnn":
-        return MaskRCNN(num_classes, mask_conv_dims=64, **common, **two_stage)
-    if name == "ssd":
-        return SSD(num_classes, image_size=size, **common)
-    if name == "yolo":
-        priors = None
-        if train_boxes_wh is not None and len(train_boxes_wh) >= 9:
-            from keras_det.models.yolo import priors_per_level
-            from keras_det.ops.anchors import kmeans_anchors
+    if name not in DETECTORS:
+        raise ValueError(f"--model must be one of {DETECTORS}, got {name!r}.")
+    options = dict(backbone=backbone, backbone_weights=backbone_weights, bounding_box_format="xyxy",
+                   invalid_boxes=invalid_boxes)
+    if name in ("faster_rcnn", "mask_rcnn"):
+        if anchor_sizes is not None:
+            options["anchor_sizes"] = tuple(float(a) for a in anchor_sizes)
+    else:
+        options["image_size"] = (image_size, image_size)
+    if name == "yolo" and train_boxes_wh is not None and len(train_boxes_wh) >= 9:
+        from keras_det.models.yolo import priors_per_level
+        from keras_det.ops.anchors import kmeans_anchors
 
-            priors = priors_per_level(kmeans_anchors(train_boxes_wh, 9, seed=0))
-        return YOLO(num_classes, variant="multiscale", image_size=size, priors=priors, **common)
-    raise ValueError(f"--model must be one of {DETECTORS}, got {name!r}.")
+        options["priors"] = priors_per_level(kmeans_anchors(train_boxes_wh, 9, seed=0))
+    return presets.build(f"{name}_cpu", num_classes, **options)
 
 
 DETECTORS = ("faster_rcnn", "mask_rcnn", "ssd", "yolo")
@@ -611,7 +596,7 @@ def cmd_train(args):
     source = _load_init_from(args.init_from) if args.init_from else None
     train, val, info, wh = _detection_data(args, size)
     anchors = args.anchor_sizes
-    k = len(DEMO_MODEL["anchor_sizes"])
+    k = len(_default_anchor_sizes())
     if anchors is None and source is not None and "anchor_sizes" in getattr(source, "config_args", {}):
         anchors = list(source.config_args["anchor_sizes"])  # the RPN learnt these
         _say(f"anchor sizes of {args.init_from}: {anchors} (--anchor-sizes overrides)")
@@ -620,7 +605,7 @@ def cmd_train(args):
             anchors = [round(float(a), 1) for a in kmeans_anchor_sizes(wh, k, seed=0)]
             _say(f"anchor sizes from k-means on {len(wh)} training boxes at {size}x{size}: {anchors} (--anchor-sizes overrides)")
         else:
-            _say(f"only {len(wh)} training boxes: default anchor sizes {DEMO_MODEL['anchor_sizes']}")
+            _say(f"only {len(wh)} training boxes: default anchor sizes {_default_anchor_sizes()}")
     augment = None if args.no_augment else data.default_augmentation(size, "xyxy", seed=args.seed)
     batches = data.pipeline(
         train, args.batch_size, augment=augment, image_size=(size, size), bounding_box_format="xyxy",
@@ -932,8 +917,8 @@ def build_parser():
     da.add_argument("source", help="'shapes', a COCO/VOC/LabelImg/YOLO folder, a COCO .json, or a TFDS name")
     da.add_argument("--image-size", type=int, default=128,
                     help="measure boxes after resizing to SxS as training does (default 128, train's default)")
-    da.add_argument("--num-anchors", type=int, default=len(DEMO_MODEL["anchor_sizes"]),
-                    help=f"k of the k-means anchor sizes (default {len(DEMO_MODEL['anchor_sizes'])}, the CLI detector's); 0: none")
+    da.add_argument("--num-anchors", type=int, default=len(_default_anchor_sizes()),
+                    help=f"k of the k-means anchor sizes (default {len(_default_anchor_sizes())}, the CLI detector's); 0: none")
     da.add_argument("--output", help="also write the description as JSON")
     _add_split_flags(da)
     da.set_defaults(func=cmd_data)

@@ -29,11 +29,11 @@ SIZE = 64
 @pytest.fixture(scope="module")
 def env(tmp_path_factory):
     """A SavedModel and a .keras file of an untrained tiny Faster R-CNN, a VOC folder and some files."""
+    from keras_det import presets
     from keras_det.export import export_saved_model
-    from keras_det.models import FasterRCNN
 
     root = tmp_path_factory.mktemp("fuzz_cli")
-    model = FasterRCNN(5, backbone="tiny", bounding_box_format="xyxy", **{k: v for k, v in cli.DEMO_MODEL.items() if k != "backbone"})
+    model = presets.build(cli.DEMO_PRESET, 5, bounding_box_format="xyxy")
     model(tf.zeros((1, SIZE, SIZE, 3)))
     model.save(str(root / "model.keras"))
     saved = export_saved_model(model, str(root / "saved"), image_size=(SIZE, SIZE))

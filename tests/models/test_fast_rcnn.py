@@ -3,11 +3,12 @@ import numpy as np
 import pytest
 import tensorflow as tf
 
+from keras_det import presets
 from keras_det.models.fast_rcnn import FastRCNN, gather_class_deltas, select_sampled
 
 from .synthetic import rectangles
 
-SMALL = dict(backbone="tiny", fc_dims=(64, 64), roi_batch_size_per_image=32, max_detections=10)
+SMALL = presets.arguments("fast_rcnn_test")  # the smallest configuration that exercises every path
 
 
 def _with_proposals(batch, per_image=40, seed=0):

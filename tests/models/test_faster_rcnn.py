@@ -3,23 +3,13 @@ import numpy as np
 import pytest
 import tensorflow as tf
 
+from keras_det import presets
 from keras_det.layers.rpn import ProposalGenerator
 from keras_det.models.faster_rcnn import FasterRCNN
 
 from .synthetic import rectangles, dataset as _dataset
 
-SMALL = dict(
-    backbone="tiny",
-    anchor_sizes=(16, 32, 64),
-    rpn_filters=32,
-    fc_dims=(64, 64),
-    rpn_pre_nms_topk_train=200,
-    rpn_post_nms_topk_train=64,
-    rpn_pre_nms_topk_test=200,
-    rpn_post_nms_topk_test=32,
-    roi_batch_size_per_image=32,
-    max_detections=20,
-)
+SMALL = presets.arguments("faster_rcnn_test")  # the smallest configuration that exercises every path
 
 
 def test_proposal_generator_hand_made():

@@ -3,15 +3,13 @@ import numpy as np
 import pytest
 import tensorflow as tf
 
+from keras_det import presets
 from keras_det.models.rcnn import RCNN, WarpRegions, context_boxes
 
 from .synthetic import rectangles
 from .test_fast_rcnn import _with_proposals
 
-SMALL = dict(
-    backbone="tiny", warp_size=48, context_padding=4, finetune_rois_per_image=12, svm_negative_pool=12,
-    bbox_rois_per_image=6, max_detections=10, inference_chunk=32,
-)
+SMALL = presets.arguments("rcnn_test")  # the smallest configuration that exercises every path
 
 
 def test_context_padding_geometry():

@@ -3,13 +3,13 @@ import numpy as np
 import pytest
 import tensorflow as tf
 
+from keras_det import presets
 from keras_det.models.sliding_window import SlidingWindowDetector, WindowClassifier, count_windows, window_shapes
 from keras_det.ops import boxes as box_ops
 
 from .synthetic import rectangles, dataset as _dataset, check_prediction_contract as _check_contract
 
-SMALL = dict(backbone="tiny", feature_tap="C4", window_sizes=(24, 48), aspect_ratios=(0.5, 1.0, 2.0), hidden_dim=32,
-             batch_size_per_image=64, max_detections=20, allow_low_quality_matches=True)
+SMALL = presets.arguments("sliding_window_test")  # the smallest configuration that exercises every path
 
 
 def test_count_windows_hand_computed():

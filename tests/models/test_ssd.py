@@ -5,11 +5,12 @@ import numpy as np
 import pytest
 import tensorflow as tf
 
+from keras_det import presets
 from keras_det.models.ssd import SSD, default_aspect_ratios
 
 from .synthetic import rectangles, dataset as _dataset, check_prediction_contract as _check_contract
 
-SMALL = dict(backbone="tiny", image_size=(128, 128), extra_filters=64, max_detections=20)
+SMALL = presets.arguments("ssd_test")  # the smallest configuration that exercises every path
 
 
 def test_ssd300_default_box_count():

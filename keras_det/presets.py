@@ -1,0 +1,152 @@
+"""Named detector configurations: the one place detector settings are spelled.
+
+The CLI (``keras-det train``, ``keras-det demo``), the benchmarks and the tests
+build their detectors from these presets, so a setting changed here changes
+everywhere at once::
+
+    from keras_det import presets
+
+    model = presets.build("faster_rcnn_cpu", num_classes=3, bounding_box_format="xyxy")
+    presets.arguments("ssd_test")          # the constructor arguments, a fresh dict
+    presets.names()                        # every preset name
+
+Three families, by purpose:
+
+* ``*_cpu``: sized to train in CPU minutes on small images (the embedded
+  128-px ``shapes`` set, BCCD at 160–320 px) with the ``tiny`` backbone — what
+  the demo, ``keras-det train`` and the accuracy benchmarks use.
+* ``*_320``: the ImageNet-class configurations of the 320×320 speed comparison
+  against torchvision / keras-cv (``benchmarks/peers.py``).
+* ``*_test``: the smallest configurations that still exercise every code path
+  (the unit tests and the serving benchmark's toy sizes).
+
+A preset holds no ``num_classes`` (every dataset has its own) and no
+``bounding_box_format`` (the caller's data decides); ``build`` takes both.
+"""
+
+import copy
+
+# The demo's detector: a Faster R-CNN sized for 128-px `shapes` images on 2 CPU
+# cores. Objects are 8-77 px, so it pools from the stride-8 map (C3) with
+# 4 anchor sizes x 3 ratios; on the paper's stride-16 map AP50 stayed at 0.26
+# after 3 CPU-minutes against 0.63 here.
+_TWO_STAGE_CPU = dict(
+    backbone="tiny",
+    feature_tap="C3",
+    anchor_sizes=(12, 24, 48, 96),
+    aspect_ratios=(0.5, 1.0, 2.0),
+    rpn_filters=64,
+    fc_dims=(256, 256),
+    rpn_pre_nms_topk_train=1000,
+    rpn_post_nms_topk_train=300,
+    rpn_pre_nms_topk_test=500,
+    rpn_post_nms_topk_test=100,
+    roi_batch_size_per_image=128,
+    max_detections=50,
+)
+# The RPN's settings, which Fast R-CNN (precomputed proposals) does not take.
+_RPN_KEYS = ("anchor_sizes", "aspect_ratios", "rpn_filters", "rpn_pre_nms_topk_train", "rpn_post_nms_topk_train",
+             "rpn_pre_nms_topk_test", "rpn_post_nms_topk_test")
+# torchvision's fasterrcnn_mobilenet_v3_large_320_fpn: MobileNetV3-Large,
+# 5 anchor sizes, 150 test proposals.
+_MNV3_320 = dict(backbone="mobilenet_v3_large", feature_tap="C4", anchor_sizes=(32, 64, 128, 256, 512),
+                 rpn_pre_nms_topk_test=150, rpn_post_nms_topk_test=150)
+_TWO_STAGE_TEST = dict(
+    backbone="tiny",
+    anchor_sizes=(16, 32, 64),
+    rpn_filters=32,
+    fc_dims=(64, 64),
+    rpn_pre_nms_topk_train=200,
+    rpn_post_nms_topk_train=64,
+    rpn_pre_nms_topk_test=200,
+    rpn_post_nms_topk_test=32,
+    roi_batch_size_per_image=32,
+    max_detections=20,
+)
+
+# name -> (model class name in keras_det.models, constructor arguments)
+PRESETS = {
+    # -- CPU-sized: demo, keras-det train, accuracy benchmarks ----------------
+    "faster_rcnn_cpu": ("FasterRCNN", _TWO_STAGE_CPU),
+    "mask_rcnn_cpu": ("MaskRCNN", {**_TWO_STAGE_CPU, "mask_conv_dims": 64}),
+    "fast_rcnn_cpu": ("FastRCNN", {k: v for k, v in _TWO_STAGE_CPU.items() if k not in _RPN_KEYS}),
+    # 64-px warps of the 128-px images (the paper warps 227 px of ~500-px
+    # images), 4 px of context (16/227 of the window in the paper).
+    "rcnn_cpu": ("RCNN", dict(backbone="tiny", warp_size=64, context_padding=4, finetune_rois_per_image=32,
+                              svm_negative_pool=32, bbox_rois_per_image=16, max_detections=50)),
+    "ssd_cpu": ("SSD", dict(backbone="tiny", head="ssd", extra_filters=128)),
+    "ssdlite_cpu": ("SSD", dict(backbone="tiny", head="ssdlite", extra_filters=128)),
+    "yolo_v1_cpu": ("YOLO", dict(backbone="tiny", variant="v1", grid_size=7, head_filters=128, fc_dim=512)),
+    "yolo_cpu": ("YOLO", dict(backbone="tiny", variant="multiscale", head_filters=64, neck_filters=64)),
+    "sliding_window_cpu": ("SlidingWindowDetector", dict(backbone="tiny", feature_tap="C3", window_sizes=(16, 32, 64),
+                                                         aspect_ratios=(0.5, 1.0, 2.0), hidden_dim=64)),
+    "classify_localize_cpu": ("ClassifyLocalize", dict(backbone="tiny")),
+    # -- 320x320 speed comparison (ImageNet-class backbones) -------------------
+    "faster_rcnn_320": ("FasterRCNN", _MNV3_320),
+    "mask_rcnn_320": ("MaskRCNN", _MNV3_320),
+    "fast_rcnn_320": ("FastRCNN", dict(backbone="mobilenet_v2", feature_tap="C4")),
+    "rcnn_320": ("RCNN", dict(backbone="mobilenet_v2", inference_chunk=50)),
+    "ssd_320": ("SSD", dict(backbone="mobilenet_v2", head="ssd")),
+    "ssdlite_320": ("SSD", dict(backbone="mobilenet_v2", head="ssdlite")),
+    "yolo_v1_320": ("YOLO", dict(backbone="mobilenet_v2", variant="v1")),
+    "yolo_320": ("YOLO", dict(backbone="mobilenet_v2", variant="multiscale")),
+    "sliding_window_320": ("SlidingWindowDetector", dict(backbone="mobilenet_v2")),
+    "classify_localize_320": ("ClassifyLocalize", dict(backbone="mobilenet_v2")),
+    # -- the smallest that exercise every path: tests, toy benchmarks ----------
+    "faster_rcnn_test": ("FasterRCNN", _TWO_STAGE_TEST),
+    "mask_rcnn_test": ("MaskRCNN", {**_TWO_STAGE_TEST, "mask_conv_dims": 16, "mask_num_convs": 2}),
+    "fast_rcnn_test": ("FastRCNN", dict(backbone="tiny", fc_dims=(64, 64), roi_batch_size_per_image=32,
+                                        max_detections=10)),
+    "rcnn_test": ("RCNN", dict(backbone="tiny", warp_size=48, context_padding=4, finetune_rois_per_image=12,
+                               svm_negative_pool=12, bbox_rois_per_image=6, max_detections=10, inference_chunk=32)),
+    "ssd_test": ("SSD", dict(backbone="tiny", image_size=(128, 128), extra_filters=64, max_detections=20)),
+    "yolo_v1_test": ("YOLO", dict(backbone="tiny", variant="v1", image_size=(128, 128), grid_size=4, head_filters=32,
+                                  fc_dim=64, dropout=0.0, max_detections=20)),
+    "yolo_test": ("YOLO", dict(backbone="tiny", variant="multiscale", image_size=(128, 128), head_filters=32,
+                               neck_filters=32, max_detections=20,
+                               priors=(((8, 8), (16, 16), (12, 20)), ((24, 24), (32, 32), (28, 40)),
+                                       ((48, 48), (64, 64), (100, 100))))),
+    "sliding_window_test": ("SlidingWindowDetector", dict(backbone="tiny", feature_tap="C4", window_sizes=(24, 48),
+                                                          aspect_ratios=(0.5, 1.0, 2.0), hidden_dim=32,
+                                                          batch_size_per_image=64, max_detections=20,
+                                                          allow_low_quality_matches=True)),
+}
+
+
+def names():
+    """Every preset name, sorted."""
+    return sorted(PRESETS)
+
+
+def _get(name):
+    if name not in PRESETS:
+        raise ValueError(f"unknown preset {name!r}; expected one of {names()}")
+    return PRESETS[name]
+
+
+def model_class(name):
+    """The ``keras_det.models`` class that preset ``name`` builds."""
+    from keras_det import models
+
+    return getattr(models, _get(name)[0])
+
+
+def arguments(name, **overrides):
+    """The constructor arguments of preset ``name`` (a fresh dict), with ``overrides`` applied."""
+    return {**copy.deepcopy(_get(name)[1]), **overrides}
+
+
+def build(name, num_classes, **overrides):
+    """Builds preset ``name`` for ``num_classes`` object classes.
+
+    Args:
+        name: a preset name (see `names`).
+        num_classes: object classes (background excluded).
+        **overrides: constructor arguments that replace or add to the
+            preset's (``bounding_box_format``, ``image_size`` for SSD / YOLO,
+            ``backbone``, ``backbone_weights``, ``anchor_sizes``, ...).
+
+    Returns:
+        The (unbuilt) keras_det detector.
+    """
+    return model_class(name)(num_classes, **arguments(name, **overrides))
