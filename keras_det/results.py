@@ -16,12 +16,12 @@ ground-truth dict (``keras_det.data.to_coco`` of a split) by ``file_name``
 This module needs NumPy only (no TensorFlow): Beam workers import it.
 """
 
-import math
 import re
 
 import numpy as np
 
 from keras_det.identity import normalize_file_name
+from keras_det.metrics.coco_io import check_result
 
 STAT_KEYS = ("AP", "AP50", "AP75", "APs", "APm", "APl", "AR1", "AR10", "AR100", "ARs", "ARm", "ARl")
 
@@ -107,31 +107,6 @@ def serving_results(outputs, index, height, width, image_id, file_name=None):
         "classes": np.asarray(outputs["detection_classes"][index, :n]).astype(np.int64),
     }
     return to_results(prediction)
-
-
-def _finite_numbers(values, count):
-    if not isinstance(values, (list, tuple)) or len(values) != count:
-        return False
-    try:
-        return all(not isinstance(v, bool) and math.isfinite(float(v)) for v in values)
-    except (TypeError, ValueError):
-        return False
-
-
-def check_result(entry):
-    """``None`` if ``entry`` is a well-formed COCO box result, else the reason (one line)."""
-    if not isinstance(entry, dict):
-        return f"is not a JSON object: {entry!r:.80}"
-    for key in ("image_id", "category_id", "bbox", "score"):
-        if key not in entry:
-            return f"has no {key!r} field"
-    if not _finite_numbers(entry["bbox"], 4):
-        return f"has a bbox that is not 4 finite numbers: {entry['bbox']!r:.80}"
-    if entry["bbox"][2] < 0 or entry["bbox"][3] < 0:
-        return f"has a bbox with negative width or height (bbox is [x, y, w, h]): {entry['bbox']!r}"
-    if not _finite_numbers([entry["score"]], 1):
-        return f"has a score that is not a finite number: {entry['score']!r:.80}"
-    return None
 
 
 def join_results(ground_truth, results, source="the results"):

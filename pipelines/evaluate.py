@@ -41,8 +41,6 @@ Output directory: ``metrics.json`` (the metric dict), ``summary.json``
 
 import argparse
 import json
-import math
-
 import apache_beam as beam
 from apache_beam.io import fileio
 from apache_beam.io.filesystems import FileSystems
@@ -149,35 +147,6 @@ def rekey_by_file_name(keyed, file_names):
 # -- detections -------------------------------------------------------------------
 
 
-def _check_detection(det):
-    """``None`` if ``det`` is a well-formed COCO box result, else the reason."""
-    if not isinstance(det, dict):
-        return f"not a JSON object: {det!r:.200}"
-    for field in ("image_id", "category_id", "bbox", "score"):
-        if field not in det:
-            return f"no {field!r} field"
-    box = det["bbox"]
-    if not isinstance(box, (list, tuple)) or len(box) != 4:
-        return f"bbox is not 4 numbers: {box!r:.200}"
-    number = lambda v: isinstance(v, (int, float)) and not isinstance(v, bool)  # noqa: E731
-    if not all(number(v) for v in box):
-        return f"bbox is not 4 numbers: {box!r:.200}"
-    if not number(det["score"]):
-        return f"score is not a number: {det['score']!r:.100}"
-    box = [float(v) for v in box]
-    if not math.isfinite(float(det["score"])):
-        return f"score is not finite: {det['score']!r}"
-    if not all(math.isfinite(v) for v in box):
-        return f"bbox has a NaN or infinite value: {box}"
-    if isinstance(det["image_id"], bool) or isinstance(det["category_id"], bool):
-        return "image_id / category_id must be a number or a string, not a boolean"
-    if box[2] < 0 or box[3] < 0:
-        return f"bbox has negative width or height (bbox is [x, y, w, h]): {box}"
-    if isinstance(det["image_id"], (list, dict)) or isinstance(det["category_id"], (list, dict)):
-        return "image_id / category_id must be a number or a string"
-    return None
-
-
 class _ReadDetections(beam.DoFn):
     """A matched results file → ``(image_id, (position, detection))``; bad entries → dead letters.
 
@@ -190,6 +159,8 @@ class _ReadDetections(beam.DoFn):
         self.invalid = Metrics.counter(common.NAMESPACE, "detections_invalid")
 
     def process(self, readable):
+        from keras_det.metrics.coco_io import check_result
+
         path = readable.metadata.path
         try:
             text = readable.read().decode("utf-8")
@@ -217,7 +188,7 @@ class _ReadDetections(beam.DoFn):
                 except ValueError as error:
                     entries.append((i, line, f"line {i + 1} is not valid JSON: {error}"))
         for i, det, reason in entries:
-            reason = reason or _check_detection(det)
+            reason = reason or check_result(det)
             source = f"{path}:{i}"
             if reason:
                 self.invalid.inc()

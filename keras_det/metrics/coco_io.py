@@ -7,9 +7,90 @@ the problem. pycocotools is not imported here.
 """
 
 import json
+import math
 import os
 
 import numpy as np
+
+IOU_TYPES = ("bbox", "segm", "keypoints")
+# The field that carries the prediction of each evaluation type.
+RESULT_FIELD = {"bbox": "bbox", "segm": "segmentation", "keypoints": "keypoints"}
+
+
+def check_iou_type(iou_type):
+    """``iou_type`` if it is one of `IOU_TYPES`, else a ValueError naming it."""
+    if iou_type not in IOU_TYPES:
+        raise ValueError(f"iou_type must be one of {', '.join(IOU_TYPES)}, got {iou_type!r}.")
+    return iou_type
+
+
+def _number(value):
+    return isinstance(value, (int, float, np.integer, np.floating)) and not isinstance(value, (bool, np.bool_))
+
+
+def _bbox_reason(box):
+    if not isinstance(box, (list, tuple)) or len(box) != 4 or not all(_number(v) for v in box):
+        return f"has a bbox that is not 4 numbers: {box!r:.80}"
+    box = [float(v) for v in box]
+    if not all(math.isfinite(v) for v in box):
+        return f"has a bbox with a NaN or infinite value: {box}"
+    if box[2] < 0 or box[3] < 0:
+        return f"has a bbox with negative width or height (bbox is [x, y, w, h]): {box}"
+    return None
+
+
+def check_result(entry, iou_type="bbox"):
+    """``None`` if ``entry`` is a well-formed COCO result record, else the reason.
+
+    The one check of a result record, used by `load_coco_results`,
+    `keras_det.results.join_results` (``keras-det evaluate``) and the Beam
+    evaluation (``pipelines.evaluate``, whose dead letters carry the reason).
+
+    Args:
+        entry: one decoded JSON value of a results file.
+        iou_type: ``"bbox"`` (needs ``bbox`` ``[x, y, w, h]``), ``"segm"``
+            (needs ``segmentation``: an RLE ``{"size": [h, w], "counts"}``
+            or a list of polygons) or ``"keypoints"`` (needs ``keypoints``:
+            ``[x1, y1, v1, x2, ...]``). Every type needs ``image_id``,
+            ``category_id`` and ``score``; a ``bbox``, where present, must be
+            valid whatever the type.
+
+    Returns:
+        ``None``, or one line that reads after ``"results entry 3 "``
+        (e.g. ``"has no 'score' field"``).
+    """
+    if not isinstance(entry, dict):
+        return f"is not a JSON object: {entry!r:.80}"
+    field = RESULT_FIELD[check_iou_type(iou_type)]
+    for key in ("image_id", "category_id", field, "score"):
+        if key not in entry:
+            return f"has no {key!r} field"
+    ids = (entry["image_id"], entry["category_id"])
+    if any(isinstance(v, (bool, np.bool_)) for v in ids):
+        return "has an image_id or category_id that is a boolean (it must be a number or a string, not a boolean)"
+    if any(isinstance(v, (list, dict)) for v in ids):
+        return "has an image_id or category_id that is a list or an object (it must be a number or a string)"
+    if "bbox" in entry:
+        reason = _bbox_reason(entry["bbox"])
+        if reason:
+            return reason
+    if iou_type == "segm":
+        from keras_det.metrics.masks import segmentation_reason
+
+        reason = segmentation_reason(entry["segmentation"])
+        if reason:
+            return f"has a segmentation that {reason}"
+    elif iou_type == "keypoints":
+        from keras_det.metrics.keypoints import keypoints_reason
+
+        reason = keypoints_reason(entry["keypoints"])
+        if reason:
+            return f"has keypoints that {reason}"
+    if not _number(entry["score"]):
+        return f"has a non-numeric score: {entry['score']!r:.80}"
+    if not math.isfinite(float(entry["score"])):
+        return f"has a score that is not finite: {entry['score']!r}"
+    return None
 
 def _load_json(source, what):
     if isinstance(source, (str, os.PathLike)):
@@ -131,14 +212,83 @@ def load_coco_ground_truth(source):
     }
 
 
-def load_coco_results(source, ground_truth=None, ground_truth_path="the ground truth"):
-    """Reads a COCO box results file (list of ``{image_id, category_id, bbox, score}``).
+def _first_bad_entry(data, path, iou_type):
+    """The ValueError of the first entry `check_result` rejects (the slow path of a bad file)."""
+    for i, entry in enumerate(data):
+        reason = check_result(entry, iou_type)
+        if reason:
+            return ValueError(f"{path}: results entry {i} {reason}.")
+    return ValueError(f"{path}: malformed results entries.")  # pragma: no cover
+
+
+def _number_type(t):
+    return issubclass(t, (int, float, np.integer, np.floating)) and not issubclass(t, (bool, np.bool_))
+
+
+def _all_numbers(values):
+    """Whether every value is a number (not a boolean): one pass over the types."""
+    return all(_number_type(t) for t in set(map(type, values)))
+
+
+def _all_ids(values):
+    return all(_number_type(t) or issubclass(t, str) for t in set(map(type, values)))
+
+
+def _result_columns(data, iou_type):
+    """Columns of a results list when every entry passes `check_result`, else ``None``.
+
+    Vectorised (a few passes over Python lists, no per-entry calls); the
+    caller falls back to `check_result` entry by entry to name a bad entry.
+    """
+    field = RESULT_FIELD[iou_type]
+    try:
+        cols = {f: [e[f] for e in data] for f in ("image_id", "category_id", field, "score")}
+        if not _all_numbers(cols["score"]):
+            return None
+        if not (_all_ids(cols["image_id"]) and _all_ids(cols["category_id"])):
+            return None
+        score = np.array(cols["score"], dtype=np.float64).reshape(-1)
+        if not np.all(np.isfinite(score)):
+            return None
+        has_box = [("bbox" in e) for e in data] if iou_type != "bbox" else None
+        boxes = cols["bbox"] if iou_type == "bbox" else [e["bbox"] for e in data if "bbox" in e]
+        if boxes:
+            if not set(map(type, boxes)) <= {list, tuple}:
+                return None
+            bbox = np.array(boxes, dtype=np.float64)
+            if bbox.ndim != 2 or bbox.shape[1] != 4:
+                return None
+            if not _all_numbers(v for b in boxes for v in b):
+                return None
+            if not np.all(np.isfinite(bbox)) or np.any(bbox[:, 2:] < 0):
+                return None
+        else:
+            bbox = np.zeros((0, 4), np.float64)
+    except (KeyError, TypeError, ValueError, IndexError):
+        return None
+    out = {"image_id": np.asarray(cols["image_id"]), "category_id": np.asarray(cols["category_id"]),
+           "score": score, "bbox": bbox}
+    if field != "bbox":
+        out[field] = cols[field]
+    if has_box is not None:
+        out["has_bbox"] = np.asarray(has_box, bool).reshape(-1)
+    return out
+
+
+def load_coco_results(source, ground_truth=None, ground_truth_path="the ground truth",
+                      iou_type="bbox"):
+    """Reads a COCO results file (a list of ``{image_id, category_id, bbox, score}``).
+
+    Every entry must pass `check_result` (the same check as
+    ``keras-det evaluate`` and the Beam evaluation); the first that does not
+    is named in the error.
 
     Args:
         source: path to the results JSON (or the already-loaded list).
         ground_truth: optional output of :func:`load_coco_ground_truth` to
             check image and category ids against.
         ground_truth_path: name used in error messages.
+        iou_type: ``"bbox"`` (the default).
 
     Returns:
         dict with ``image_id [D]``, ``category_id [D]``, ``bbox [D, 4]`` xywh,
@@ -146,37 +296,21 @@ def load_coco_results(source, ground_truth=None, ground_truth_path="the ground t
 
     Raises:
         ValueError: naming the file and entry: not a list, missing fields,
-            a bbox that is not 4 numbers or has negative width/height, an
-            unknown image id or category id.
+            a bbox that is not 4 finite numbers or has negative width/height,
+            a score that is not a finite number, an unknown image id or
+            category id.
     """
+    check_iou_type(iou_type)
     data, path = _load_json(source, "results")
     if not isinstance(data, list):
         raise ValueError(
             f"{path}: a COCO results file must be a JSON list of detections, "
             f"got {type(data).__name__}."
         )
-    cols = _field_arrays(data, ["image_id", "category_id", "bbox", "score"], path, "results")
-    bbox = _bbox_array(cols["bbox"], path, "results")
-    try:
-        score = np.array(cols["score"], dtype=np.float64).reshape(-1)
-    except (TypeError, ValueError):
-        for i, s in enumerate(cols["score"]):
-            try:
-                float(s)
-            except (TypeError, ValueError):
-                raise ValueError(
-                    f"{path}: results entry {i} has a non-numeric score {s!r}."
-                ) from None
-        raise
-    neg = (bbox[:, 2] < 0) | (bbox[:, 3] < 0)
-    if np.any(neg):
-        i = _first_bad(neg)
-        raise ValueError(
-            f"{path}: results entry {i} has a bbox with negative width or height "
-            f"(bbox is [x, y, w, h]): {data[i]['bbox']!r}."
-        )
-    img = np.asarray(cols["image_id"])
-    cat = np.asarray(cols["category_id"])
+    cols = _result_columns(data, iou_type)
+    if cols is None:
+        raise _first_bad_entry(data, path, iou_type)
+    img, cat = cols["image_id"], cols["category_id"]
     if ground_truth is not None and len(data):
         bad = ~np.isin(img, ground_truth["image_ids"])
         if np.any(bad):
@@ -192,4 +326,5 @@ def load_coco_results(source, ground_truth=None, ground_truth_path="the ground t
                 f"{path}: results entry {i} has category_id {data[i]['category_id']!r}, which is "
                 f"not a category of {ground_truth_path}."
             )
-    return {"image_id": img, "category_id": cat, "bbox": bbox, "score": score}
+    return {"image_id": img, "category_id": cat, "bbox": cols["bbox"].reshape(-1, 4),
+            "score": cols["score"]}
