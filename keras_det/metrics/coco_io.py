@@ -145,23 +145,59 @@ def _first_bad(mask):
     return int(np.flatnonzero(mask)[0])
 
 
-def load_coco_ground_truth(source):
+def _image_sizes(data, image_ids_u, path):
+    """``(heights, widths)`` int64 aligned with the sorted image ids (-1 where not given)."""
+    h = np.full(image_ids_u.shape, -1, np.int64)
+    w = np.full(image_ids_u.shape, -1, np.int64)
+    for image in data["images"]:
+        if "height" in image and "width" in image:
+            i = int(np.searchsorted(image_ids_u, image["id"]))
+            h[i], w[i] = int(image["height"]), int(image["width"])
+    return h, w
+
+
+def _segmentations(segs, heights, widths, labels, path, kind):
+    """COCO segmentations → `MaskSet`; image sizes needed for polygons and uncompressed RLE."""
+    from keras_det.metrics import masks
+
+    for j, seg in enumerate(segs):
+        needs_size = not (isinstance(seg, dict) and isinstance(seg.get("counts"), (str, bytes)))
+        if needs_size and (heights[j] < 0 or widths[j] < 0):
+            raise ValueError(
+                f"{path}: {kind} entry {labels[j]} has a polygon or uncompressed RLE segmentation but its "
+                "image has no 'height' / 'width'."
+            )
+    return masks.masks_from_segmentations(segs, heights, widths, what=f"{path}: {kind} entry",
+                                          labels=labels)
+
+
+def load_coco_ground_truth(source, iou_type="bbox"):
     """Reads a COCO ground-truth file into arrays.
 
     Args:
         source: path to a COCO instances JSON (or the already-loaded dict).
+        iou_type: ``"bbox"`` (default), ``"segm"`` (reads ``segmentation``:
+            polygons, RLE or uncompressed RLE; images need ``height`` /
+            ``width`` for polygons and uncompressed RLE; ``bbox`` optional)
+            or ``"keypoints"`` (reads ``keypoints`` ``[x1, y1, v1, ...]`` and
+            ``num_keypoints``, default the number with ``v > 0``).
 
     Returns:
         dict with ``image_ids [N]``, ``category_ids [K]`` (sorted, from
         ``categories`` or, without that list, from the annotations), and per
         annotation (only those whose image and category are listed, as
         pycocotools): ``image_id``, ``category_id``, ``bbox [G, 4]`` xywh,
-        ``area`` (``w * h`` when absent), ``iscrowd`` (bool, default False),
-        ``id``.
+        ``area`` (``w * h`` when absent; the mask area for segm),
+        ``iscrowd`` (bool, default False), ``id``; ``heights`` / ``widths``
+        ``[N]`` the image sizes (-1 where not given) and ``iou_type``; segm
+        adds ``segmentation`` (a `keras_det.metrics.masks.MaskSet`),
+        keypoints ``keypoints [G, P, 3]`` and ``ignore`` (``num_keypoints
+        == 0``, pycocotools' ignore of such ground truth).
 
     Raises:
         ValueError: naming the file and entry for malformed input.
     """
+    check_iou_type(iou_type)
     data, path = _load_json(source, "ground-truth")
     if not isinstance(data, dict) or not isinstance(data.get("images"), list):
         raise ValueError(
@@ -172,7 +208,11 @@ def load_coco_ground_truth(source):
     anns = data.get("annotations", [])
     if not isinstance(anns, list):
         raise ValueError(f"{path}: 'annotations' must be a list.")
-    cols = _field_arrays(anns, ["image_id", "category_id", "bbox"], path, "annotations")
+    fields = ["image_id", "category_id"] + (["bbox"] if iou_type != "segm" else [])
+    fields += {"bbox": [], "segm": ["segmentation"], "keypoints": ["keypoints"]}[iou_type]
+    cols = _field_arrays(anns, fields, path, "annotations")
+    if iou_type == "segm":
+        cols["bbox"] = [a.get("bbox", [0, 0, 0, 0]) for a in anns]
     bbox = _bbox_array(cols["bbox"], path, "annotations")
     ann_img = np.asarray(cols["image_id"])
     ann_cat = np.asarray(cols["category_id"])
@@ -183,8 +223,6 @@ def load_coco_ground_truth(source):
     else:
         cat_ids = ann_cat
     area = np.array([a.get("area", np.nan) for a in anns], dtype=np.float64).reshape(-1)
-    missing = np.isnan(area)
-    area[missing] = bbox[missing, 2] * bbox[missing, 3]
     iscrowd = np.array([bool(a.get("iscrowd", 0)) for a in anns], dtype=bool).reshape(-1)
     ann_ids = [a.get("id", i + 1) for i, a in enumerate(anns)]
     ids_arr = np.asarray(ann_ids)
@@ -200,7 +238,9 @@ def load_coco_ground_truth(source):
     image_ids_u = np.unique(image_ids)
     cat_ids_u = np.unique(cat_ids)
     keep = np.isin(ann_img, image_ids_u) & np.isin(ann_cat, cat_ids_u)
-    return {
+    heights, widths = _image_sizes(data, image_ids_u, path)
+    kept = np.flatnonzero(keep)
+    out = {
         "image_ids": image_ids_u,
         "category_ids": cat_ids_u,
         "image_id": ann_img[keep],
@@ -209,7 +249,33 @@ def load_coco_ground_truth(source):
         "area": area[keep],
         "iscrowd": iscrowd[keep],
         "id": ids_arr[keep] if ids_arr.size else ids_arr,
+        "heights": heights,
+        "widths": widths,
+        "iou_type": iou_type,
     }
+    missing = np.isnan(out["area"])
+    if iou_type == "segm":
+        pos = np.searchsorted(image_ids_u, out["image_id"])
+        ms = _segmentations([cols["segmentation"][i] for i in kept], heights[pos], widths[pos],
+                            kept.tolist(), path, "annotation")
+        out["segmentation"] = ms
+        out["area"][missing] = ms.areas[missing]
+    else:
+        out["area"][missing] = out["bbox"][missing, 2] * out["bbox"][missing, 3]
+    if iou_type == "keypoints":
+        kps = [cols["keypoints"][i] for i in kept]
+        from keras_det.metrics.keypoints import keypoints_reason
+
+        lengths = {len(k) if isinstance(k, (list, tuple)) else -1 for k in kps}
+        for j, k in enumerate(kps):
+            reason = keypoints_reason(k) or (None if len(lengths) == 1 else "differ in number from the others")
+            if reason:
+                raise ValueError(f"{path}: annotation entry {kept[j]} has keypoints that {reason}.")
+        arr = np.asarray(kps, np.float64).reshape(len(kps), -1, 3)
+        num = np.array([anns[i].get("num_keypoints", -1) for i in kept], np.float64).reshape(-1)
+        num = np.where(num < 0, (arr[:, :, 2] > 0).sum(1), num)
+        out["keypoints"], out["ignore"] = arr, num == 0
+    return out
 
 
 def _first_bad_entry(data, path, iou_type):
@@ -251,7 +317,7 @@ def _result_columns(data, iou_type):
         if not np.all(np.isfinite(score)):
             return None
         has_box = [("bbox" in e) for e in data] if iou_type != "bbox" else None
-        boxes = cols["bbox"] if iou_type == "bbox" else [e["bbox"] for e in data if "bbox" in e]
+        boxes = cols["bbox"] if iou_type == "bbox" else [e.get("bbox", [0, 0, 0, 0]) for e in data]
         if boxes:
             if not set(map(type, boxes)) <= {list, tuple}:
                 return None
@@ -288,11 +354,20 @@ def load_coco_results(source, ground_truth=None, ground_truth_path="the ground t
         ground_truth: optional output of :func:`load_coco_ground_truth` to
             check image and category ids against.
         ground_truth_path: name used in error messages.
-        iou_type: ``"bbox"`` (the default).
+        iou_type: ``"bbox"`` (the default), ``"segm"`` (entries carry a
+            ``segmentation``: compressed or uncompressed RLE, or polygons,
+            which take their image's size from ``ground_truth``) or
+            ``"keypoints"`` (entries carry ``keypoints`` ``[x1, y1, v1, ...]``).
 
     Returns:
-        dict with ``image_id [D]``, ``category_id [D]``, ``bbox [D, 4]`` xywh,
-        ``score [D]``, in file order.
+        dict with ``image_id [D]``, ``category_id [D]``, ``bbox [D, 4]`` xywh
+        (zeros where a segm / keypoints entry has none), ``score [D]``, in
+        file order, and ``iou_type``. segm adds ``segmentation`` (a
+        `keras_det.metrics.masks.MaskSet`), keypoints ``keypoints [D, P, 3]``;
+        both add ``area [D]``, the detection area for the area ranges as
+        pycocotools' ``loadRes`` sets it: the box area ``w * h`` when the
+        *first* entry has a ``bbox``, else the mask area / the extent of the
+        keypoints ``(max x - min x) * (max y - min y)``.
 
     Raises:
         ValueError: naming the file and entry: not a list, missing fields,
@@ -326,5 +401,46 @@ def load_coco_results(source, ground_truth=None, ground_truth_path="the ground t
                 f"{path}: results entry {i} has category_id {data[i]['category_id']!r}, which is "
                 f"not a category of {ground_truth_path}."
             )
-    return {"image_id": img, "category_id": cat, "bbox": cols["bbox"].reshape(-1, 4),
-            "score": cols["score"]}
+    out = {"image_id": img, "category_id": cat, "bbox": cols["bbox"].reshape(-1, 4),
+           "score": cols["score"], "iou_type": iou_type}
+    if iou_type == "bbox":
+        return out
+    n = len(data)
+    if ground_truth is not None and "heights" in ground_truth and n:
+        pos = np.searchsorted(ground_truth["image_ids"], img)
+        heights, widths = ground_truth["heights"][pos], ground_truth["widths"][pos]
+    else:
+        heights = widths = np.full((n,), -1, np.int64)
+    if iou_type == "segm":
+        ms = _segmentations(cols["segmentation"], heights, widths, list(range(n)), path, "results")
+        wrong = (heights >= 0) & ((ms.heights != heights) | (ms.widths != widths))
+        if np.any(wrong):
+            i = _first_bad(wrong)
+            raise ValueError(
+                f"{path}: results entry {i} has a segmentation of size {int(ms.heights[i])} x "
+                f"{int(ms.widths[i])} but its image is {int(heights[i])} x {int(widths[i])} (h x w)."
+            )
+        out["segmentation"] = ms
+        own_area = ms.areas.astype(np.float64)
+    else:
+        from keras_det.metrics.keypoints import keypoint_extent_areas, keypoints_reason
+
+        kps = cols["keypoints"]
+        expect = None
+        if ground_truth is not None and "keypoints" in ground_truth and len(ground_truth["keypoints"]):
+            expect = 3 * ground_truth["keypoints"].shape[1]
+        for i, k in enumerate(kps):
+            reason = keypoints_reason(k)
+            if reason is None and expect is None:
+                expect = len(k)
+            if reason is None and len(k) != expect:
+                reason = f"are {len(k) // 3} points, not {expect // 3} as the ground truth's"
+            if reason:
+                raise ValueError(f"{path}: results entry {i} has keypoints that {reason}.")
+        arr = np.asarray(kps, np.float64).reshape(n, -1, 3) if n else np.zeros((0, 0, 3))
+        out["keypoints"] = arr
+        own_area = keypoint_extent_areas(arr)
+    box_area = out["bbox"][:, 2] * out["bbox"][:, 3]
+    first_has_box = bool(n) and "bbox" in data[0]
+    out["area"] = np.where(cols["has_bbox"] & first_has_box, box_area, own_area)
+    return out

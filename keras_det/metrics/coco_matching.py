@@ -63,6 +63,46 @@ STAT_NAMES = (
     "AR1", "AR10", "AR100", "ARs", "ARm", "ARl",
 )
 
+# pycocotools' Params.setKpParams: three area ranges, 20 detections, ten numbers.
+KEYPOINT_MAX_DETECTIONS = (20,)
+KEYPOINT_AREA_RANGES = np.array([[0**2, 1e5**2], [32**2, 96**2], [96**2, 1e5**2]], dtype=np.float64)
+KEYPOINT_AREA_LABELS = ("all", "medium", "large")
+KEYPOINT_STAT_NAMES = ("AP", "AP50", "AP75", "APm", "APl", "AR", "AR50", "AR75", "ARm", "ARl")
+
+
+@dataclasses.dataclass(frozen=True)
+class EvalParams:
+    """The fixed evaluation parameters of one COCO ``iouType``.
+
+    Attributes:
+        iou_type: ``"bbox"``, ``"segm"`` or ``"keypoints"``.
+        area_ranges: float64 ``[A, 2]`` closed area ranges.
+        area_labels: ``A`` names (``"all"`` first).
+        max_detections: the ``maxDets`` (ascending; the last is the cut).
+        stat_names: names of the summary numbers.
+    """
+
+    iou_type: str
+    area_ranges: np.ndarray
+    area_labels: tuple
+    max_detections: tuple
+    stat_names: tuple
+
+
+_PARAMS = {
+    "bbox": EvalParams("bbox", AREA_RANGES, AREA_LABELS, MAX_DETECTIONS, STAT_NAMES),
+    "segm": EvalParams("segm", AREA_RANGES, AREA_LABELS, MAX_DETECTIONS, STAT_NAMES),
+    "keypoints": EvalParams("keypoints", KEYPOINT_AREA_RANGES, KEYPOINT_AREA_LABELS,
+                            KEYPOINT_MAX_DETECTIONS, KEYPOINT_STAT_NAMES),
+}
+
+
+def eval_params(iou_type="bbox"):
+    """The `EvalParams` of ``iou_type`` (pycocotools' defaults); a ValueError for another name."""
+    if iou_type not in _PARAMS:
+        raise ValueError(f"iou_type must be one of {', '.join(_PARAMS)}, got {iou_type!r}.")
+    return _PARAMS[iou_type]
+
 # Candidate (detection, ground truth) pairs are generated per (image,
 # category) group; groups are processed in chunks of at most this many pairs
 # to bound memory.
@@ -91,6 +131,7 @@ class MatchRecord:
             2 ignored.
         gt_category_ids: ``[C]`` categories that have ground truth here.
         gt_counts: ``[C, A]`` int64 number of non-ignored ground truth.
+        iou_type: the evaluation type (decides area ranges and ``maxDets``).
     """
 
     image_ids: np.ndarray
@@ -101,6 +142,7 @@ class MatchRecord:
     det_status: np.ndarray
     gt_category_ids: np.ndarray
     gt_counts: np.ndarray
+    iou_type: str = "bbox"
 
     @property
     def num_detections(self):
@@ -121,7 +163,10 @@ def merge_records(records):
     if len(records) == 1:
         return records[0]
     if not records:
-        return _empty_record()
+        return empty_record()
+    types = sorted({r.iou_type for r in records})
+    if len(types) > 1:
+        raise ValueError(f"Cannot merge records of different iou types: {types}.")
 
     def cat(name, axis=0):
         return np.concatenate([getattr(r, name) for r in records], axis=axis)
@@ -135,11 +180,13 @@ def merge_records(records):
         det_status=cat("det_status", axis=2),
         gt_category_ids=cat("gt_category_ids"),
         gt_counts=cat("gt_counts"),
+        iou_type=types[0],
     )
 
 
-def _empty_record():
-    a, t = len(AREA_RANGES), len(IOU_THRESHOLDS)
+def empty_record(iou_type="bbox"):
+    """A :class:`MatchRecord` of no image (what an evaluation of nothing accumulates)."""
+    a, t = len(eval_params(iou_type).area_ranges), len(IOU_THRESHOLDS)
     return MatchRecord(
         image_ids=np.zeros((0,), np.int64),
         det_image_ids=np.zeros((0,), np.int64),
@@ -149,6 +196,7 @@ def _empty_record():
         det_status=np.zeros((a, t, 0), np.int8),
         gt_category_ids=np.zeros((0,), np.int64),
         gt_counts=np.zeros((0, a), np.int64),
+        iou_type=iou_type,
     )
 
 
@@ -210,12 +258,23 @@ def match_images(
     gt_iscrowd=None,
     gt_ids=None,
     image_ids=None,
+    iou_type="bbox",
+    gt_masks=None,
+    det_masks=None,
+    gt_keypoints=None,
+    det_keypoints=None,
+    sigmas=None,
+    det_areas=None,
+    gt_ignore=None,
 ):
     """Matches detections to ground truth for many images at once.
 
     The ``evaluateImg`` step of COCOeval for every (image, category) and
     area range, vectorised over all groups (a Python loop runs only over
-    detection ranks, at most 100 iterations).
+    detection ranks, at most 100 iterations). The similarity is box IoU
+    (``iou_type="bbox"``), mask IoU (``"segm"``, `keras_det.metrics.masks`)
+    or OKS (``"keypoints"``, `keras_det.metrics.keypoints`); the matching
+    rules are the same for all three.
 
     Args:
         gt_image_ids: ``[G]`` image id of each ground-truth box.
@@ -233,18 +292,43 @@ def match_images(
             quirk (see module docstring); default: all non-zero.
         image_ids: ids of all images covered (also those without boxes);
             default: the images that appear in the boxes.
+        iou_type: ``"bbox"`` (default), ``"segm"`` or ``"keypoints"``;
+            ``segm`` / ``keypoints`` use pycocotools' parameters of that type
+            (keypoints: area ranges all / medium / large, 20 detections).
+        gt_masks, det_masks: ``segm``: a `keras_det.metrics.masks.MaskSet`
+            or binary ``[G, H, W]`` / ``[D, H, W]`` masks. The boxes may then
+            be None.
+        gt_keypoints, det_keypoints: ``keypoints``: ``[G, P, 3]`` /
+            ``[D, P, 3]`` ``(x, y, v)`` absolute pixels (``v > 0`` labelled).
+            ``gt_boxes`` are needed (a ground truth without labelled points
+            is compared with its box, see `keras_det.metrics.keypoints`);
+            ``det_boxes`` may be None.
+        sigmas: ``keypoints``: ``[P]`` per-keypoint sigmas (default COCO's
+            17 person sigmas).
+        det_areas: ``[D]`` detection areas for the area ranges; default: box
+            ``w * h`` (bbox), mask area (segm), keypoint extent (keypoints),
+            as pycocotools' ``loadRes`` sets them.
+        gt_ignore: ``[G]`` extra ignore flags (keypoints: default
+            ``num_keypoints == 0``, i.e. no labelled keypoint).
 
     Returns:
         A :class:`MatchRecord`.
     """
+    params = eval_params(iou_type)
     gi = np.asarray(gt_image_ids).reshape(-1)
     gc = np.asarray(gt_category_ids).reshape(-1)
-    gb = np.asarray(gt_boxes, dtype=np.float64).reshape(-1, 4)
     di = np.asarray(det_image_ids).reshape(-1)
     dc = np.asarray(det_category_ids).reshape(-1)
-    db = np.asarray(det_boxes, dtype=np.float64).reshape(-1, 4)
     ds = np.asarray(det_scores, dtype=np.float64).reshape(-1)
     n_gt, n_det = gi.shape[0], di.shape[0]
+    if gt_boxes is None and iou_type == "segm":
+        gt_boxes = np.zeros((n_gt, 4))
+    if det_boxes is None and iou_type != "bbox":
+        det_boxes = np.zeros((n_det, 4))
+    gb = np.asarray(gt_boxes, dtype=np.float64).reshape(-1, 4)
+    db = np.asarray(det_boxes, dtype=np.float64).reshape(-1, 4)
+    similarity_of = _Similarity(params.iou_type, gt_masks, det_masks, gt_keypoints,
+                                det_keypoints, sigmas, gb, n_gt, n_det)
     if not (gc.shape[0] == gb.shape[0] == n_gt):
         raise ValueError("gt_image_ids, gt_category_ids and gt_boxes must have the same length.")
     if not (dc.shape[0] == db.shape[0] == ds.shape[0] == n_det):
@@ -252,21 +336,28 @@ def match_images(
             "det_image_ids, det_category_ids, det_boxes and det_scores must have the same length."
         )
     if gt_areas is None:
-        garea = gb[:, 2] * gb[:, 3]
+        garea = similarity_of.default_gt_areas() if iou_type == "segm" else gb[:, 2] * gb[:, 3]
     else:
         garea = np.asarray(gt_areas, np.float64).reshape(-1)
     gcrowd = (
         np.zeros((n_gt,), bool) if gt_iscrowd is None else np.asarray(gt_iscrowd).reshape(-1) != 0
     )
     gnonzero = np.ones((n_gt,), bool) if gt_ids is None else np.asarray(gt_ids).reshape(-1) != 0
+    if gt_ignore is None:
+        gextra = similarity_of.default_gt_ignore()
+    else:
+        gextra = np.asarray(gt_ignore).reshape(-1) != 0
+    if det_areas is None:
+        det_areas = db[:, 2] * db[:, 3] if iou_type == "bbox" else similarity_of.default_det_areas()
+    det_areas = np.asarray(det_areas, np.float64).reshape(-1)
     if image_ids is None:
         image_ids = np.unique(np.concatenate([gi, di]))
     else:
         image_ids = np.asarray(image_ids).reshape(-1)
 
-    n_area, n_thr = len(AREA_RANGES), len(IOU_THRESHOLDS)
-    lo, hi = AREA_RANGES[:, 0], AREA_RANGES[:, 1]
-    max_det = MAX_DETECTIONS[-1]
+    n_area, n_thr = len(params.area_ranges), len(IOU_THRESHOLDS)
+    lo, hi = params.area_ranges[:, 0], params.area_ranges[:, 1]
+    max_det = params.max_detections[-1]
 
     # Group keys (image, category) as int64 codes.
     _, img_code = _codes(np.concatenate([gi, di]))
@@ -284,18 +375,24 @@ def match_images(
     dorder, rank, dkey_s = dorder[keep], rank[keep], dkey_s[keep]
     n_keep = dorder.shape[0]
     db_s, ds_s = db[dorder], ds[dorder]
-    darea = db_s[:, 2] * db_s[:, 3]
+    darea = det_areas[dorder]
 
     # Ground truth: by group, input order kept.
     gorder = np.argsort(gkey, kind="stable")
     gkey_s = gkey[gorder]
     gb_s, garea_s = gb[gorder], garea[gorder]
     gcrowd_s, gnonzero_s = gcrowd[gorder], gnonzero[gorder]
-    # ignore[a, g]: crowd, or area field outside the (closed) range.
-    ignore = gcrowd_s[None, :] | (garea_s[None, :] < lo[:, None]) | (garea_s[None, :] > hi[:, None])
+    # ignore[a, g]: crowd (or no labelled keypoint), or area field outside the (closed) range.
+    ignore = (gcrowd_s | gextra[gorder])[None, :]
+    ignore = ignore | (garea_s[None, :] < lo[:, None]) | (garea_s[None, :] > hi[:, None])
 
     # Candidate pairs within (image, category) groups with IoU >= min threshold.
-    pd, pg, piou = _candidate_pairs(dkey_s, db_s, gkey_s, gb_s, gcrowd_s)
+    if iou_type == "bbox":
+        def pair_values(pd, pg):
+            return box_iou_xywh(db_s[pd], gb_s[pg], gcrowd_s[pg])
+    else:
+        pair_values = similarity_of.sorted_pairs(dorder, gorder, gcrowd_s, garea_s)
+    pd, pg, piou = _candidate_pairs(dkey_s, gkey_s, pair_values)
 
     thr = np.minimum(IOU_THRESHOLDS, 1 - 1e-10)
     outside = (darea[None, :] < lo[:, None]) | (darea[None, :] > hi[:, None])  # [A, D]
@@ -338,7 +435,80 @@ def match_images(
         det_status=status,
         gt_category_ids=gt_cats,
         gt_counts=counts,
+        iou_type=iou_type,
     )
+
+
+class _Similarity:
+    """The segm / keypoints similarity of `match_images`: defaults and pair values on sorted indices.
+
+    For ``bbox`` it holds nothing (box IoU is computed in `match_images`).
+    """
+
+    def __init__(self, iou_type, gt_masks, det_masks, gt_keypoints, det_keypoints, sigmas, gt_boxes,
+                 n_gt, n_det):
+        self.iou_type = iou_type
+        self.gt_boxes = gt_boxes
+        self.n_gt, self.n_det = n_gt, n_det
+        if iou_type == "segm":
+            from keras_det.metrics import masks
+
+            if gt_masks is None or det_masks is None:
+                raise ValueError("iou_type 'segm' needs gt_masks and det_masks.")
+            as_set = lambda m: m if isinstance(m, masks.MaskSet) else masks.masks_from_dense(m)  # noqa: E731
+            self.gt, self.det = as_set(gt_masks), as_set(det_masks)
+            if len(self.gt) != n_gt or len(self.det) != n_det:
+                raise ValueError(f"gt_masks / det_masks have {len(self.gt)} / {len(self.det)} masks for "
+                                 f"{n_gt} ground truth / {n_det} detections.")
+        elif iou_type == "keypoints":
+            if gt_keypoints is None or det_keypoints is None:
+                raise ValueError("iou_type 'keypoints' needs gt_keypoints and det_keypoints.")
+            self.gt = np.asarray(gt_keypoints, np.float64).reshape(n_gt, -1, 3)
+            self.det = np.asarray(det_keypoints, np.float64).reshape(n_det, -1, 3)
+            self.sigmas = sigmas
+
+    def default_gt_areas(self):
+        return self.gt.areas.astype(np.float64)
+
+    def default_det_areas(self):
+        if self.iou_type == "segm":
+            return self.det.areas.astype(np.float64)
+        from keras_det.metrics.keypoints import keypoint_extent_areas
+
+        return keypoint_extent_areas(self.det)
+
+    def default_gt_ignore(self):
+        if self.iou_type == "keypoints":
+            return ~np.any(self.gt[:, :, 2] > 0, axis=1)
+        return np.zeros((self.n_gt,), bool)
+
+    def sorted_pairs(self, dorder, gorder, gcrowd_s, garea_s):
+        """``f(pd, pg)`` → similarity of sorted detection ``pd`` and sorted ground truth ``pg``."""
+        if self.iou_type == "segm":
+            from keras_det.metrics.masks import mask_iou_pairs
+
+            det, gt = self.det.take(dorder), self.gt.take(gorder)
+            dbox, gbox = det.boxes(), gt.boxes()
+            darea, garea = det.areas, gt.areas
+
+            def values(pd, pg):
+                out = np.zeros(pd.shape, np.float64)
+                # Masks whose pixel boxes do not meet do not intersect (pycocotools tests boxes first).
+                meet = ((dbox[pd, 0] <= gbox[pg, 2]) & (gbox[pg, 0] <= dbox[pd, 2])
+                        & (dbox[pd, 1] <= gbox[pg, 3]) & (gbox[pg, 1] <= dbox[pd, 3]))
+                sel = np.flatnonzero(meet)
+                out[sel] = mask_iou_pairs(det, pd[sel], gt, pg[sel], gcrowd_s[pg[sel]], darea, garea)
+                return out
+
+            return values
+        from keras_det.metrics.keypoints import oks_pairs
+
+        det, gt, gboxes = self.det[dorder], self.gt[gorder], self.gt_boxes[gorder]
+
+        def values(pd, pg):
+            return oks_pairs(det, gt, gboxes, garea_s, pd, pg, self.sigmas)
+
+        return values
 
 
 def match_image(
@@ -351,6 +521,7 @@ def match_image(
     gt_areas=None,
     gt_iscrowd=None,
     gt_ids=None,
+    **kwargs,
 ):
     """Matches the detections of one image (all categories).
 
@@ -363,6 +534,8 @@ def match_image(
         det_scores: ``[D]``.
         det_category_ids: ``[D]``.
         gt_areas, gt_iscrowd, gt_ids: as in :func:`match_images`.
+        **kwargs: the other arguments of :func:`match_images` (``iou_type``,
+            masks, keypoints, ...).
 
     Returns:
         A :class:`MatchRecord` for this image.
@@ -381,11 +554,15 @@ def match_image(
         gt_iscrowd=gt_iscrowd,
         gt_ids=gt_ids,
         image_ids=np.asarray([image_id]),
+        **kwargs,
     )
 
 
-def _candidate_pairs(dkey_s, db_s, gkey_s, gb_s, gcrowd_s):
+def _candidate_pairs(dkey_s, gkey_s, pair_values):
     """All (det, gt) pairs of the same group with IoU >= the lowest threshold.
+
+    ``pair_values(pd, pg)`` gives the IoU (or OKS) of sorted detections
+    ``pd`` and sorted ground truth ``pg`` (int arrays of one length).
 
     Returns index arrays into the sorted detections / ground truth and the
     IoU, ordered by group, then detection rank, then ground-truth order.
@@ -419,7 +596,7 @@ def _candidate_pairs(dkey_s, db_s, gkey_s, gb_s, gcrowd_s):
         ngr = ng[s:e][grp]
         pdi = d0[s:e][grp] + off // ngr
         pgi = g0[s:e][grp] + off % ngr
-        iou = box_iou_xywh(db_s[pdi], gb_s[pgi], gcrowd_s[pgi])
+        iou = pair_values(pdi, pgi)
         sel = iou >= tmin
         out_d.append(pdi[sel])
         out_g.append(pgi[sel])
@@ -486,6 +663,8 @@ def accumulate(records, category_ids=None):
         ValueError: if two records cover the same image.
     """
     rec = records if isinstance(records, MatchRecord) else merge_records(records)
+    params = eval_params(rec.iou_type)
+    max_dets = params.max_detections
     img_u, img_n = np.unique(rec.image_ids, return_counts=True)
     if np.any(img_n > 1):
         dup = img_u[img_n > 1][:5].tolist()
@@ -495,10 +674,10 @@ def accumulate(records, category_ids=None):
     else:
         cats = np.unique(np.asarray(category_ids).reshape(-1))
     n_thr, n_rec = len(IOU_THRESHOLDS), len(RECALL_THRESHOLDS)
-    n_cat, n_area, n_max = len(cats), len(AREA_RANGES), len(MAX_DETECTIONS)
+    n_cat, n_area, n_max = len(cats), len(params.area_ranges), len(max_dets)
     precision = -np.ones((n_thr, n_rec, n_cat, n_area, n_max))
     recall = -np.ones((n_thr, n_cat, n_area, n_max))
-    result = {"precision": precision, "recall": recall, "category_ids": cats}
+    result = {"precision": precision, "recall": recall, "category_ids": cats, "iou_type": rec.iou_type}
     if n_cat == 0:
         return result
 
@@ -551,8 +730,8 @@ def accumulate(records, category_ids=None):
         need_rows = np.repeat(need, n_thr, axis=0)  # [A' * T, R]
         npig_rows = np.repeat(npig_k, n_thr)  # [A' * T]
         prev_n = -1
-        for m, max_det in enumerate(MAX_DETECTIONS):
-            st = st_k if max_det >= MAX_DETECTIONS[-1] else st_k[:, :, rk < max_det]
+        for m, max_det in enumerate(max_dets):
+            st = st_k if max_det >= max_dets[-1] else st_k[:, :, rk < max_det]
             nd = st.shape[2]
             if nd == 0:
                 recall[:, k, areas, m] = 0.0
