@@ -171,6 +171,33 @@ def _segmentations(segs, heights, widths, labels, path, kind):
                                           labels=labels)
 
 
+def _keypoint_array(kps, path, kind, labels, expect=None):
+    """Flat ``[x1, y1, v1, ...]`` lists → float64 ``[n, P, 3]``; a ValueError names the first bad entry.
+
+    ``expect``: the required list length (``3 P``), default the first entry's.
+    """
+    from keras_det.metrics.keypoints import keypoints_reason
+
+    n = len(kps)
+    lengths = set(map(len, kps)) if all(isinstance(k, (list, tuple)) for k in kps) else None
+    if lengths is not None and len(lengths) <= 1:
+        length = lengths.pop() if lengths else 0
+        if (length and length % 3 == 0 and (expect is None or length == expect)
+                and _all_numbers(v for k in kps for v in k)):
+            arr = np.asarray(kps, np.float64).reshape(n, -1, 3)
+            if np.all(np.isfinite(arr)):
+                return arr
+    for j, k in enumerate(kps):
+        reason = keypoints_reason(k)
+        if reason is None and expect is None:
+            expect = len(k)
+        if reason is None and len(k) != expect:
+            reason = f"are {len(k) // 3} points, not {expect // 3} as the others"
+        if reason:
+            raise ValueError(f"{path}: {kind} entry {labels[j]} has keypoints that {reason}.")
+    return np.zeros((0, 0, 3)) if n == 0 else np.asarray(kps, np.float64).reshape(n, -1, 3)
+
+
 def load_coco_ground_truth(source, iou_type="bbox"):
     """Reads a COCO ground-truth file into arrays.
 
@@ -263,15 +290,7 @@ def load_coco_ground_truth(source, iou_type="bbox"):
     else:
         out["area"][missing] = out["bbox"][missing, 2] * out["bbox"][missing, 3]
     if iou_type == "keypoints":
-        kps = [cols["keypoints"][i] for i in kept]
-        from keras_det.metrics.keypoints import keypoints_reason
-
-        lengths = {len(k) if isinstance(k, (list, tuple)) else -1 for k in kps}
-        for j, k in enumerate(kps):
-            reason = keypoints_reason(k) or (None if len(lengths) == 1 else "differ in number from the others")
-            if reason:
-                raise ValueError(f"{path}: annotation entry {kept[j]} has keypoints that {reason}.")
-        arr = np.asarray(kps, np.float64).reshape(len(kps), -1, 3)
+        arr = _keypoint_array([cols["keypoints"][i] for i in kept], path, "annotation", kept.tolist())
         num = np.array([anns[i].get("num_keypoints", -1) for i in kept], np.float64).reshape(-1)
         num = np.where(num < 0, (arr[:, :, 2] > 0).sum(1), num)
         out["keypoints"], out["ignore"] = arr, num == 0
@@ -423,21 +442,12 @@ def load_coco_results(source, ground_truth=None, ground_truth_path="the ground t
         out["segmentation"] = ms
         own_area = ms.areas.astype(np.float64)
     else:
-        from keras_det.metrics.keypoints import keypoint_extent_areas, keypoints_reason
+        from keras_det.metrics.keypoints import keypoint_extent_areas
 
-        kps = cols["keypoints"]
         expect = None
         if ground_truth is not None and "keypoints" in ground_truth and len(ground_truth["keypoints"]):
             expect = 3 * ground_truth["keypoints"].shape[1]
-        for i, k in enumerate(kps):
-            reason = keypoints_reason(k)
-            if reason is None and expect is None:
-                expect = len(k)
-            if reason is None and len(k) != expect:
-                reason = f"are {len(k) // 3} points, not {expect // 3} as the ground truth's"
-            if reason:
-                raise ValueError(f"{path}: results entry {i} has keypoints that {reason}.")
-        arr = np.asarray(kps, np.float64).reshape(n, -1, 3) if n else np.zeros((0, 0, 3))
+        arr = _keypoint_array(cols["keypoints"], path, "results", list(range(n)), expect)
         out["keypoints"] = arr
         own_area = keypoint_extent_areas(arr)
     box_area = out["bbox"][:, 2] * out["bbox"][:, 3]

@@ -53,30 +53,60 @@ def decode_rle_counts(counts):
     Raises:
         ValueError: a character outside the alphabet, or an unfinished count.
     """
-    raw = np.frombuffer(counts.encode("ascii") if isinstance(counts, str) else bytes(counts), np.uint8)
-    if raw.size == 0:
-        return np.zeros((0,), np.int64)
-    chunk = raw.astype(np.int64) - 48
-    if chunk.min() < 0 or chunk.max() > 63:
-        raise ValueError("an RLE counts string has a character outside '0'..'o'")
+    return decode_rle_counts_many([counts])[0]
+
+
+def decode_rle_counts_many(strings):
+    """Many compressed RLE strings at once → ``(run lengths concatenated, count per string)``.
+
+    Vectorised over all strings (no per-string loop). Returns int64 ``[n]``
+    and int64 ``[len(strings)]``; `decode_rle_counts` is the one-string form.
+
+    Raises:
+        ValueError: ``"string i: ..."`` for a character outside the alphabet or
+            an unfinished count.
+    """
+    data = [x.encode("ascii") if isinstance(x, str) else bytes(x) for x in strings]
+    n_bytes = np.array([len(x) for x in data], np.int64)
+    raw = np.frombuffer(b"".join(data), np.uint8).astype(np.int64)
+    owner_b = np.repeat(np.arange(len(data)), n_bytes)
+    chunk = raw - 48
+    bad = (chunk < 0) | (chunk > 63)
+    if bad.any():
+        raise ValueError(f"string {int(owner_b[np.argmax(bad)])}: an RLE counts string has a character "
+                         "outside '0'..'o'")
     last = (chunk & 0x20) == 0
-    if not last[-1]:
-        raise ValueError("an RLE counts string ends inside a count")
-    group = np.cumsum(np.r_[0, last[:-1].astype(np.int64)])
-    starts = np.flatnonzero(np.r_[True, last[:-1]])
-    k = np.arange(raw.size) - starts[group]
-    values = np.zeros(int(group[-1]) + 1, np.int64)
-    np.add.at(values, group, (chunk & 0x1F) << (5 * k))
+    string_end = np.cumsum(n_bytes)[n_bytes > 0] - 1
+    if not last[string_end].all():
+        i = int(owner_b[string_end[np.argmax(~last[string_end])]])
+        raise ValueError(f"string {i}: an RLE counts string ends inside a count")
+    group = np.cumsum(last) - last  # value index of each byte
+    starts = np.flatnonzero(np.r_[True, last[:-1]]) if raw.size else np.zeros(0, np.int64)
+    k = np.arange(raw.size) - starts[group] if raw.size else np.zeros(0, np.int64)
+    n_val = int(last.sum())
+    values = np.bincount(group, weights=(chunk & 0x1F) << (5 * k), minlength=n_val).astype(np.int64)
     ends = np.flatnonzero(last)
     negative = (chunk[ends] & 0x10) != 0
     values[negative] -= np.left_shift(np.int64(1), 5 * (k[ends[negative]] + 1))
-    # From the fourth count on, a count is stored as the difference to the one two places before.
+    owner = owner_b[ends]
+    n_counts = np.bincount(owner, minlength=len(data)).astype(np.int64)
+    first = np.cumsum(n_counts) - n_counts
+    i = np.arange(n_val) - first[owner]
+    # From the fourth count on, a count is stored as the difference to the one two places before:
+    # count[i] = base + the differences of its parity from index 3 on (base = count[1] or count[2]).
     out = values.copy()
-    if out.size > 3:
-        out[3::2] = np.cumsum(values[3::2]) + values[1]
-    if out.size > 4:
-        out[4::2] = np.cumsum(values[4::2]) + values[2]
-    return out
+    late = np.flatnonzero(i >= 3)
+    if late.size:
+        cls = owner[late] * 2 + (i[late] % 2)  # late indices are sorted by owner then index
+        order = np.lexsort((i[late], cls))
+        idx = late[order]
+        c = np.cumsum(values[idx])
+        seg_start = np.r_[True, cls[order][1:] != cls[order][:-1]]
+        before = np.maximum.accumulate(np.where(seg_start, np.arange(idx.size), 0))
+        c = c - np.r_[0, c][before]
+        base = values[first[owner[idx]] + np.where(i[idx] % 2 == 1, 1, 2)]
+        out[idx] = c + base
+    return out, n_counts
 
 
 def encode_rle_counts(counts):
@@ -254,8 +284,14 @@ def masks_from_dense(masks):
                    np.r_[0, np.cumsum(n_runs)].astype(np.int64))
 
 
-def masks_from_counts(counts_list, heights, widths):
+def masks_from_counts(counts_list, heights, widths, flat=None):
     """Run-length lists (background first, one per mask) → `MaskSet`.
+
+    Args:
+        counts_list: list of int run-length lists (ignored when ``flat`` is given).
+        heights, widths: int ``[K]`` mask sizes.
+        flat: optional ``(counts concatenated, count per mask)`` instead
+            (what `decode_rle_counts_many` returns).
 
     Raises:
         ValueError: a count list whose sum is not ``h * w``, or a negative count.
@@ -265,8 +301,12 @@ def masks_from_counts(counts_list, heights, widths):
     k = heights.shape[0]
     if k == 0:
         return empty_mask_set()
-    lens = np.array([len(c) for c in counts_list], np.int64)
-    c = np.concatenate([np.asarray(x, np.int64).reshape(-1) for x in counts_list]) if lens.sum() else np.zeros(0, np.int64)
+    if flat is not None:
+        c, lens = flat
+    else:
+        lens = np.array([len(x) for x in counts_list], np.int64)
+        c = (np.concatenate([np.asarray(x, np.int64).reshape(-1) for x in counts_list]) if lens.sum()
+             else np.zeros(0, np.int64))
     owner = np.repeat(np.arange(k), lens)
     if c.size and c.min() < 0:
         raise ValueError(f"mask {int(owner[np.argmax(c < 0)])} has a negative RLE count")
@@ -424,11 +464,14 @@ def segmentation_reason(seg):
             return None
         return f"is an RLE whose 'counts' is neither a string nor a list of non-negative integers: {seg!r:.80}"
     if isinstance(seg, list):
-        for part in seg:
-            if not isinstance(part, (list, tuple)) or len(part) < 4 or not all(
-                isinstance(v, (int, float)) and not isinstance(v, bool) and np.isfinite(v) for v in part
-            ):
-                return f"is not a list of polygons (each at least 2 points of finite numbers): {seg!r:.80}"
+        ok = all(isinstance(part, (list, tuple)) and len(part) >= 4 for part in seg)
+        if ok:
+            types = {type(v) for part in seg for v in part}
+            ok = all(issubclass(t, (int, float, np.integer, np.floating)) and not issubclass(t, (bool, np.bool_))
+                     for t in types)
+            ok = ok and all(np.isfinite(np.asarray(part, np.float64)).all() for part in seg)
+        if not ok:
+            return f"is not a list of polygons (each at least 2 points of finite numbers): {seg!r:.80}"
         return None
     return f"is neither an RLE {{'size', 'counts'}} nor a list of polygons: {seg!r:.80}"
 
@@ -448,41 +491,51 @@ def masks_from_segmentations(segmentations, heights, widths, what="segmentation"
     Raises:
         ValueError: naming ``what`` and the index, for a malformed entry.
     """
+    import re
+
     label = (lambda i: i) if labels is None else (lambda i: labels[i])  # noqa: E731
     heights = np.asarray(heights, np.int64).reshape(-1)
     widths = np.asarray(widths, np.int64).reshape(-1)
     k = len(segmentations)
+    if k == 0:
+        return empty_mask_set()
     h_out, w_out = heights.copy(), widths.copy()
-    counts, poly_idx, polys = [None] * k, [], []
+    strings, string_idx, lists, list_idx, polys, poly_idx = [], [], [], [], [], []
     for i, seg in enumerate(segmentations):
         reason = segmentation_reason(seg)
         if reason:
             raise ValueError(f"{what} {label(i)} has a segmentation that {reason}.")
         if isinstance(seg, dict):
-            try:
-                if isinstance(seg["counts"], (str, bytes)):
-                    h_out[i], w_out[i] = seg["size"]
-                    counts[i] = decode_rle_counts(seg["counts"])
-                else:
-                    counts[i] = np.asarray(seg["counts"], np.int64)
-            except ValueError as error:
-                raise ValueError(f"{what} {label(i)} has a bad RLE segmentation: {error}.") from None
+            if isinstance(seg["counts"], (str, bytes)):
+                h_out[i], w_out[i] = seg["size"]
+                strings.append(seg["counts"])
+                string_idx.append(i)
+            else:
+                lists.append(seg["counts"])
+                list_idx.append(i)
         else:
-            poly_idx.append(i)
             polys.append(seg)
-    rle_idx = [i for i in range(k) if counts[i] is not None]
-    try:
-        rle = masks_from_counts([counts[i] for i in rle_idx], h_out[rle_idx], w_out[rle_idx])
-    except ValueError as error:
-        import re
+            poly_idx.append(i)
 
-        m = re.match(r"mask (\d+)(.*)", str(error))
-        raise ValueError(f"{what} {label(rle_idx[int(m.group(1))])} has a bad RLE segmentation{m.group(2)}."
-                         if m else f"{what}: {error}") from None
-    poly = masks_from_polygons(polys, heights[poly_idx], widths[poly_idx])
-    both = concat_mask_sets([rle, poly])
-    order = np.argsort(np.r_[np.asarray(rle_idx, np.int64), np.asarray(poly_idx, np.int64)], kind="stable")
-    return both.take(order) if k else empty_mask_set()
+    def named(error, index):
+        m = re.match(r"(?:string|mask) (\d+):? ?(.*)", str(error))
+        if not m:
+            return ValueError(f"{what}: {error}")
+        return ValueError(f"{what} {label(index[int(m.group(1))])} has a bad RLE segmentation: {m.group(2)}.")
+
+    sets = []
+    try:
+        flat = decode_rle_counts_many(strings)
+        sets.append(masks_from_counts(None, h_out[string_idx], w_out[string_idx], flat=flat))
+    except ValueError as error:
+        raise named(error, string_idx) from None
+    try:
+        sets.append(masks_from_counts(lists, h_out[list_idx], w_out[list_idx]))
+    except ValueError as error:
+        raise named(error, list_idx) from None
+    sets.append(masks_from_polygons(polys, heights[poly_idx], widths[poly_idx]))
+    order = np.argsort(np.asarray(string_idx + list_idx + poly_idx, np.int64), kind="stable")
+    return concat_mask_sets(sets).take(order)
 
 
 def to_rle(masks):
