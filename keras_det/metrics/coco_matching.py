@@ -439,6 +439,12 @@ def match_images(
     )
 
 
+def _points(keypoints, n):
+    """Keypoints as float64 ``[n, P, 3]`` (``[0, 0, 3]`` when there are none)."""
+    k = np.asarray(keypoints, np.float64)
+    return k.reshape(n, -1, 3) if n else np.zeros((0, k.shape[-2] if k.ndim == 3 else 0, 3))
+
+
 class _Similarity:
     """The segm / keypoints similarity of `match_images`: defaults and pair values on sorted indices.
 
@@ -463,8 +469,7 @@ class _Similarity:
         elif iou_type == "keypoints":
             if gt_keypoints is None or det_keypoints is None:
                 raise ValueError("iou_type 'keypoints' needs gt_keypoints and det_keypoints.")
-            self.gt = np.asarray(gt_keypoints, np.float64).reshape(n_gt, -1, 3)
-            self.det = np.asarray(det_keypoints, np.float64).reshape(n_det, -1, 3)
+            self.gt, self.det = _points(gt_keypoints, n_gt), _points(det_keypoints, n_det)
             self.sigmas = sigmas
 
     def default_gt_areas(self):
