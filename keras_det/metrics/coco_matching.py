@@ -259,13 +259,9 @@ def match_images(
     gt_ids=None,
     image_ids=None,
     iou_type="bbox",
-    gt_masks=None,
-    det_masks=None,
-    gt_keypoints=None,
-    det_keypoints=None,
-    sigmas=None,
+    gt_masks=None, det_masks=None,  # segm
+    gt_keypoints=None, det_keypoints=None, sigmas=None, gt_ignore=None,  # keypoints
     det_areas=None,
-    gt_ignore=None,
 ):
     """Matches detections to ground truth for many images at once.
 
