@@ -357,26 +357,41 @@ def _polygon_toggles(parts, heights, widths, offsets):
     steps = np.where(xmajor, dx, dy)
     span = np.where(xmajor, by - ay, bx - ax).astype(np.float64)
     slope = np.divide(span, steps, out=np.zeros_like(span), where=steps > 0)
-    # Points of every edge, in the edge's own direction (start to end).
-    idx, edge = _ranges(np.zeros_like(steps), steps + 1)
-    t = np.where(flip[edge], steps[edge] - idx, idx)
-    minor = np.trunc(np.where(xmajor[edge], ay[edge], ax[edge]) + slope[edge] * t + 0.5).astype(np.int64)
-    u = np.where(xmajor[edge], ax[edge] + t, minor)
-    v = np.where(xmajor[edge], minor, ay[edge] + t)
-    ppart = pid[edge]
-    # Consecutive points of one part whose upsampled column changes.
-    same = ppart[1:] == ppart[:-1]
-    change = same & (u[1:] != u[:-1])
-    j = np.flatnonzero(change) + 1
-    xd = np.where(u[j] < u[j - 1], u[j], u[j] - 1).astype(np.float64)
-    xd = (xd + 0.5) / _SCALE - 0.5
-    part = ppart[j]
+    # The trace of an edge at step t (from its start (ax, ay)): along x, (ax + t, int(ay + slope t + .5));
+    # along y, (int(ax + slope t + .5), ay + t). Only consecutive points (t, t + 1) whose column u
+    # changes give crossings, at column min(u) and row min(v); a column is a pixel centre only
+    # when min(u) = 2 (mod 5) ((u + .5) / 5 - .5 is then an integer).
+    # x-major edges: u changes at every step, so take only the steps with ax + t = 2 (mod 5).
+    ex = np.flatnonzero(xmajor & (steps > 0))
+    t0 = (2 - ax[ex]) % 5
+    count = np.where(t0 <= steps[ex] - 1, (steps[ex] - 1 - t0) // 5 + 1, 0)
+    m, owner = _ranges(np.zeros_like(count), count)
+    e = ex[owner]
+    t = t0[owner] + 5 * m
+    xd_x = ax[e] + t
+    v1 = np.trunc(ay[e] + slope[e] * t + 0.5)
+    v2 = np.trunc(ay[e] + slope[e] * (t + 1) + 0.5)
+    yd_x = np.minimum(v1, v2).astype(np.int64)
+    part_x = pid[e]
+    # y-major edges: the column changes at some steps; trace every point of these edges.
+    ey = np.flatnonzero(~xmajor)
+    idx, owner = _ranges(np.zeros_like(steps[ey]), steps[ey])
+    e = ey[owner]
+    u1 = np.trunc(ax[e] + slope[e] * idx + 0.5)
+    u2 = np.trunc(ax[e] + slope[e] * (idx + 1) + 0.5)
+    change = u1 != u2
+    xd_y = np.minimum(u1, u2)[change].astype(np.int64)
+    yd_y = (ay[e] + idx)[change]
+    part_y = pid[e][change]
+    xd = np.r_[xd_x, xd_y]
+    yd = np.r_[yd_x, yd_y]
+    part = np.r_[part_x, part_y]
+    col = (xd.astype(np.float64) + 0.5) / _SCALE - 0.5
     h, w = heights[part], widths[part]
-    ok = (np.floor(xd) == xd) & (xd >= 0) & (xd <= w - 1)
-    yd = np.minimum(v[j], v[j - 1]).astype(np.float64)
-    yd = (yd + 0.5) / _SCALE - 0.5
-    yd = np.ceil(np.clip(yd, 0, h.astype(np.float64)))
-    pos = xd.astype(np.int64) * h + yd.astype(np.int64)
+    ok = (np.floor(col) == col) & (col >= 0) & (col <= w - 1)
+    row = (yd.astype(np.float64) + 0.5) / _SCALE - 0.5
+    row = np.ceil(np.clip(row, 0, h.astype(np.float64)))
+    pos = col.astype(np.int64) * h + row.astype(np.int64)
     return part[ok], pos[ok] + offsets[part[ok]]
 
 
