@@ -1,4 +1,4 @@
-"""COCO box evaluation speed: keras_det vs pycocotools vs faster-coco-eval.
+"""COCO evaluation speed (bbox, segm, keypoints): keras_det vs pycocotools vs faster-coco-eval.
 
 Generates a COCO-like ground truth (5,000 images, 80 categories, ~7 objects
 per image with a realistic spread of sizes and ~1% crowds) and ~125,000
@@ -19,9 +19,19 @@ all see the same machine load.
 It also checks that the 12 numbers agree with pycocotools and writes
 ``benchmarks/results/eval_speed.json``.
 
+``--iou-types bbox,segm,keypoints`` adds mask and keypoint rows (keras_det
+``evaluate_coco(..., iou_type=...)`` phases vs pycocotools' ``COCOeval`` of
+that type, same round-robin medians and per-round ratios) on a dataset made
+from the box one (``--segm-images`` / ``--keypoint-images`` first images):
+segm ground truth = 12-vertex polygons inscribed in the boxes (crowds
+included), results = RLE of such polygons in the detection boxes;
+keypoints = one category, 17 points on a fixed person template inside each
+box (some unlabelled, some objects with none), results on the same template
+in the detection boxes, jittered.
+
 Usage::
 
-    python benchmarks/eval_speed.py [--images 5000] [--repeats 3]
+    python benchmarks/eval_speed.py [--images 5000] [--repeats 3] [--iou-types bbox,segm,keypoints]
 """
 
 import argparse
@@ -116,19 +126,122 @@ def run_keras_det(gt_path, res_path):
     return t1 - t0, t2 - t1, t3 - t2, t3 - t0, stats
 
 
-def run_cocoapi(module_coco, module_eval, gt_path, res_path, **eval_kwargs):
+def run_cocoapi(module_coco, module_eval, gt_path, res_path, iou_type="bbox", **eval_kwargs):
     """One timed run of a pycocotools-compatible API: (load s, eval s, stats)."""
     with contextlib.redirect_stdout(io.StringIO()):
         t0 = time.perf_counter()
         gt = module_coco(gt_path)
         dt = gt.loadRes(res_path)
         t1 = time.perf_counter()
-        ev = module_eval(gt, dt, "bbox", **eval_kwargs)
+        ev = module_eval(gt, dt, iou_type, **eval_kwargs)
         ev.evaluate()
         ev.accumulate()
         ev.summarize()
         t2 = time.perf_counter()
-    return t1 - t0, t2 - t1, np.asarray(ev.stats[:12], dtype=np.float64)
+    return t1 - t0, t2 - t1, np.asarray(ev.stats, dtype=np.float64)
+
+
+def run_keras_det_typed(gt_path, res_path, iou_type):
+    """One timed run of ``evaluate_coco(..., iou_type)`` in phases: (load s, eval s, total s, stats)."""
+    from keras_det.metrics import coco
+
+    t0 = time.perf_counter()
+    gt = coco.load_coco_ground_truth(gt_path, iou_type=iou_type)
+    dt = coco.load_coco_results(res_path, gt, iou_type=iou_type)
+    t1 = time.perf_counter()
+    stats = coco.summarize(coco.evaluate_arrays(gt, dt, iou_type))
+    t2 = time.perf_counter()
+    return t1 - t0, t2 - t1, t2 - t0, stats
+
+
+def _ellipse(box, n=12, phase=0.0):
+    x, y, w, h = box
+    a = np.linspace(0, 2 * np.pi, n, endpoint=False) + phase
+    return np.stack([x + w / 2 * (1 + np.cos(a)), y + h / 2 * (1 + np.sin(a))], 1).round(2).reshape(-1).tolist()
+
+
+def make_segm_dataset(gt, results, num_images):
+    """The first ``num_images`` images of the box dataset as polygon ground truth and RLE results."""
+    from keras_det.metrics import masks
+
+    keep = {im["id"] for im in gt["images"][:num_images]}
+    sizes = {im["id"]: (im["height"], im["width"]) for im in gt["images"]}
+    anns = [dict(a, segmentation=[_ellipse(a["bbox"])]) for a in gt["annotations"] if a["image_id"] in keep]
+    res = [r for r in results if r["image_id"] in keep]
+    hw = np.array([sizes[r["image_id"]] for r in res]).reshape(-1, 2)
+    ms = masks.masks_from_polygons([[_ellipse(r["bbox"], phase=0.1)] for r in res], hw[:, 0], hw[:, 1])
+    rles = masks.to_rle(ms)
+    res = [{k: v for k, v in r.items() if k != "bbox"} | {"segmentation": rle} for r, rle in zip(res, rles)]
+    return dict(gt, images=gt["images"][:num_images], annotations=anns), res
+
+
+_TEMPLATE = np.array([[.5, .08], [.45, .06], [.55, .06], [.4, .08], [.6, .08], [.3, .25], [.7, .25],
+                      [.2, .42], [.8, .42], [.15, .58], [.85, .58], [.38, .6], [.62, .6], [.36, .8],
+                      [.64, .8], [.35, .97], [.65, .97]])
+
+
+def make_keypoint_dataset(gt, results, num_images, seed=0):
+    """The first ``num_images`` images as one-category keypoint ground truth and results."""
+    rng = np.random.default_rng(seed)
+    keep = {im["id"] for im in gt["images"][:num_images]}
+    anns = []
+    for a in gt["annotations"]:
+        if a["image_id"] not in keep:
+            continue
+        x, y, w, h = a["bbox"]
+        pts = np.array([x, y]) + _TEMPLATE * [w, h] + rng.normal(0, 0.02, (17, 2)) * [w, h]
+        v = np.where(rng.random(17) < 0.25, 0, 2)
+        if rng.random() < 0.08:
+            v[:] = 0
+        pts[v == 0] = 0
+        kps = np.concatenate([pts.round(2), v[:, None]], 1).reshape(-1).tolist()
+        anns.append(dict(a, category_id=1, keypoints=kps, num_keypoints=int((v > 0).sum())))
+    res = []
+    for r in results:
+        if r["image_id"] not in keep:
+            continue
+        x, y, w, h = r["bbox"]
+        pts = np.array([x, y]) + _TEMPLATE * [w, h] + rng.normal(0, 0.04, (17, 2)) * [w, h]
+        kps = np.concatenate([pts.round(2), np.ones((17, 1))], 1).reshape(-1).tolist()
+        res.append({"image_id": r["image_id"], "category_id": 1, "keypoints": kps, "score": r["score"]})
+    cats = [{"id": 1, "name": "person", "keypoints": [f"k{i}" for i in range(17)]}]
+    return dict(gt, images=gt["images"][:num_images], annotations=anns, categories=cats), res
+
+
+def time_iou_type(iou_type, gt, results, repeats, tmp):
+    """Round-robin medians and per-round ratios of keras_det vs pycocotools for one iou type."""
+    from pycocotools.coco import COCO
+    from pycocotools.cocoeval import COCOeval
+
+    gt_path, res_path = os.path.join(tmp, f"gt_{iou_type}.json"), os.path.join(tmp, f"res_{iou_type}.json")
+    with open(gt_path, "w") as f:
+        json.dump(gt, f)
+    with open(res_path, "w") as f:
+        json.dump(results, f)
+    print(f"\n[{iou_type}] {len(gt['images'])} images, {len(gt['annotations'])} GT, {len(results)} results")
+    kd, pc = [], []
+    for r in range(repeats):
+        kd.append(run_keras_det_typed(gt_path, res_path, iou_type))
+        pc.append(run_cocoapi(COCO, COCOeval, gt_path, res_path, iou_type))
+        print(f"repeat {r + 1}/{repeats}: keras_det {kd[-1][2]:.2f}s, pycocotools {sum(pc[-1][:2]):.2f}s")
+    med = statistics.median
+    ratios = [(p[0] + p[1]) / k[2] for k, p in zip(kd, pc)]
+    row = {
+        "images": len(gt["images"]), "gt": len(gt["annotations"]), "results": len(results),
+        "keras_det": {"load": med(r[0] for r in kd), "eval": med(r[1] for r in kd),
+                      "total": med(r[2] for r in kd), "runs_total": [r[2] for r in kd]},
+        "pycocotools": {"load": med(r[0] for r in pc), "eval": med(r[1] for r in pc),
+                        "total": med(r[0] + r[1] for r in pc), "runs_total": [r[0] + r[1] for r in pc]},
+        "ratios_per_round": ratios,
+        "median_ratio_per_round": med(ratios),
+        "max_abs_diff_vs_pycocotools": float(np.max(np.abs(kd[-1][3] - pc[-1][2]))),
+    }
+    print(f"[{iou_type}] keras_det {row['keras_det']['total']:.3f}s (load {row['keras_det']['load']:.3f}, "
+          f"eval {row['keras_det']['eval']:.3f}) | pycocotools {row['pycocotools']['total']:.3f}s "
+          f"(load {row['pycocotools']['load']:.3f}, eval {row['pycocotools']['eval']:.3f}) | "
+          f"per-round ratio median {row['median_ratio_per_round']:.2f}x | max |diff| "
+          f"{row['max_abs_diff_vs_pycocotools']:.3g}")
+    return row
 
 
 def main(argv=None):
@@ -139,7 +252,12 @@ def main(argv=None):
     parser.add_argument("--seed", type=int, default=0)
     parser.add_argument("--output", default=os.path.join(HERE, "results", "eval_speed.json"))
     parser.add_argument("--skip-faster", action="store_true", help="do not run faster-coco-eval")
+    parser.add_argument("--iou-types", default="bbox",
+                        help="comma-separated: bbox (the full table), segm, keypoints (extra rows)")
+    parser.add_argument("--segm-images", type=int, default=1000)
+    parser.add_argument("--keypoint-images", type=int, default=1000)
     args = parser.parse_args(argv)
+    iou_types = [t.strip() for t in args.iou_types.split(",") if t.strip()]
 
     gt, results = make_dataset(args.images, args.categories, seed=args.seed)
     tmp = tempfile.mkdtemp(prefix="eval_speed_")
@@ -240,6 +358,14 @@ def main(argv=None):
                   "faster_coco_eval": None if fc_stats is None else fc_stats.tolist()},
         "max_abs_diff_vs_pycocotools": max_diff,
     }
+    extra = {}
+    if "segm" in iou_types:
+        extra["segm"] = time_iou_type("segm", *make_segm_dataset(gt, results, args.segm_images), args.repeats, tmp)
+    if "keypoints" in iou_types:
+        extra["keypoints"] = time_iou_type(
+            "keypoints", *make_keypoint_dataset(gt, results, args.keypoint_images), args.repeats, tmp)
+    if extra:
+        out["iou_types"] = extra
     os.makedirs(os.path.dirname(args.output), exist_ok=True)
     with open(args.output, "w") as f:
         json.dump(out, f, indent=2)

@@ -184,14 +184,20 @@ def _write_json(path, value, indent=None):
 
 
 def cmd_evaluate(args):
+    if args.metric == "voc" and args.iou_type != "bbox":
+        raise ValueError("evaluate: --iou-type is a COCO option; --metric voc scores boxes.")
     if args.metric == "voc":
         return _evaluate_voc(args)
-    from keras_det.results import STAT_KEYS, evaluate_results, format_metrics
+    from keras_det.results import evaluate_results, format_metrics, stat_keys
 
     if (args.model is None) == (args.results is None):
         raise ValueError("evaluate: give exactly one of --model PATH (a .keras file or SavedModel) or --results FILE.")
     if args.data is None:
         raise ValueError("evaluate: --data SOURCE is required (a dataset folder, COCO .json, 'shapes' or a TFDS name).")
+    if args.iou_type != "bbox" and (args.results is None or not args.data.lower().endswith(".json")):
+        raise ValueError(f"evaluate --iou-type {args.iou_type} needs --results FILE (entries with "
+                         f"{'segmentation' if args.iou_type == 'segm' else 'keypoints'}) and --data GT.json "
+                         "(a COCO ground truth with them).")
     json_gt = args.results is not None and args.data.lower().endswith(".json") and os.path.isfile(args.data)
     if json_gt:  # a ground-truth file on its own: the images are not needed
         with open(args.data, encoding="utf-8") as f:
@@ -210,9 +216,10 @@ def cmd_evaluate(args):
     else:
         results = _read_results(args.results)
         source = args.results
-    metrics = evaluate_results(gt, results, source)
+    metrics = evaluate_results(gt, results, source, iou_type=args.iou_type)
     split = "" if json_gt else f" [{args.split}]"
-    print(f"COCO evaluation of {source} on {args.data}{split}: {metrics['images']} images, {metrics['detections']} detections")
+    kind = "" if args.iou_type == "bbox" else f" ({args.iou_type})"
+    print(f"COCO{kind} evaluation of {source} on {args.data}{split}: {metrics['images']} images, {metrics['detections']} detections")
     print(format_metrics(metrics))
     if metrics["outside_split"]:
         examples = ", ".join(map(str, metrics["outside_examples"]))
@@ -221,10 +228,10 @@ def cmd_evaluate(args):
     if metrics["unknown_category"]:
         _warn(f"{metrics['unknown_category']} detections have a class (category_name, else category_id) that is not a class of {args.data} and were not evaluated.")
     if args.output:
-        out = {k: metrics[k] for k in STAT_KEYS}
+        out = {k: metrics[k] for k in stat_keys(args.iou_type)}
         out["per_class"] = metrics["per_class"]
         out.update({k: metrics[k] for k in ("images", "detections", "outside_split", "unknown_category")})
-        out.update(data=args.data, split=None if json_gt else args.split, source=source)
+        out.update(data=args.data, split=None if json_gt else args.split, source=source, iou_type=args.iou_type)
         if args.output.lower().endswith(".json"):  # the former `--output stats.json`
             path = _write_json(args.output, out, indent=2)
         else:
@@ -936,6 +943,9 @@ def build_parser():
                     help="ground truth: a COCO/VOC/LabelImg/YOLO folder, a COCO .json, 'shapes' or a TFDS name")
     ev.add_argument("--split", "--gt-split", dest="split", default="test", help="the split to evaluate on (default test)")
     ev.add_argument("--metric", choices=("coco", "voc"), default="coco", help="voc: VOC 2007 AP of --results")
+    ev.add_argument("--iou-type", choices=("bbox", "segm", "keypoints"), default="bbox",
+                    help="COCO evaluation type (pycocotools' iouType): box IoU (default), mask IoU of the results' "
+                    "'segmentation', or keypoint OKS of their 'keypoints' (segm / keypoints: --results with a COCO .json --data)")
     ev.add_argument("--image-size", type=positive_int, nargs="+", default=None, metavar="S",
                     help="a .keras model that does not remember its training size: S or H W")
     ev.add_argument("--output", help="directory for metrics.json (and, with --model, detections.json)")

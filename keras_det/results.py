@@ -1,5 +1,9 @@
 """COCO results files: writing detections, joining them to ground truth, scoring them.
 
+Boxes by default; ``iou_type="segm"`` / ``"keypoints"`` score results that
+carry a ``segmentation`` (RLE or polygons) / ``keypoints`` instead (see
+`keras_det.metrics.coco`).
+
 One format for detections everywhere (``keras-det predict``, ``keras-det
 evaluate --model``, ``pipelines.predict``): a COCO results list of::
 
@@ -16,14 +20,20 @@ ground-truth dict (``keras_det.data.to_coco`` of a split) by ``file_name``
 This module needs NumPy only (no TensorFlow): Beam workers import it.
 """
 
-import math
 import re
 
 import numpy as np
 
 from keras_det.identity import normalize_file_name
+from keras_det.metrics.coco_io import check_result
 
 STAT_KEYS = ("AP", "AP50", "AP75", "APs", "APm", "APl", "AR1", "AR10", "AR100", "ARs", "ARm", "ARl")
+KEYPOINT_STAT_KEYS = ("AP", "AP50", "AP75", "APm", "APl", "AR", "AR50", "AR75", "ARm", "ARl")
+
+
+def stat_keys(iou_type="bbox"):
+    """The metric keys of an evaluation type: `STAT_KEYS` (bbox, segm) or `KEYPOINT_STAT_KEYS`."""
+    return KEYPOINT_STAT_KEYS if iou_type == "keypoints" else STAT_KEYS
 
 
 def to_pixels(boxes, height, width):
@@ -109,32 +119,7 @@ def serving_results(outputs, index, height, width, image_id, file_name=None):
     return to_results(prediction)
 
 
-def _finite_numbers(values, count):
-    if not isinstance(values, (list, tuple)) or len(values) != count:
-        return False
-    try:
-        return all(not isinstance(v, bool) and math.isfinite(float(v)) for v in values)
-    except (TypeError, ValueError):
-        return False
-
-
-def check_result(entry):
-    """``None`` if ``entry`` is a well-formed COCO box result, else the reason (one line)."""
-    if not isinstance(entry, dict):
-        return f"is not a JSON object: {entry!r:.80}"
-    for key in ("image_id", "category_id", "bbox", "score"):
-        if key not in entry:
-            return f"has no {key!r} field"
-    if not _finite_numbers(entry["bbox"], 4):
-        return f"has a bbox that is not 4 finite numbers: {entry['bbox']!r:.80}"
-    if entry["bbox"][2] < 0 or entry["bbox"][3] < 0:
-        return f"has a bbox with negative width or height (bbox is [x, y, w, h]): {entry['bbox']!r}"
-    if not _finite_numbers([entry["score"]], 1):
-        return f"has a score that is not a finite number: {entry['score']!r:.80}"
-    return None
-
-
-def join_results(ground_truth, results, source="the results"):
+def join_results(ground_truth, results, source="the results", iou_type="bbox"):
     """Keys each result by the ground-truth image it belongs to.
 
     A result whose ``file_name`` names an image of the ground truth takes that
@@ -154,6 +139,9 @@ def join_results(ground_truth, results, source="the results"):
             optional ``file_name``, ``categories``).
         results: list of COCO result dicts.
         source: name of the results for error messages (a path).
+        iou_type: ``"bbox"``, ``"segm"`` or ``"keypoints"``: the field each
+            entry must carry (``bbox`` / ``segmentation`` / ``keypoints``),
+            see `keras_det.metrics.coco_io.check_result`.
 
     Returns:
         ``(kept, report)``: ``kept`` the results (``image_id`` set to the ground
@@ -182,7 +170,7 @@ def join_results(ground_truth, results, source="the results"):
     category_of_name = {str(c["name"]): c["id"] for c in ground_truth.get("categories") or [] if "name" in c}
     kept, outside, unknown_category, examples = [], 0, 0, []
     for i, entry in enumerate(results):
-        reason = check_result(entry)
+        reason = check_result(entry, iou_type)
         if reason:
             raise ValueError(f"{source}: results entry {i} {reason}.")
         name = entry.get("file_name")
@@ -216,10 +204,10 @@ def _hashable(value):
     return isinstance(value, (int, str, float)) and not isinstance(value, bool)
 
 
-def evaluate_results(ground_truth, results, source="the results"):
-    """COCO box metrics of a results list against a COCO ground-truth dict, with AP per class.
+def evaluate_results(ground_truth, results, source="the results", iou_type="bbox"):
+    """COCO metrics of a results list against a COCO ground-truth dict, with AP per class.
 
-    The 12 numbers are pycocotools' ``COCOeval.stats`` (via
+    The numbers are pycocotools' ``COCOeval(..., iou_type).stats`` (via
     `keras_det.metrics.coco.evaluate_arrays`), computed after `join_results`.
 
     Args:
@@ -228,39 +216,48 @@ def evaluate_results(ground_truth, results, source="the results"):
         results: COCO results list (``keras-det predict``'s
             ``detections.json``).
         source: name of the results for error messages.
+        iou_type: ``"bbox"`` (default), ``"segm"`` (results carry
+            ``segmentation``, the ground truth masks) or ``"keypoints"``.
 
     Returns:
-        dict with the keys of `STAT_KEYS` (``-1.0`` where undefined, as
+        dict with the keys of `stat_keys` (``iou_type``) (``-1.0`` where undefined, as
         pycocotools), ``per_class`` (class name → ``{"AP", "AP50"}`` for
         classes with ground truth), ``images`` (of the ground truth),
         ``detections`` (evaluated), ``outside_split``, ``unknown_category``
-        and ``outside_examples`` (see `join_results`).
+        ``outside_examples`` (see `join_results`) and ``iou_type``.
 
     Raises:
         ValueError: malformed results or ground truth, naming the entry.
     """
     from keras_det.metrics.coco import evaluate_arrays, load_coco_ground_truth, load_coco_results, per_category_ap, stats_to_dict, summarize
 
-    kept, report = join_results(ground_truth, results, source)
-    gt = load_coco_ground_truth(ground_truth)
-    dt = load_coco_results(kept, gt, ground_truth_path="the ground truth")
-    accumulated = evaluate_arrays(gt, dt)
-    metrics = stats_to_dict(summarize(accumulated))
+    kept, report = join_results(ground_truth, results, source, iou_type)
+    gt = load_coco_ground_truth(ground_truth, iou_type=iou_type)
+    dt = load_coco_results(kept, gt, ground_truth_path="the ground truth", iou_type=iou_type)
+    accumulated = evaluate_arrays(gt, dt, iou_type)
+    metrics = stats_to_dict(summarize(accumulated), iou_type)
     names = {c["id"]: str(c.get("name", c["id"])) for c in ground_truth.get("categories") or []}
     ap, ap50 = per_category_ap(accumulated), per_category_ap(accumulated, iou_threshold=0.5)
     metrics["per_class"] = {names.get(k, str(k)): {"AP": ap[k], "AP50": ap50[k]} for k in ap}
-    metrics.update(images=len(ground_truth.get("images") or []), detections=len(kept), **report)
+    metrics.update(images=len(ground_truth.get("images") or []), detections=len(kept), iou_type=iou_type, **report)
     return metrics
 
 
 def format_metrics(metrics):
     """The metrics of `evaluate_results` as a printable table (COCO numbers, then AP per class)."""
-    rows = [
-        ("AP", "IoU=0.50:0.95 area=all maxDets=100"), ("AP50", "IoU=0.50"), ("AP75", "IoU=0.75"),
-        ("APs", "small"), ("APm", "medium"), ("APl", "large"),
-        ("AR1", "maxDets=1"), ("AR10", "maxDets=10"), ("AR100", "maxDets=100"),
-        ("ARs", "small"), ("ARm", "medium"), ("ARl", "large"),
-    ]
+    if metrics.get("iou_type") == "keypoints":
+        rows = [
+            ("AP", "OKS=0.50:0.95 area=all maxDets=20"), ("AP50", "OKS=0.50"), ("AP75", "OKS=0.75"),
+            ("APm", "medium"), ("APl", "large"), ("AR", "OKS=0.50:0.95 maxDets=20"), ("AR50", "OKS=0.50"),
+            ("AR75", "OKS=0.75"), ("ARm", "medium"), ("ARl", "large"),
+        ]
+    else:
+        rows = [
+            ("AP", "IoU=0.50:0.95 area=all maxDets=100"), ("AP50", "IoU=0.50"), ("AP75", "IoU=0.75"),
+            ("APs", "small"), ("APm", "medium"), ("APl", "large"),
+            ("AR1", "maxDets=1"), ("AR10", "maxDets=10"), ("AR100", "maxDets=100"),
+            ("ARs", "small"), ("ARm", "medium"), ("ARl", "large"),
+        ]
     lines = [f"{key:<6} {metrics[key]:7.4f}   {what}" for key, what in rows]
     per_class = metrics.get("per_class") or {}
     if per_class:

@@ -41,8 +41,6 @@ Output directory: ``metrics.json`` (the metric dict), ``summary.json``
 
 import argparse
 import json
-import math
-
 import apache_beam as beam
 from apache_beam.io import fileio
 from apache_beam.io.filesystems import FileSystems
@@ -70,6 +68,9 @@ class _ReadGroundTruth(beam.DoFn):
     CATEGORIES = "categories"
     FILE_NAMES = "file_names"
 
+    def __init__(self, iou_type="bbox"):
+        self.iou_type = iou_type
+
     def process(self, path):
         import numpy as np
 
@@ -80,7 +81,7 @@ class _ReadGroundTruth(beam.DoFn):
                 data = json.loads(f.read().decode("utf-8"))
             if not isinstance(data, dict) or not isinstance(data.get("images"), list):
                 raise ValueError("expected a COCO object with an 'images' list")
-            gt = load_coco_ground_truth(data)
+            gt = load_coco_ground_truth(data, iou_type=self.iou_type)
         except Exception as error:  # the ground truth is not per-record: fail, naming the file
             raise common.InputError(
                 f"ground truth {path} is not a usable COCO JSON: {type(error).__name__}: {error}"
@@ -101,7 +102,13 @@ class _ReadGroundTruth(beam.DoFn):
         ends = np.searchsorted(keys, np.arange(len(gt["image_ids"])), side="right")
         for i, image_id in enumerate(gt["image_ids"]):
             sel = order[starts[i]:ends[i]]
+            extra = {"height": int(gt["heights"][i]), "width": int(gt["widths"][i])}
+            if self.iou_type == "segm":
+                extra["masks"] = gt["segmentation"].take(sel)
+            elif self.iou_type == "keypoints":
+                extra.update(keypoints=gt["keypoints"][sel], ignore=gt["ignore"][sel])
             yield _py(image_id), {
+                **extra,
                 "category_id": gt["category_id"][sel],
                 "bbox": gt["bbox"][sel],
                 "area": gt["area"][sel],
@@ -149,35 +156,6 @@ def rekey_by_file_name(keyed, file_names):
 # -- detections -------------------------------------------------------------------
 
 
-def _check_detection(det):
-    """``None`` if ``det`` is a well-formed COCO box result, else the reason."""
-    if not isinstance(det, dict):
-        return f"not a JSON object: {det!r:.200}"
-    for field in ("image_id", "category_id", "bbox", "score"):
-        if field not in det:
-            return f"no {field!r} field"
-    box = det["bbox"]
-    if not isinstance(box, (list, tuple)) or len(box) != 4:
-        return f"bbox is not 4 numbers: {box!r:.200}"
-    number = lambda v: isinstance(v, (int, float)) and not isinstance(v, bool)  # noqa: E731
-    if not all(number(v) for v in box):
-        return f"bbox is not 4 numbers: {box!r:.200}"
-    if not number(det["score"]):
-        return f"score is not a number: {det['score']!r:.100}"
-    box = [float(v) for v in box]
-    if not math.isfinite(float(det["score"])):
-        return f"score is not finite: {det['score']!r}"
-    if not all(math.isfinite(v) for v in box):
-        return f"bbox has a NaN or infinite value: {box}"
-    if isinstance(det["image_id"], bool) or isinstance(det["category_id"], bool):
-        return "image_id / category_id must be a number or a string, not a boolean"
-    if box[2] < 0 or box[3] < 0:
-        return f"bbox has negative width or height (bbox is [x, y, w, h]): {box}"
-    if isinstance(det["image_id"], (list, dict)) or isinstance(det["category_id"], (list, dict)):
-        return "image_id / category_id must be a number or a string"
-    return None
-
-
 class _ReadDetections(beam.DoFn):
     """A matched results file → ``(image_id, (position, detection))``; bad entries → dead letters.
 
@@ -185,11 +163,14 @@ class _ReadDetections(beam.DoFn):
     otherwise it is JSON lines (blank lines skipped).
     """
 
-    def __init__(self):
+    def __init__(self, iou_type="bbox"):
+        self.iou_type = iou_type
         self.read = Metrics.counter(common.NAMESPACE, "detections_read")
         self.invalid = Metrics.counter(common.NAMESPACE, "detections_invalid")
 
     def process(self, readable):
+        from keras_det.metrics.coco_io import check_result
+
         path = readable.metadata.path
         try:
             text = readable.read().decode("utf-8")
@@ -217,7 +198,7 @@ class _ReadDetections(beam.DoFn):
                 except ValueError as error:
                     entries.append((i, line, f"line {i + 1} is not valid JSON: {error}"))
         for i, det, reason in entries:
-            reason = reason or _check_detection(det)
+            reason = reason or check_result(det, self.iou_type)
             source = f"{path}:{i}"
             if reason:
                 self.invalid.inc()
@@ -239,7 +220,9 @@ def _unknown(det, position, reason):
 class _JoinImages(beam.DoFn):
     """Joined ``(image_id, {"gt": [...], "dt": [...]})`` → one image element, or dead letters."""
 
-    def __init__(self):
+    def __init__(self, iou_type="bbox"):
+        self.iou_type = iou_type
+        self.invalid = Metrics.counter(common.NAMESPACE, "detections_invalid")
         self.unknown_image = Metrics.counter(common.NAMESPACE, "detections_unknown_image")
         self.unknown_category = Metrics.counter(common.NAMESPACE, "detections_unknown_category")
         self.images = Metrics.counter(common.NAMESPACE, "images_evaluated")
@@ -260,10 +243,62 @@ class _JoinImages(beam.DoFn):
                 self.unknown_category.inc()
                 yield _unknown(det, position, f"category_id {det['category_id']!r} is not a category of the ground truth")
             else:
-                kept.append(det)
+                kept.append((position, det))
+        element = {"image_id": image_id, "gt": gts[0]}
+        if self.iou_type != "bbox":
+            kept, bad, element["dt_extra"] = _image_predictions(kept, gts[0], self.iou_type)
+            for position, det, reason in bad:
+                self.invalid.inc()
+                yield _unknown(det, position, reason)
         self.images.inc()
         self.detections.inc(len(kept))
-        yield {"image_id": image_id, "gt": gts[0], "dt": kept}
+        yield {**element, "dt": [det for _, det in kept]}
+
+
+def _image_predictions(kept, gt, iou_type):
+    """segm / keypoints detections of one image → (usable, [(position, det, reason)], masks or keypoints).
+
+    A segmentation that does not fit the image (an RLE of another size, a
+    polygon of an image without a size) or keypoints of another count than the
+    ground truth's are dead letters.
+    """
+    import numpy as np
+
+    from keras_det.metrics import masks
+
+    h, w = gt["height"], gt["width"]
+    if iou_type == "keypoints":
+        points = gt["keypoints"].shape[1] if len(gt["keypoints"]) else None
+        good, bad = [], []
+        for position, det in kept:
+            n = len(det["keypoints"]) // 3
+            if points is not None and n != points:
+                bad.append((position, det, f"keypoints are {n} points, not {points} as the ground truth's"))
+            else:
+                points = n
+                good.append((position, det))
+        if not good:
+            return good, bad, np.zeros((0, points or 0, 3))
+        return good, bad, np.asarray([d["keypoints"] for _, d in good], np.float64).reshape(len(good), -1, 3)
+
+    def one(det):
+        seg = det["segmentation"]
+        compressed = isinstance(seg, dict) and isinstance(seg.get("counts"), str)
+        if h < 0 and not compressed:
+            raise ValueError("a polygon or uncompressed RLE segmentation but the image has no height / width")
+        ms = masks.masks_from_segmentations([seg], [h], [w], what="the detection's")
+        if h >= 0 and (ms.heights[0] != h or ms.widths[0] != w):
+            raise ValueError(f"segmentation of size {int(ms.heights[0])} x {int(ms.widths[0])} but the image is {h} x {w}")
+        return ms
+
+    good, bad, sets = [], [], []
+    for position, det in kept:
+        try:
+            sets.append(one(det))
+            good.append((position, det))
+        except ValueError as error:
+            bad.append((position, det, str(error)))
+    return good, bad, masks.concat_mask_sets(sets)
 
 
 def _det_arrays(dets):
@@ -271,13 +306,19 @@ def _det_arrays(dets):
 
     return (
         np.asarray([d["category_id"] for d in dets]),
-        np.asarray([d["bbox"] for d in dets], np.float64).reshape(-1, 4),
+        np.asarray([d.get("bbox", (0, 0, 0, 0)) for d in dets], np.float64).reshape(-1, 4),
         np.asarray([d["score"] for d in dets], np.float64),
     )
 
 
-def match_coco(images):
-    """A batch of joined images → one `MatchRecord` (`match_images` over the batch)."""
+def match_coco(images, iou_type="bbox"):
+    """A batch of joined images → one `MatchRecord` (`match_images` over the batch).
+
+    segm / keypoints: a detection's area (for the area ranges) is its box area
+    when it carries a ``bbox``, else its mask area / keypoint extent — per
+    detection (pycocotools decides by the first entry of a file; the two agree
+    when all or none of the results carry a box).
+    """
     import numpy as np
 
     from keras_det.metrics.coco import match_images
@@ -296,9 +337,30 @@ def match_coco(images):
     ids = np.asarray([image["image_id"] for image in images])
     # Object arrays of ids → the ids' own dtype (int or str) so the record sorts like pycocotools.
     as_ids = lambda parts: cat(parts).astype(ids.dtype)  # noqa: E731
+    kwargs = {}
+    if iou_type != "bbox":
+        from keras_det.metrics import masks
+        from keras_det.metrics.keypoints import keypoint_extent_areas
+
+        has_box = np.asarray([("bbox" in d) for image in images for d in image["dt"]], bool)
+        if iou_type == "segm":
+            gm = masks.concat_mask_sets([image["gt"]["masks"] for image in images])
+            dm = masks.concat_mask_sets([image["dt_extra"] for image in images])
+            kwargs.update(gt_masks=gm, det_masks=dm)
+            own = dm.areas.astype(np.float64)
+        else:
+            gk = [image["gt"]["keypoints"] for image in images]
+            dk = [image["dt_extra"] for image in images]
+            points = next((k.shape[1] for k in gk + dk if k.size), 0)
+            gk = np.concatenate([np.zeros((0, points, 3))] + [k.reshape(len(k), points, 3) for k in gk if len(k)])
+            dk = np.concatenate([np.zeros((0, points, 3))] + [k.reshape(len(k), points, 3) for k in dk if len(k)])
+            kwargs.update(gt_keypoints=gk, det_keypoints=dk, gt_ignore=cat([image["gt"]["ignore"] for image in images]))
+            own = keypoint_extent_areas(dk)
+        boxes = cat(db).reshape(-1, 4)
+        kwargs["det_areas"] = np.where(has_box, boxes[:, 2] * boxes[:, 3], own)
     return match_images(
         as_ids(gi), cat(gc), cat(gb).reshape(-1, 4), as_ids(di), cat(dc), cat(db).reshape(-1, 4), cat(ds),
-        gt_areas=cat(ga), gt_iscrowd=cat(gcrowd), gt_ids=cat(gid), image_ids=ids,
+        gt_areas=cat(ga), gt_iscrowd=cat(gcrowd), gt_ids=cat(gid), image_ids=ids, iou_type=iou_type, **kwargs,
     )
 
 
@@ -334,14 +396,15 @@ def match_voc(images, iou_threshold=0.5, pixel_offset=False):
 
 
 class _Match(beam.DoFn):
-    def __init__(self, metric, iou_threshold, pixel_offset):
+    def __init__(self, metric, iou_threshold, pixel_offset, iou_type="bbox"):
         self.metric = metric
+        self.iou_type = iou_type
         self.iou_threshold = iou_threshold
         self.pixel_offset = pixel_offset
 
     def process(self, images):
         if self.metric == "coco":
-            yield match_coco(images)
+            yield match_coco(images, self.iou_type)
         else:
             yield match_voc(images, self.iou_threshold, self.pixel_offset)
 
@@ -454,7 +517,7 @@ def build(pipeline, args):
     gt = (
         pipeline
         | "GTPath" >> beam.Create([args.gt])
-        | "ReadGT" >> beam.ParDo(_ReadGroundTruth()).with_outputs(
+        | "ReadGT" >> beam.ParDo(_ReadGroundTruth(args.iou_type)).with_outputs(
             _ReadGroundTruth.CATEGORIES, _ReadGroundTruth.FILE_NAMES, main="images"
         )
     )
@@ -462,7 +525,7 @@ def build(pipeline, args):
         pipeline
         | "MatchDetections" >> fileio.MatchFiles(args.detections)
         | "ReadMatches" >> fileio.ReadMatches()
-        | "ReadDetections" >> beam.ParDo(_ReadDetections()).with_outputs(common.DEAD_LETTER, main="detections")
+        | "ReadDetections" >> beam.ParDo(_ReadDetections(args.iou_type)).with_outputs(common.DEAD_LETTER, main="detections")
     )
     keyed = dets.detections | "KeyByFileName" >> beam.Map(
         rekey_by_file_name, beam.pvalue.AsSingleton(gt[_ReadGroundTruth.FILE_NAMES])
@@ -470,14 +533,14 @@ def build(pipeline, args):
     joined = (
         {"gt": gt.images, "dt": keyed}
         | "JoinByImage" >> beam.CoGroupByKey()
-        | "Join" >> beam.ParDo(_JoinImages(), beam.pvalue.AsSingleton(gt[_ReadGroundTruth.CATEGORIES])).with_outputs(
+        | "Join" >> beam.ParDo(_JoinImages(args.iou_type), beam.pvalue.AsSingleton(gt[_ReadGroundTruth.CATEGORIES])).with_outputs(
             common.DEAD_LETTER, main="images"
         )
     )
     records = (
         joined.images
         | "Batch" >> beam.BatchElements(min_batch_size=1, max_batch_size=args.images_per_batch)
-        | "Match" >> beam.ParDo(_Match(args.metric, args.iou_threshold, args.pixel_offset))
+        | "Match" >> beam.ParDo(_Match(args.metric, args.iou_threshold, args.pixel_offset, args.iou_type))
     )
     combine = COCOCombineFn() if args.metric == "coco" else VOCCombineFn(not args.voc_area)
     metrics = records | "Combine" >> beam.CombineGlobally(combine)
@@ -516,6 +579,8 @@ def parser():
     p.add_argument("--detections", required=True, help="glob of COCO results JSON lists or JSON-lines shards")
     p.add_argument("--output", required=True, help="output directory")
     p.add_argument("--metric", default="coco", choices=("coco", "voc"))
+    p.add_argument("--iou_type", default="bbox", choices=("bbox", "segm", "keypoints"),
+                   help="COCO only: box IoU, mask IoU of the detections' 'segmentation', or keypoint OKS")
     p.add_argument("--iou_threshold", type=float, default=0.5, help="VOC only")
     p.add_argument("--voc_area", action="store_true", help="VOC all-point (area) AP instead of the 2007 11-point AP")
     p.add_argument("--pixel_offset", action="store_true", help="VOC devkit +1 pixel widths")
@@ -547,6 +612,8 @@ def run(argv=None):
     args, beam_args = parser().parse_known_args(argv)
     out = args.output.rstrip("/")
     common.require_matches(args.detections, "--detections")
+    if args.iou_type != "bbox" and (args.metric != "coco" or not args.gt.lower().endswith(".json")):
+        raise common.InputError(f"--iou_type {args.iou_type} needs --metric coco and a COCO JSON --gt.")
     if args.gt.lower().endswith(".json") and not FileSystems.exists(args.gt):
         raise common.InputError(f"--gt {args.gt!r} does not exist.")
     if not args.gt.lower().endswith(".json"):

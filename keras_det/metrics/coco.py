@@ -1,606 +1,85 @@
-"""Exact COCO box evaluation in vectorised NumPy.
+"""Exact COCO evaluation in vectorised NumPy: the evaluator and its entry points.
 
-The twelve numbers returned here are those of pycocotools'
-``COCOeval(gt, dt, "bbox")`` followed by ``evaluate()``, ``accumulate()`` and
-``summarize()`` (``stats``), reproduced operation by operation so that they
+The numbers returned here are those of pycocotools'
+``COCOeval(gt, dt, iou_type)`` (``"bbox"``, ``"segm"`` or ``"keypoints"``)
+followed by ``evaluate()``, ``accumulate()`` and ``summarize()``
+(``stats``), reproduced operation by operation so that they
 agree to floating-point round-off (tests check 1e-9; in practice they are
 bit-identical). pycocotools is not imported here.
 
-The evaluation is split in two separable, public steps so that it can run
-distributed (e.g. a Beam ``CombineFn``):
+The code lives in three modules, all re-exported here so that
+``keras_det.metrics.coco.<name>`` keeps working for every public name:
 
-1. :func:`match_images` / :func:`match_image` — the equivalent of
-   ``COCOeval.evaluateImg`` for every (image, category) pair and every area
-   range: greedy matching of score-sorted detections to ground truth at the
-   ten IoU thresholds. It returns a :class:`MatchRecord`, a small picklable
-   bundle of NumPy arrays. Records covering disjoint images merge by
-   concatenation (:func:`merge_records`).
-2. :func:`accumulate` — the equivalent of ``COCOeval.accumulate``: precision
-   at the 101 recall thresholds and recall, ``[T, R, K, A, M]`` / ``[T, K,
-   A, M]``; then :func:`summarize` gives the 12 ``stats``.
-
-pycocotools semantics reproduced (all of them matter for exactness):
-
-* Box IoU is pycocotools' ``maskUtils.iou`` on ``[x, y, w, h]`` boxes with
-  areas ``w * h``; for a crowd ground truth the union is the detection area.
-* A ground truth is *ignored* for an area range when it is a crowd or its
-  ``area`` field (not its box area) lies outside the closed range.
-* Detections of one (image, category) are sorted by descending score with a
-  stable sort (ties keep input order) and cut to the largest ``maxDets``
-  (100) *before* matching; ``maxDets`` 1 and 10 reuse the same matches.
-* Greedy matching per IoU threshold ``t``: a detection takes the
-  not-yet-matched ground truth (crowds may be matched again) with the highest
-  IoU ``>= min(t, 1 - 1e-10)``, preferring non-ignored ground truth, and on
-  equal IoU the later one in input order. A detection matched to an ignored
-  ground truth is ignored; an unmatched detection whose area ``w * h`` lies
-  outside the area range is ignored.
-* pycocotools stores the matched ground-truth *id* and tests it for
-  non-zero, so a detection matched to a ground truth whose ``id`` is ``0``
-  counts as unmatched. This quirk is reproduced (pass ``gt_ids``).
-* Accumulation concatenates detections over images in ascending image-id
-  order and sorts them by descending score with a stable sort; precision is
-  made monotone from the right and read at ``np.searchsorted(recall,
-  recThrs, side="left")``, 0 past the last detection; ``-1`` where a
-  category has no non-ignored ground truth.
+* `keras_det.metrics.coco_matching` — the numeric core: `match_images` /
+  `match_image` (``COCOeval.evaluateImg``), `MatchRecord`, `merge_records`,
+  `accumulate` (``COCOeval.accumulate``), `box_iou_xywh` and the parameters
+  (``IOU_THRESHOLDS``, ``RECALL_THRESHOLDS``, ``MAX_DETECTIONS``,
+  ``AREA_RANGES``, ``AREA_LABELS``, ``STAT_NAMES``); its docstring lists the
+  pycocotools semantics reproduced.
+* `keras_det.metrics.coco_io` — `load_coco_ground_truth`,
+  `load_coco_results` and their checks (`check_result`).
+* `keras_det.metrics.masks` (RLE, polygons, mask IoU) and
+  `keras_det.metrics.keypoints` (OKS) — the similarities of ``segm`` and
+  ``keypoints`` evaluation (``iou_type``), with the same matching and
+  accumulation as boxes.
+* this module — `evaluate_coco` (files), `evaluate_arrays` (loaded arrays),
+  `summarize`, `per_category_ap`, `stats_to_dict` and `COCOEvaluator`
+  (Keras-metric-like, on batches).
 """
 
-import dataclasses
-import json
 import os
 
 import numpy as np
 
-# Parameters of pycocotools' Params.setDetParams, built the same way so the
-# floating-point values are identical.
-IOU_THRESHOLDS = np.linspace(0.5, 0.95, int(np.round((0.95 - 0.5) / 0.05)) + 1, endpoint=True)
-RECALL_THRESHOLDS = np.linspace(0.0, 1.00, int(np.round((1.00 - 0.0) / 0.01)) + 1, endpoint=True)
-MAX_DETECTIONS = (1, 10, 100)
-AREA_RANGES = np.array(
-    [[0**2, 1e5**2], [0**2, 32**2], [32**2, 96**2], [96**2, 1e5**2]], dtype=np.float64
+from keras_det.metrics.coco_io import load_coco_ground_truth, load_coco_results
+from keras_det.metrics.coco_matching import (
+    AREA_LABELS,
+    AREA_RANGES,
+    IOU_THRESHOLDS,
+    KEYPOINT_AREA_LABELS,
+    KEYPOINT_AREA_RANGES,
+    KEYPOINT_MAX_DETECTIONS,
+    KEYPOINT_STAT_NAMES,
+    MAX_DETECTIONS,
+    RECALL_THRESHOLDS,
+    STAT_NAMES,
+    EvalParams,
+    MatchRecord,
+    accumulate,
+    box_iou_xywh,
+    empty_record,
+    eval_params,
+    match_image,
+    match_images,
+    merge_records,
 )
-AREA_LABELS = ("all", "small", "medium", "large")
 
-STAT_NAMES = (
-    "AP", "AP50", "AP75", "APs", "APm", "APl",
-    "AR1", "AR10", "AR100", "ARs", "ARm", "ARl",
-)
-
-# Candidate (detection, ground truth) pairs are generated per (image,
-# category) group; groups are processed in chunks of at most this many pairs
-# to bound memory.
-_PAIR_CHUNK = 1 << 21
-
-_STATUS_FP, _STATUS_TP, _STATUS_IGNORED = 0, 1, 2
-
-
-@dataclasses.dataclass
-class MatchRecord:
-    """Per-image matching results (``evaluateImg``) for a set of images.
-
-    All fields are NumPy arrays; the record pickles cheaply. ``A`` = 4 area
-    ranges (all, small, medium, large), ``T`` = 10 IoU thresholds, ``D`` =
-    kept detections (at most 100 per image and category), ``C`` = categories
-    with ground truth in these images.
-
-    Attributes:
-        image_ids: ``[N]`` image ids this record covers (unique).
-        det_image_ids: ``[D]`` image id of each detection.
-        det_category_ids: ``[D]`` category id of each detection.
-        det_scores: ``[D]`` float64 scores.
-        det_ranks: ``[D]`` int32 rank of the detection among those of its
-            (image, category), by descending score (stable).
-        det_status: ``[A, T, D]`` int8: 0 false positive, 1 true positive,
-            2 ignored.
-        gt_category_ids: ``[C]`` categories that have ground truth here.
-        gt_counts: ``[C, A]`` int64 number of non-ignored ground truth.
-    """
-
-    image_ids: np.ndarray
-    det_image_ids: np.ndarray
-    det_category_ids: np.ndarray
-    det_scores: np.ndarray
-    det_ranks: np.ndarray
-    det_status: np.ndarray
-    gt_category_ids: np.ndarray
-    gt_counts: np.ndarray
-
-    @property
-    def num_detections(self):
-        return int(self.det_scores.shape[0])
-
-
-def merge_records(records):
-    """Concatenates :class:`MatchRecord` s covering disjoint sets of images.
-
-    Args:
-        records: iterable of ``MatchRecord``.
-
-    Returns:
-        One ``MatchRecord`` (ground-truth counts are not yet summed per
-        category; :func:`accumulate` does that).
-    """
-    records = list(records)
-    if len(records) == 1:
-        return records[0]
-    if not records:
-        return _empty_record()
-
-    def cat(name, axis=0):
-        return np.concatenate([getattr(r, name) for r in records], axis=axis)
-
-    return MatchRecord(
-        image_ids=cat("image_ids"),
-        det_image_ids=cat("det_image_ids"),
-        det_category_ids=cat("det_category_ids"),
-        det_scores=cat("det_scores"),
-        det_ranks=cat("det_ranks"),
-        det_status=cat("det_status", axis=2),
-        gt_category_ids=cat("gt_category_ids"),
-        gt_counts=cat("gt_counts"),
-    )
-
-
-def _empty_record():
-    a, t = len(AREA_RANGES), len(IOU_THRESHOLDS)
-    return MatchRecord(
-        image_ids=np.zeros((0,), np.int64),
-        det_image_ids=np.zeros((0,), np.int64),
-        det_category_ids=np.zeros((0,), np.int64),
-        det_scores=np.zeros((0,), np.float64),
-        det_ranks=np.zeros((0,), np.int32),
-        det_status=np.zeros((a, t, 0), np.int8),
-        gt_category_ids=np.zeros((0,), np.int64),
-        gt_counts=np.zeros((0, a), np.int64),
-    )
-
-
-def box_iou_xywh(det_boxes, gt_boxes, gt_iscrowd):
-    """Element-wise IoU of paired ``[x, y, w, h]`` boxes, pycocotools' way.
-
-    Same arithmetic, in the same order, as ``maskUtils.iou`` for boxes:
-    areas are ``w * h``, the intersection is 0 unless both its width and
-    height are positive, and for a crowd ground truth the union is the
-    detection's area.
-
-    Args:
-        det_boxes: float64 ``[P, 4]`` xywh.
-        gt_boxes: float64 ``[P, 4]`` xywh.
-        gt_iscrowd: bool ``[P]``.
-
-    Returns:
-        float64 ``[P]``.
-    """
-    dx, dy, dw, dh = det_boxes.T
-    gx, gy, gw, gh = gt_boxes.T
-    w = np.minimum(dw + dx, gw + gx) - np.maximum(dx, gx)
-    h = np.minimum(dh + dy, gh + gy) - np.maximum(dy, gy)
-    overlap = (w > 0) & (h > 0)
-    inter = w * h
-    det_area = dw * dh
-    union = np.where(gt_iscrowd, det_area, det_area + gw * gh - inter)
-    union = np.where(overlap, union, 1.0)
-    return np.where(overlap, inter / union, 0.0)
-
-
-def _codes(values):
-    """(sorted unique values, int64 codes of ``values`` into them)."""
-    uniq, inv = np.unique(values, return_inverse=True)
-    return uniq, inv.reshape(-1).astype(np.int64)
-
-
-def _segments(sorted_keys):
-    """Start flags, group index and start index per element of sorted keys."""
-    n = sorted_keys.shape[0]
-    flag = np.empty((n,), bool)
-    if n:
-        flag[0] = True
-        np.not_equal(sorted_keys[1:], sorted_keys[:-1], out=flag[1:])
-    starts = np.flatnonzero(flag)
-    group = np.cumsum(flag) - 1
-    return flag, group, starts
-
-
-def match_images(
-    gt_image_ids,
-    gt_category_ids,
-    gt_boxes,
-    det_image_ids,
-    det_category_ids,
-    det_boxes,
-    det_scores,
-    gt_areas=None,
-    gt_iscrowd=None,
-    gt_ids=None,
-    image_ids=None,
-):
-    """Matches detections to ground truth for many images at once.
-
-    The ``evaluateImg`` step of COCOeval for every (image, category) and
-    area range, vectorised over all groups (a Python loop runs only over
-    detection ranks, at most 100 iterations).
-
-    Args:
-        gt_image_ids: ``[G]`` image id of each ground-truth box.
-        gt_category_ids: ``[G]`` category id of each ground-truth box.
-        gt_boxes: ``[G, 4]`` ground-truth boxes, absolute ``[x, y, w, h]``.
-        det_image_ids: ``[D]`` image id of each detection.
-        det_category_ids: ``[D]`` category id of each detection.
-        det_boxes: ``[D, 4]`` detections, absolute ``[x, y, w, h]``.
-        det_scores: ``[D]`` detection scores. For equal scores the input
-            order decides (as the order of a COCO results file does).
-        gt_areas: ``[G]`` the COCO ``area`` field used for area ranges;
-            defaults to ``w * h``.
-        gt_iscrowd: ``[G]`` crowd flags (truthy = crowd); default none.
-        gt_ids: ``[G]`` annotation ids, only used for pycocotools' id-0
-            quirk (see module docstring); default: all non-zero.
-        image_ids: ids of all images covered (also those without boxes);
-            default: the images that appear in the boxes.
-
-    Returns:
-        A :class:`MatchRecord`.
-    """
-    gi = np.asarray(gt_image_ids).reshape(-1)
-    gc = np.asarray(gt_category_ids).reshape(-1)
-    gb = np.asarray(gt_boxes, dtype=np.float64).reshape(-1, 4)
-    di = np.asarray(det_image_ids).reshape(-1)
-    dc = np.asarray(det_category_ids).reshape(-1)
-    db = np.asarray(det_boxes, dtype=np.float64).reshape(-1, 4)
-    ds = np.asarray(det_scores, dtype=np.float64).reshape(-1)
-    n_gt, n_det = gi.shape[0], di.shape[0]
-    if not (gc.shape[0] == gb.shape[0] == n_gt):
-        raise ValueError("gt_image_ids, gt_category_ids and gt_boxes must have the same length.")
-    if not (dc.shape[0] == db.shape[0] == ds.shape[0] == n_det):
-        raise ValueError(
-            "det_image_ids, det_category_ids, det_boxes and det_scores must have the same length."
-        )
-    if gt_areas is None:
-        garea = gb[:, 2] * gb[:, 3]
-    else:
-        garea = np.asarray(gt_areas, np.float64).reshape(-1)
-    gcrowd = (
-        np.zeros((n_gt,), bool) if gt_iscrowd is None else np.asarray(gt_iscrowd).reshape(-1) != 0
-    )
-    gnonzero = np.ones((n_gt,), bool) if gt_ids is None else np.asarray(gt_ids).reshape(-1) != 0
-    if image_ids is None:
-        image_ids = np.unique(np.concatenate([gi, di]))
-    else:
-        image_ids = np.asarray(image_ids).reshape(-1)
-
-    n_area, n_thr = len(AREA_RANGES), len(IOU_THRESHOLDS)
-    lo, hi = AREA_RANGES[:, 0], AREA_RANGES[:, 1]
-    max_det = MAX_DETECTIONS[-1]
-
-    # Group keys (image, category) as int64 codes.
-    _, img_code = _codes(np.concatenate([gi, di]))
-    _, cat_code = _codes(np.concatenate([gc, dc]))
-    n_cat = int(cat_code.max()) + 1 if cat_code.size else 1
-    key = img_code * n_cat + cat_code
-    gkey, dkey = key[:n_gt], key[n_gt:]
-
-    # Detections: by group, descending score (stable), cut to max_det.
-    dorder = np.lexsort((-ds, dkey))
-    dkey_s = dkey[dorder]
-    _, dgroup, dstarts = _segments(dkey_s)
-    rank = np.arange(n_det) - dstarts[dgroup] if n_det else np.zeros((0,), np.int64)
-    keep = rank < max_det
-    dorder, rank, dkey_s = dorder[keep], rank[keep], dkey_s[keep]
-    n_keep = dorder.shape[0]
-    db_s, ds_s = db[dorder], ds[dorder]
-    darea = db_s[:, 2] * db_s[:, 3]
-
-    # Ground truth: by group, input order kept.
-    gorder = np.argsort(gkey, kind="stable")
-    gkey_s = gkey[gorder]
-    gb_s, garea_s = gb[gorder], garea[gorder]
-    gcrowd_s, gnonzero_s = gcrowd[gorder], gnonzero[gorder]
-    # ignore[a, g]: crowd, or area field outside the (closed) range.
-    ignore = gcrowd_s[None, :] | (garea_s[None, :] < lo[:, None]) | (garea_s[None, :] > hi[:, None])
-
-    # Candidate pairs within (image, category) groups with IoU >= min threshold.
-    pd, pg, piou = _candidate_pairs(dkey_s, db_s, gkey_s, gb_s, gcrowd_s)
-
-    thr = np.minimum(IOU_THRESHOLDS, 1 - 1e-10)
-    outside = (darea[None, :] < lo[:, None]) | (darea[None, :] > hi[:, None])  # [A, D]
-    # Unmatched detections: FP, or ignored when outside the area range.
-    status = np.empty((n_area, n_thr, n_keep), np.int8)
-    status[...] = np.where(outside, _STATUS_IGNORED, _STATUS_FP).astype(np.int8)[:, None, :]
-    if pd.shape[0]:
-        # Only detections with a candidate pair can be matched.
-        cand_d, pd_c = np.unique(pd, return_inverse=True)
-        matched = np.full((n_area, n_thr, cand_d.shape[0]), -1, np.int32)
-        _greedy_match(pd_c.reshape(-1), pg, piou, rank[cand_d][pd_c.reshape(-1)], thr, ignore,
-                      gcrowd_s, matched, len(gkey_s))
-        has = matched >= 0
-        mclip = np.maximum(matched, 0)
-        # pycocotools stores the matched gt *id* and tests it for truth.
-        dtm = has & gnonzero_s[mclip]
-        dt_ignore = has & ignore[np.arange(n_area)[:, None, None], mclip]
-        dt_ignore |= ~dtm & outside[:, None, cand_d]
-        status[:, :, cand_d] = np.where(
-            dt_ignore, _STATUS_IGNORED, np.where(dtm, _STATUS_TP, _STATUS_FP)
-        ).astype(np.int8)
-
-    # Non-ignored ground-truth counts per category and area range.
-    gt_cats, gcode = _codes(gc)
-    counts = np.zeros((gt_cats.shape[0], n_area), np.int64)
-    if n_gt:
-        not_ig = ~ignore  # in sorted order; reorder codes accordingly
-        gcode_s = gcode[gorder]
-        for a in range(n_area):
-            counts[:, a] = np.bincount(
-                gcode_s, weights=not_ig[a], minlength=gt_cats.shape[0]
-            ).astype(np.int64)
-
-    return MatchRecord(
-        image_ids=image_ids,
-        det_image_ids=di[dorder],
-        det_category_ids=dc[dorder],
-        det_scores=ds_s,
-        det_ranks=rank.astype(np.int32),
-        det_status=status,
-        gt_category_ids=gt_cats,
-        gt_counts=counts,
-    )
-
-
-def match_image(
-    image_id,
-    gt_boxes,
-    gt_category_ids,
-    det_boxes,
-    det_scores,
-    det_category_ids,
-    gt_areas=None,
-    gt_iscrowd=None,
-    gt_ids=None,
-):
-    """Matches the detections of one image (all categories).
-
-    Args:
-        image_id: the image's id (records are merged in ascending id order,
-            which decides ties between equal scores of different images).
-        gt_boxes: ``[G, 4]`` absolute ``[x, y, w, h]``.
-        gt_category_ids: ``[G]``.
-        det_boxes: ``[D, 4]`` absolute ``[x, y, w, h]``.
-        det_scores: ``[D]``.
-        det_category_ids: ``[D]``.
-        gt_areas, gt_iscrowd, gt_ids: as in :func:`match_images`.
-
-    Returns:
-        A :class:`MatchRecord` for this image.
-    """
-    g = np.asarray(gt_category_ids).reshape(-1)
-    d = np.asarray(det_category_ids).reshape(-1)
-    return match_images(
-        np.full(g.shape, image_id),
-        g,
-        gt_boxes,
-        np.full(d.shape, image_id),
-        d,
-        det_boxes,
-        det_scores,
-        gt_areas=gt_areas,
-        gt_iscrowd=gt_iscrowd,
-        gt_ids=gt_ids,
-        image_ids=np.asarray([image_id]),
-    )
-
-
-def _candidate_pairs(dkey_s, db_s, gkey_s, gb_s, gcrowd_s):
-    """All (det, gt) pairs of the same group with IoU >= the lowest threshold.
-
-    Returns index arrays into the sorted detections / ground truth and the
-    IoU, ordered by group, then detection rank, then ground-truth order.
-    """
-    empty = (np.zeros((0,), np.int64), np.zeros((0,), np.int64), np.zeros((0,), np.float64))
-    if not dkey_s.shape[0] or not gkey_s.shape[0]:
-        return empty
-    du, dstart, dcount = np.unique(dkey_s, return_index=True, return_counts=True)
-    gu, gstart, gcount = np.unique(gkey_s, return_index=True, return_counts=True)
-    _, di_, gi_ = np.intersect1d(du, gu, assume_unique=True, return_indices=True)
-    if not di_.shape[0]:
-        return empty
-    nd, ng = dcount[di_].astype(np.int64), gcount[gi_].astype(np.int64)
-    d0, g0 = dstart[di_].astype(np.int64), gstart[gi_].astype(np.int64)
-    npairs = nd * ng
-    tmin = min(float(IOU_THRESHOLDS.min()), 1 - 1e-10)
-    # Chunk boundaries over groups.
-    cum = np.cumsum(npairs)
-    bounds = [0]
-    while bounds[-1] < len(npairs):
-        start_total = cum[bounds[-1] - 1] if bounds[-1] else 0
-        nxt = int(np.searchsorted(cum, start_total + _PAIR_CHUNK, side="right"))
-        bounds.append(max(nxt, bounds[-1] + 1))
-    out_d, out_g, out_iou = [], [], []
-    for s, e in zip(bounds[:-1], bounds[1:]):
-        cnt = npairs[s:e]
-        total = int(cnt.sum())
-        grp = np.repeat(np.arange(e - s), cnt)
-        first = np.cumsum(cnt) - cnt
-        off = np.arange(total) - first[grp]
-        ngr = ng[s:e][grp]
-        pdi = d0[s:e][grp] + off // ngr
-        pgi = g0[s:e][grp] + off % ngr
-        iou = box_iou_xywh(db_s[pdi], gb_s[pgi], gcrowd_s[pgi])
-        sel = iou >= tmin
-        out_d.append(pdi[sel])
-        out_g.append(pgi[sel])
-        out_iou.append(iou[sel])
-    return np.concatenate(out_d), np.concatenate(out_g), np.concatenate(out_iou)
-
-
-def _greedy_match(pd, pg, piou, prank, thr, ignore, gcrowd, matched, n_gt):
-    """pycocotools' greedy matching, vectorised over groups, areas, thresholds.
-
-    Detections of equal rank belong to different (image, category) groups,
-    so they never compete for the same ground truth and are matched in one
-    vectorised step; ranks are processed in increasing order.
-
-    Args:
-        pd, pg, piou: candidate pairs (detection index into ``matched``,
-            ground-truth index, IoU), ordered by detection then ground truth.
-        prank: rank of each pair's detection within its group.
-
-    Writes ``matched[a, t, d]`` = index of the matched ground truth or -1.
-    """
-    n_area, n_thr = ignore.shape[0], thr.shape[0]
-    taken = np.zeros((n_area, n_thr, n_gt), bool)
-    order = np.argsort(prank, kind="stable")
-    pd, pg, piou, prank = pd[order], pg[order], piou[order], prank[order]
-    _, _, rstarts = _segments(prank)
-    rends = np.r_[rstarts[1:], prank.shape[0]]
-    for s, e in zip(rstarts, rends):
-        d, g, v = pd[s:e], pg[s:e], piou[s:e]
-        _, seg, starts = _segments(d)
-        crowd = gcrowd[g]
-        valid = (v[None, None, :] >= thr[None, :, None]) & (~taken[:, :, g] | crowd)  # [A,T,P]
-        nonig = ~ignore[:, g][:, None, :]  # [A,1,P]
-        valid_nonig = valid & nonig
-        any_nonig = np.logical_or.reduceat(valid_nonig, starts, axis=2)  # [A,T,S]
-        # Prefer non-ignored ground truth when one is available.
-        eligible = np.where(any_nonig[:, :, seg], valid_nonig, valid)
-        keyed = np.where(eligible, v[None, None, :], -1.0)
-        best = np.maximum.reduceat(keyed, starts, axis=2)
-        cand = eligible & (keyed == best[:, :, seg])
-        # Among equal IoU the later ground truth (in input order) wins.
-        chosen = np.maximum.reduceat(np.where(cand, g[None, None, :], -1), starts, axis=2)
-        matched[:, :, d[starts]] = chosen
-        aa, tt, ss = np.nonzero(chosen >= 0)
-        taken[aa, tt, chosen[aa, tt, ss]] = True
-
-
-def accumulate(records, category_ids=None):
-    """Precision / recall tables from matching records (``COCOeval.accumulate``).
-
-    Args:
-        records: a :class:`MatchRecord` or an iterable of them covering
-            disjoint images.
-        category_ids: categories to evaluate (pycocotools: those of the
-            ground-truth file); default: every category seen. Detections of
-            other categories are dropped.
-
-    Returns:
-        dict with ``"precision"`` float64 ``[T, R, K, A, M]``, ``"recall"``
-        float64 ``[T, K, A, M]`` (``-1`` where a category has no non-ignored
-        ground truth) and ``"category_ids"`` ``[K]`` (sorted).
-
-    Raises:
-        ValueError: if two records cover the same image.
-    """
-    rec = records if isinstance(records, MatchRecord) else merge_records(records)
-    img_u, img_n = np.unique(rec.image_ids, return_counts=True)
-    if np.any(img_n > 1):
-        dup = img_u[img_n > 1][:5].tolist()
-        raise ValueError(f"Records to accumulate cover the same image more than once: {dup}.")
-    if category_ids is None:
-        cats = np.unique(np.concatenate([rec.gt_category_ids, rec.det_category_ids]))
-    else:
-        cats = np.unique(np.asarray(category_ids).reshape(-1))
-    n_thr, n_rec = len(IOU_THRESHOLDS), len(RECALL_THRESHOLDS)
-    n_cat, n_area, n_max = len(cats), len(AREA_RANGES), len(MAX_DETECTIONS)
-    precision = -np.ones((n_thr, n_rec, n_cat, n_area, n_max))
-    recall = -np.ones((n_thr, n_cat, n_area, n_max))
-    result = {"precision": precision, "recall": recall, "category_ids": cats}
-    if n_cat == 0:
-        return result
-
-    def lookup(values):
-        pos = np.searchsorted(cats, values)
-        posc = np.minimum(pos, n_cat - 1)
-        return posc, (pos < n_cat) & (cats[posc] == values)
-
-    npig = np.zeros((n_cat, n_area), np.int64)
-    gk, gok = lookup(rec.gt_category_ids)
-    np.add.at(npig, gk[gok], rec.gt_counts[gok])
-
-    dk, dok = lookup(rec.det_category_ids)
-    dsel = np.flatnonzero(dok)
-    dk = dk[dsel]
-    img_code = np.searchsorted(img_u, rec.det_image_ids[dsel])
-    ranks = rec.det_ranks[dsel]
-    # Category, then descending score; ties by image id then rank in image
-    # (= pycocotools' concatenation order + stable mergesort).
-    order = np.lexsort((ranks, img_code, -rec.det_scores[dsel], dk))
-    dsel, dk, ranks = dsel[order], dk[order], ranks[order]
-    status_all = rec.det_status[:, :, dsel]
-    kstart = np.searchsorted(dk, np.arange(n_cat), side="left")
-    kend = np.searchsorted(dk, np.arange(n_cat), side="right")
-    eps = np.spacing(1)
-
-    # Exact shortcut of pycocotools' per-threshold loop. With tp / fp / ignored
-    # counts up to each detection, pr = tp / (tp + fp + eps) rises only at
-    # true positives and never rises in between, so the right-to-left
-    # envelope at a true positive is the maximum of pr over this and later
-    # true positives. The recall read-out searchsorted(tp / npig, thr, "left")
-    # lands on the c-th true positive, c = min{j : j / npig >= thr} (same float
-    # division), or on the first detection when c = 0, whose envelope is the
-    # maximum over all true positives (0 if none). Only the true positives of
-    # each (area, threshold) row are therefore needed; the values computed are
-    # the same floating-point expressions, so the result is bit-identical.
-    for k in range(n_cat):
-        areas = np.flatnonzero(npig[k] > 0)
-        if not areas.shape[0]:
-            continue
-        n_a = areas.shape[0]
-        st_k = status_all[:, :, kstart[k]:kend[k]][areas]
-        rk = ranks[kstart[k]:kend[k]]
-        npig_k = npig[k, areas]
-        # c[a, r]: true positives needed to reach recall threshold r.
-        need = np.stack([
-            np.searchsorted(np.arange(n + 1, dtype=np.float64) / n, RECALL_THRESHOLDS, side="left")
-            for n in npig_k.tolist()
-        ])  # [A', R]
-        need_rows = np.repeat(need, n_thr, axis=0)  # [A' * T, R]
-        npig_rows = np.repeat(npig_k, n_thr)  # [A' * T]
-        prev_n = -1
-        for m, max_det in enumerate(MAX_DETECTIONS):
-            st = st_k if max_det >= MAX_DETECTIONS[-1] else st_k[:, :, rk < max_det]
-            nd = st.shape[2]
-            if nd == 0:
-                recall[:, k, areas, m] = 0.0
-                precision[:, :, k, areas, m] = 0.0
-                continue
-            if nd == prev_n:
-                # Same detections as the previous (smaller) maxDets: same numbers.
-                recall[:, k, areas, m] = recall[:, k, areas, m - 1]
-                precision[:, :, k, areas, m] = precision[:, :, k, areas, m - 1]
-                continue
-            prev_n = nd
-            st2 = st.reshape(n_a * n_thr, nd)
-            is_tp = st2 == _STATUS_TP
-            rows, pos = np.nonzero(is_tp)
-            n_tp = np.bincount(rows, minlength=n_a * n_thr)  # [A' * T]
-            recall[:, k, areas, m] = (n_tp.astype(np.float64) / npig_rows).reshape(n_a, n_thr).T
-            q = np.zeros((n_a * n_thr, n_rec))
-            if rows.shape[0]:
-                # tp + fp at each true positive = non-ignored detections so far.
-                counted = np.cumsum(st2 != _STATUS_IGNORED, axis=1, dtype=np.int64)[rows, pos]
-                col = np.arange(rows.shape[0]) - (np.cumsum(n_tp) - n_tp)[rows]
-                pr = (col + 1).astype(np.float64) / (counted.astype(np.float64) + eps)
-                env = np.full((n_a * n_thr, int(n_tp.max())), -1.0)
-                env[rows, col] = pr
-                env = np.maximum.accumulate(env[:, ::-1], axis=1)[:, ::-1]
-                idx = np.maximum(need_rows - 1, 0)
-                ok = (need_rows <= n_tp[:, None]) & (n_tp[:, None] > 0)
-                q = np.where(ok, np.take_along_axis(env, np.minimum(idx, env.shape[1] - 1), 1), 0.0)
-            precision[:, :, k, areas, m] = q.reshape(n_a, n_thr, n_rec).transpose(1, 2, 0)
-    return result
+__all__ = [
+    "AREA_LABELS", "AREA_RANGES", "IOU_THRESHOLDS", "MAX_DETECTIONS", "RECALL_THRESHOLDS",
+    "STAT_NAMES", "KEYPOINT_AREA_LABELS", "KEYPOINT_AREA_RANGES", "KEYPOINT_MAX_DETECTIONS",
+    "KEYPOINT_STAT_NAMES", "EvalParams", "eval_params", "MatchRecord", "accumulate",
+    "box_iou_xywh", "empty_record", "match_image", "match_images", "merge_records", "load_coco_ground_truth", "load_coco_results", "evaluate_coco",
+    "evaluate_arrays", "summarize", "per_category_ap", "stats_to_dict", "COCOEvaluator",
+]
 
 
 def summarize(accumulated):
-    """The 12 COCO numbers (``COCOeval.summarize`` for boxes), no printing.
+    """The COCO summary numbers (``COCOeval.summarize``), no printing.
 
     Args:
-        accumulated: the dict returned by :func:`accumulate`.
+        accumulated: the dict returned by :func:`accumulate` (its
+            ``iou_type``, default ``"bbox"``, decides the layout).
 
     Returns:
-        float64 ``[12]`` in the order of ``STAT_NAMES``.
+        float64 ``[12]`` in the order of ``STAT_NAMES`` (bbox, segm), or
+        ``[10]`` in the order of ``KEYPOINT_STAT_NAMES`` (keypoints).
     """
+    params = eval_params(accumulated.get("iou_type", "bbox"))
     precision, recall = accumulated["precision"], accumulated["recall"]
 
     def _one(ap, iou_thr=None, area="all", max_dets=100):
-        aind = [i for i, label in enumerate(AREA_LABELS) if label == area]
-        mind = [i for i, m in enumerate(MAX_DETECTIONS) if m == max_dets]
+        aind = [i for i, label in enumerate(params.area_labels) if label == area]
+        mind = [i for i, m in enumerate(params.max_detections) if m == max_dets]
         if ap:
             s = precision
             if iou_thr is not None:
@@ -614,28 +93,20 @@ def summarize(accumulated):
         valid = s[s > -1]
         return -1.0 if valid.size == 0 else float(np.mean(valid))
 
-    m = MAX_DETECTIONS
-    return np.array(
-        [
-            _one(1),
-            _one(1, iou_thr=0.5, max_dets=m[2]),
-            _one(1, iou_thr=0.75, max_dets=m[2]),
-            _one(1, area="small", max_dets=m[2]),
-            _one(1, area="medium", max_dets=m[2]),
-            _one(1, area="large", max_dets=m[2]),
-            _one(0, max_dets=m[0]),
-            _one(0, max_dets=m[1]),
-            _one(0, max_dets=m[2]),
-            _one(0, area="small", max_dets=m[2]),
-            _one(0, area="medium", max_dets=m[2]),
-            _one(0, area="large", max_dets=m[2]),
-        ],
-        dtype=np.float64,
-    )
+    m = params.max_detections
+    if params.iou_type == "keypoints":
+        rows = [(ap, thr, area, m[-1]) for ap in (1, 0)
+                for thr, area in ((None, "all"), (0.5, "all"), (0.75, "all"), (None, "medium"), (None, "large"))]
+    else:
+        rows = [(1, None, "all", m[2]), (1, 0.5, "all", m[2]), (1, 0.75, "all", m[2]),
+                (1, None, "small", m[2]), (1, None, "medium", m[2]), (1, None, "large", m[2]),
+                (0, None, "all", m[0]), (0, None, "all", m[1]), (0, None, "all", m[2]),
+                (0, None, "small", m[2]), (0, None, "medium", m[2]), (0, None, "large", m[2])]
+    return np.array([_one(ap, thr, area, md) for ap, thr, area, md in rows], dtype=np.float64)
 
 
 def per_category_ap(accumulated, iou_threshold=None):
-    """AP per category (all areas, 100 detections), as pycocotools' tables.
+    """AP per category (all areas, the largest ``maxDets``), as pycocotools' tables.
 
     Args:
         accumulated: the dict returned by :func:`accumulate`.
@@ -645,7 +116,8 @@ def per_category_ap(accumulated, iou_threshold=None):
     Returns:
         ``{category_id: AP}`` for categories with ground truth.
     """
-    s = accumulated["precision"][:, :, :, AREA_LABELS.index("all"), MAX_DETECTIONS.index(100)]
+    params = eval_params(accumulated.get("iou_type", "bbox"))
+    s = accumulated["precision"][:, :, :, params.area_labels.index("all"), len(params.max_detections) - 1]
     if iou_threshold is not None:
         s = s[np.where(iou_threshold == IOU_THRESHOLDS)[0]]
     out = {}
@@ -657,249 +129,96 @@ def per_category_ap(accumulated, iou_threshold=None):
     return out
 
 
-def stats_to_dict(stats):
-    """``{"AP": ..., ..., "ARl": ...}`` from the 12 summarize numbers."""
-    return {name: float(v) for name, v in zip(STAT_NAMES, stats)}
-
-
-# --------------------------------------------------------------------------
-# Files.
-
-
-def _load_json(source, what):
-    if isinstance(source, (str, os.PathLike)):
-        path = os.fspath(source)
-        try:
-            with open(path, encoding="utf-8") as f:
-                return json.load(f), path
-        except OSError as e:
-            raise ValueError(f"Cannot read the {what} file {path!r}: {e}") from e
-        except json.JSONDecodeError as e:
-            raise ValueError(f"The {what} file {path!r} is not valid JSON: {e}") from e
-    return source, f"<in-memory {what}>"
-
-
-def _field_arrays(entries, fields, path, kind):
-    """Columns of ``entries`` (list of dicts); a ValueError names a bad entry."""
-    try:
-        return {f: [e[f] for e in entries] for f in fields}
-    except (KeyError, TypeError, IndexError):
-        pass
-    for i, e in enumerate(entries):
-        if not isinstance(e, dict):
-            raise ValueError(f"{path}: {kind} entry {i} is not an object: {e!r:.200}")
-        for f in fields:
-            if f not in e:
-                raise ValueError(f"{path}: {kind} entry {i} has no {f!r} field: {e!r:.200}")
-    raise ValueError(f"{path}: malformed {kind} entries.")  # pragma: no cover
-
-
-def _bbox_array(boxes, path, kind):
-    try:
-        arr = np.array(boxes, dtype=np.float64)
-        if arr.ndim == 2 and arr.shape[1] == 4 or arr.shape == (0,):
-            return arr.reshape(-1, 4)
-    except (ValueError, TypeError):
-        pass
-    for i, b in enumerate(boxes):
-        ok = isinstance(b, (list, tuple)) and len(b) == 4
-        if ok:
-            try:
-                [float(x) for x in b]
-            except (TypeError, ValueError):
-                ok = False
-        if not ok:
-            raise ValueError(
-                f"{path}: {kind} entry {i} has a bbox that is not 4 numbers: {b!r:.200}"
-            )
-    raise ValueError(f"{path}: malformed {kind} bboxes.")  # pragma: no cover
-
-
-def _first_bad(mask):
-    return int(np.flatnonzero(mask)[0])
-
-
-def load_coco_ground_truth(source):
-    """Reads a COCO ground-truth file into arrays.
+def stats_to_dict(stats, iou_type=None):
+    """``{"AP": ..., ..., "ARl": ...}`` from the summarize numbers.
 
     Args:
-        source: path to a COCO instances JSON (or the already-loaded dict).
-
-    Returns:
-        dict with ``image_ids [N]``, ``category_ids [K]`` (sorted, from
-        ``categories`` or, without that list, from the annotations), and per
-        annotation (only those whose image and category are listed, as
-        pycocotools): ``image_id``, ``category_id``, ``bbox [G, 4]`` xywh,
-        ``area`` (``w * h`` when absent), ``iscrowd`` (bool, default False),
-        ``id``.
-
-    Raises:
-        ValueError: naming the file and entry for malformed input.
+        stats: the 12 (bbox, segm) or 10 (keypoints) numbers of `summarize`.
+        iou_type: names the numbers; default: by their count.
     """
-    data, path = _load_json(source, "ground-truth")
-    if not isinstance(data, dict) or not isinstance(data.get("images"), list):
-        raise ValueError(
-            f"{path}: a COCO ground-truth file must be a JSON object with an 'images' list "
-            f"(got {type(data).__name__}{' without images' if isinstance(data, dict) else ''})."
-        )
-    image_ids = np.asarray(_field_arrays(data["images"], ["id"], path, "images")["id"])
-    anns = data.get("annotations", [])
-    if not isinstance(anns, list):
-        raise ValueError(f"{path}: 'annotations' must be a list.")
-    cols = _field_arrays(anns, ["image_id", "category_id", "bbox"], path, "annotations")
-    bbox = _bbox_array(cols["bbox"], path, "annotations")
-    ann_img = np.asarray(cols["image_id"])
-    ann_cat = np.asarray(cols["category_id"])
-    if "categories" in data:
-        if not isinstance(data["categories"], list):
-            raise ValueError(f"{path}: 'categories' must be a list.")
-        cat_ids = np.asarray(_field_arrays(data["categories"], ["id"], path, "categories")["id"])
-    else:
-        cat_ids = ann_cat
-    area = np.array([a.get("area", np.nan) for a in anns], dtype=np.float64).reshape(-1)
-    missing = np.isnan(area)
-    area[missing] = bbox[missing, 2] * bbox[missing, 3]
-    iscrowd = np.array([bool(a.get("iscrowd", 0)) for a in anns], dtype=bool).reshape(-1)
-    ann_ids = [a.get("id", i + 1) for i, a in enumerate(anns)]
-    ids_arr = np.asarray(ann_ids)
-    if ids_arr.size:
-        uniq, cnt = np.unique(ids_arr, return_counts=True)
-        if np.any(cnt > 1):
-            dup = uniq[cnt > 1][0]
-            idx = int(np.flatnonzero(ids_arr == dup)[1])
-            raise ValueError(
-                f"{path}: annotation entry {idx} repeats the annotation id {anns[idx].get('id')!r} "
-                "(ids must be unique)."
-            )
-    image_ids_u = np.unique(image_ids)
-    cat_ids_u = np.unique(cat_ids)
-    keep = np.isin(ann_img, image_ids_u) & np.isin(ann_cat, cat_ids_u)
-    return {
-        "image_ids": image_ids_u,
-        "category_ids": cat_ids_u,
-        "image_id": ann_img[keep],
-        "category_id": ann_cat[keep],
-        "bbox": bbox[keep],
-        "area": area[keep],
-        "iscrowd": iscrowd[keep],
-        "id": ids_arr[keep] if ids_arr.size else ids_arr,
-    }
+    if iou_type is None:
+        iou_type = "keypoints" if len(stats) == len(KEYPOINT_STAT_NAMES) else "bbox"
+    return {name: float(v) for name, v in zip(eval_params(iou_type).stat_names, stats)}
 
 
-def load_coco_results(source, ground_truth=None, ground_truth_path="the ground truth"):
-    """Reads a COCO box results file (list of ``{image_id, category_id, bbox, score}``).
-
-    Args:
-        source: path to the results JSON (or the already-loaded list).
-        ground_truth: optional output of :func:`load_coco_ground_truth` to
-            check image and category ids against.
-        ground_truth_path: name used in error messages.
-
-    Returns:
-        dict with ``image_id [D]``, ``category_id [D]``, ``bbox [D, 4]`` xywh,
-        ``score [D]``, in file order.
-
-    Raises:
-        ValueError: naming the file and entry: not a list, missing fields,
-            a bbox that is not 4 numbers or has negative width/height, an
-            unknown image id or category id.
-    """
-    data, path = _load_json(source, "results")
-    if not isinstance(data, list):
-        raise ValueError(
-            f"{path}: a COCO results file must be a JSON list of detections, "
-            f"got {type(data).__name__}."
-        )
-    cols = _field_arrays(data, ["image_id", "category_id", "bbox", "score"], path, "results")
-    bbox = _bbox_array(cols["bbox"], path, "results")
-    try:
-        score = np.array(cols["score"], dtype=np.float64).reshape(-1)
-    except (TypeError, ValueError):
-        for i, s in enumerate(cols["score"]):
-            try:
-                float(s)
-            except (TypeError, ValueError):
-                raise ValueError(
-                    f"{path}: results entry {i} has a non-numeric score {s!r}."
-                ) from None
-        raise
-    neg = (bbox[:, 2] < 0) | (bbox[:, 3] < 0)
-    if np.any(neg):
-        i = _first_bad(neg)
-        raise ValueError(
-            f"{path}: results entry {i} has a bbox with negative width or height "
-            f"(bbox is [x, y, w, h]): {data[i]['bbox']!r}."
-        )
-    img = np.asarray(cols["image_id"])
-    cat = np.asarray(cols["category_id"])
-    if ground_truth is not None and len(data):
-        bad = ~np.isin(img, ground_truth["image_ids"])
-        if np.any(bad):
-            i = _first_bad(bad)
-            raise ValueError(
-                f"{path}: results entry {i} has image_id {data[i]['image_id']!r}, which is not an "
-                f"image of {ground_truth_path}."
-            )
-        bad = ~np.isin(cat, ground_truth["category_ids"])
-        if np.any(bad):
-            i = _first_bad(bad)
-            raise ValueError(
-                f"{path}: results entry {i} has category_id {data[i]['category_id']!r}, which is "
-                f"not a category of {ground_truth_path}."
-            )
-    return {"image_id": img, "category_id": cat, "bbox": bbox, "score": score}
-
-
-def evaluate_coco(gt_json_path, results_json_path):
-    """COCO box mAP of a results file, identical to pycocotools' ``stats``.
+def evaluate_coco(gt_json_path, results_json_path, iou_type="bbox", sigmas=None):
+    """COCO mAP of a results file, identical to pycocotools' ``stats``.
 
     Args:
         gt_json_path: COCO instances JSON (``images``, ``annotations``,
             ``categories``), or the loaded dict.
         results_json_path: COCO results JSON, a list of
-            ``{"image_id", "category_id", "bbox": [x, y, w, h], "score"}``,
-            or the loaded list. An empty list is allowed (pycocotools fails
-            on it); it scores 0 for every category with ground truth.
+            ``{"image_id", "category_id", "bbox": [x, y, w, h], "score"}``
+            (``"segmentation"`` for segm, ``"keypoints"`` for keypoints), or
+            the loaded list. An empty list is allowed (pycocotools fails on
+            it); it scores 0 for every category with ground truth.
+        iou_type: ``"bbox"`` (default), ``"segm"`` (mask IoU) or
+            ``"keypoints"`` (OKS), as ``COCOeval``'s ``iouType``.
+        sigmas: keypoints only: ``[P]`` per-keypoint sigmas (default COCO's
+            17 person sigmas, ``Params.kpt_oks_sigmas``).
 
     Returns:
         dict ``AP, AP50, AP75, APs, APm, APl, AR1, AR10, AR100, ARs, ARm,
-        ARl`` → float (``-1.0`` where undefined, as pycocotools).
+        ARl`` → float (``-1.0`` where undefined, as pycocotools); keypoints:
+        ``AP, AP50, AP75, APm, APl, AR, AR50, AR75, ARm, ARl``.
 
     Raises:
         ValueError: naming the file and entry for bad input (see
             :func:`load_coco_ground_truth`, :func:`load_coco_results`).
     """
-    gt = load_coco_ground_truth(gt_json_path)
+    gt = load_coco_ground_truth(gt_json_path, iou_type=iou_type)
     gt_name = gt_json_path if isinstance(gt_json_path, (str, os.PathLike)) else "the ground truth"
-    dt = load_coco_results(results_json_path, gt, ground_truth_path=os.fspath(gt_name))
-    return stats_to_dict(summarize(evaluate_arrays(gt, dt)))
+    dt = load_coco_results(results_json_path, gt, ground_truth_path=os.fspath(gt_name), iou_type=iou_type)
+    return stats_to_dict(summarize(evaluate_arrays(gt, dt, iou_type, sigmas=sigmas)), iou_type)
 
 
-def evaluate_arrays(gt, dt):
+def evaluate_arrays(gt, dt, iou_type=None, sigmas=None):
     """Matches and accumulates loaded ground truth / results.
 
     Args:
-        gt: output of :func:`load_coco_ground_truth`.
-        dt: output of :func:`load_coco_results`.
+        gt: output of :func:`load_coco_ground_truth`, or a dict of the same
+            arrays (``image_ids``, ``category_ids``, ``image_id``,
+            ``category_id``, ``bbox``; optional ``area``, ``iscrowd``, ``id``;
+            segm: ``segmentation`` as a `keras_det.metrics.masks.MaskSet` or
+            binary masks ``[G, H, W]``; keypoints: ``keypoints [G, P, 3]``
+            and optional ``ignore``).
+        dt: output of :func:`load_coco_results`, or a dict of the same arrays
+            (``image_id``, ``category_id``, ``score``, ``bbox`` for boxes;
+            ``segmentation`` masks ``[D, H, W]`` or ``keypoints [D, P, 3]``;
+            optional ``area``).
+        iou_type: ``"bbox"``, ``"segm"`` or ``"keypoints"``; default the
+            ``iou_type`` of ``dt`` (else bbox).
+        sigmas: keypoints: ``[P]`` sigmas (default COCO's person sigmas).
 
     Returns:
         The :func:`accumulate` dict (``category_ids`` are the file's ids).
     """
+    iou_type = iou_type or dt.get("iou_type") or gt.get("iou_type") or "bbox"
     # Integer codes in sorted-id order keep pycocotools' tie-breaking and let
     # string ids work.
-    img_ids, cat_ids = gt["image_ids"], gt["category_ids"]
+    img_ids, cat_ids = np.asarray(gt["image_ids"]), np.asarray(gt["category_ids"])
+    kwargs = {}
+    if iou_type == "segm":
+        kwargs = dict(gt_masks=gt["segmentation"], det_masks=dt["segmentation"])
+    elif iou_type == "keypoints":
+        kwargs = dict(gt_keypoints=gt["keypoints"], det_keypoints=dt["keypoints"], sigmas=sigmas,
+                      gt_ignore=gt.get("ignore"))
+    ids = gt.get("id")
     record = match_images(
         np.searchsorted(img_ids, gt["image_id"]),
         np.searchsorted(cat_ids, gt["category_id"]),
-        gt["bbox"],
+        gt.get("bbox"),
         np.searchsorted(img_ids, dt["image_id"]),
         np.searchsorted(cat_ids, dt["category_id"]),
-        dt["bbox"],
+        dt.get("bbox"),
         dt["score"],
-        gt_areas=gt["area"],
-        gt_iscrowd=gt["iscrowd"],
-        gt_ids=gt["id"] if len(gt["id"]) else None,
+        gt_areas=gt.get("area"),
+        gt_iscrowd=gt.get("iscrowd"),
+        gt_ids=ids if ids is not None and len(ids) else None,
         image_ids=np.arange(len(img_ids)),
+        iou_type=iou_type,
+        det_areas=dt.get("area"),
+        **kwargs,
     )
     acc = accumulate(record, category_ids=np.arange(len(cat_ids)))
     acc["category_ids"] = cat_ids
@@ -917,7 +236,7 @@ def _to_numpy(x):
 
 
 class COCOEvaluator:
-    """Accumulates batches and reports the 12 COCO box numbers.
+    """Accumulates batches and reports the COCO numbers (boxes, masks or keypoints).
 
     Follows the Keras metric protocol (``update_state`` / ``result`` /
     ``reset_state``) but keeps NumPy state; matching runs in
@@ -933,6 +252,14 @@ class COCOEvaluator:
         image_shape: ``(height, width)``, needed only for ``rel_`` formats.
         category_ids: optional list of class labels to evaluate (the K axis);
             default: every label seen.
+        iou_type: ``"bbox"`` (default), ``"segm"`` (``masks`` in ``y_true``
+            and ``y_pred``: image-sized ``[B, M, H, W]`` / ``[B, K, H, W]``,
+            values > 0.5 are foreground) or ``"keypoints"`` (``keypoints``
+            ``[B, M, P, 3]`` ``(x, y, v)`` absolute pixels in ``y_true``,
+            ``[B, K, P, 3]`` or ``[B, K, P, 2]`` in ``y_pred``; ``y_true``
+            boxes are still needed, see `keras_det.metrics.keypoints`).
+        sigmas: keypoints: ``[P]`` per-keypoint sigmas (default COCO's 17
+            person sigmas).
 
     Example:
         >>> ev = COCOEvaluator(bounding_box_format="xyxy")
@@ -940,9 +267,12 @@ class COCOEvaluator:
         >>> ev.result()["AP"]
     """
 
-    def __init__(self, bounding_box_format="yxyx", image_shape=None, category_ids=None):
+    def __init__(self, bounding_box_format="yxyx", image_shape=None, category_ids=None,
+                 iou_type="bbox", sigmas=None):
         from keras_det.ops.boxes import check_format
 
+        self.iou_type = eval_params(iou_type).iou_type
+        self.sigmas = sigmas
         self.bounding_box_format = check_format(bounding_box_format)
         self.image_shape = image_shape
         self.category_ids = None if category_ids is None else list(category_ids)
@@ -973,16 +303,23 @@ class COCOEvaluator:
         Args:
             y_true: ``{"boxes": [B, M, 4], "labels": [B, M]}`` (``-1`` =
                 padding), optional ``"iscrowd" [B, M]`` and ``"area" [B, M]``
-                (default: box area). A whole batch element
-                ``{"images", "bounding_boxes": {...}}`` is also accepted.
+                (default: box area; the mask area for segm), ``"masks"`` /
+                ``"keypoints"`` for segm / keypoints. A whole batch element
+                ``{"images", "bounding_boxes": {...}}`` is also accepted
+                (masks / keypoints inside ``bounding_boxes`` or beside it).
             y_pred: ``{"boxes": [B, K, 4], "scores": [B, K], "labels": [B, K]
                 (-1 = padding), "num_detections": [B]}`` (``num_detections``
-                optional). Boxes in ``bounding_box_format``.
+                optional). Boxes in ``bounding_box_format`` (optional for
+                segm / keypoints); ``"masks"`` / ``"keypoints"`` as above.
             sample_weight: unused (Keras signature).
         """
         del sample_weight
         if "bounding_boxes" in y_true:
-            y_true = y_true["bounding_boxes"]
+            outer = y_true
+            y_true = dict(y_true["bounding_boxes"])
+            for key in ("masks", "keypoints"):
+                if key in outer and key not in y_true:
+                    y_true[key] = outer[key]
         gt_boxes = self._to_xywh(y_true["boxes"])
         gt_labels = _to_numpy(y_true["labels"]).astype(np.int64)
         if gt_boxes.ndim == 2:  # a single image
@@ -994,13 +331,16 @@ class COCOEvaluator:
         area = y_true.get("area") if hasattr(y_true, "get") else None
         gt_img = np.broadcast_to(np.arange(b)[:, None], (b, m))
 
-        det_boxes = self._to_xywh(y_pred["boxes"])
         det_labels = _to_numpy(y_pred["labels"]).astype(np.int64)
         det_scores = _to_numpy(y_pred["scores"]).astype(np.float64)
-        if det_labels.ndim == 1:
-            det_boxes, det_labels, det_scores = det_boxes[None], det_labels[None], det_scores[None]
+        single = det_labels.ndim == 1
+        if single:
+            det_labels, det_scores = det_labels[None], det_scores[None]
         k = det_labels.shape[1]
-        det_boxes = det_boxes.reshape(det_labels.shape[0], k, 4)
+        if "boxes" in y_pred or self.iou_type == "bbox":
+            det_boxes = self._to_xywh(y_pred["boxes"]).reshape(det_labels.shape[0], k, 4)
+        else:
+            det_boxes = np.zeros((det_labels.shape[0], k, 4))
         if det_labels.shape[0] != b:
             raise ValueError(
                 f"y_true has {b} images but y_pred has {det_labels.shape[0]}."
@@ -1017,6 +357,24 @@ class COCOEvaluator:
             kwargs["gt_iscrowd"] = _to_numpy(iscrowd).reshape(b, m)[gt_valid]
         if area is not None:
             kwargs["gt_areas"] = _to_numpy(area).astype(np.float64).reshape(b, m)[gt_valid]
+        if self.iou_type == "segm":
+            gm, dm = _to_numpy(y_true["masks"]), _to_numpy(y_pred["masks"])
+            if single:
+                dm = dm[None]
+            gm = gm.reshape((b, m) + gm.shape[-2:])
+            dm = dm.reshape((b, k) + dm.shape[-2:])
+            kwargs["gt_masks"] = gm[gt_valid] > 0.5
+            kwargs["det_masks"] = dm[det_valid] > 0.5
+        elif self.iou_type == "keypoints":
+            gk, dk = _to_numpy(y_true["keypoints"]).astype(np.float64), _to_numpy(y_pred["keypoints"])
+            dk = dk.astype(np.float64)
+            if single:
+                dk = dk[None]
+            gk = gk.reshape(b, m, -1, 3)
+            dk = dk.reshape((b, k) + dk.shape[-2:])
+            if dk.shape[-1] == 2:
+                dk = np.concatenate([dk, np.ones(dk.shape[:-1] + (1,))], axis=-1)
+            kwargs.update(gt_keypoints=gk[gt_valid], det_keypoints=dk[det_valid], sigmas=self.sigmas)
         record = match_images(
             gt_img[gt_valid] + offset,
             gt_labels[gt_valid],
@@ -1026,6 +384,7 @@ class COCOEvaluator:
             det_boxes[det_valid],
             det_scores[det_valid],
             image_ids=np.arange(b) + offset,
+            iou_type=self.iou_type,
             **kwargs,
         )
         self._records.append(record)
@@ -1033,7 +392,8 @@ class COCOEvaluator:
 
     def accumulate(self):
         """The :func:`accumulate` dict (precision/recall tables) so far."""
-        return accumulate(self._records, category_ids=self.category_ids)
+        records = self._records or [empty_record(self.iou_type)]
+        return accumulate(records, category_ids=self.category_ids)
 
     def per_class_ap(self, iou_threshold=None):
         """``{label: AP}`` for labels with ground truth (see :func:`per_category_ap`)."""
@@ -1041,4 +401,6 @@ class COCOEvaluator:
 
     def result(self):
         """dict ``AP, AP50, ..., ARl`` → float (``-1.0`` with no ground truth)."""
-        return stats_to_dict(summarize(self.accumulate()))
+        acc = self.accumulate()
+        acc["iou_type"] = self.iou_type
+        return stats_to_dict(summarize(acc), self.iou_type)

@@ -180,3 +180,33 @@ def test_detections_join_by_file_name(tmp_path):
     dead = _dead_letters(out)
     assert [(d["image_id"], d["stage"]) for d in dead] == [("555", "evaluate")]
     assert "not an image of the ground truth" in dead[0]["reason"]
+
+
+@pytest.mark.parametrize("iou_type", ["segm", "keypoints"])
+def test_iou_types_equal_pycocotools(tmp_path, iou_type):
+    from keras_det.metrics.masks import encode_rle_counts
+
+    from ..metrics.coco_cases import make_keypoints_case, make_segm_case, pycocotools_eval
+
+    if iou_type == "segm":
+        gt, results, _ = make_segm_case(12, num_images=8)
+    else:
+        gt, results = make_keypoints_case(12, num_images=12)
+    field = "segmentation" if iou_type == "segm" else "keypoints"
+    bad = dict(results[0], image_id=results[0]["image_id"])
+    if iou_type == "segm":
+        h, w = bad[field]["size"]
+        bad[field] = {"size": [h + 1, w], "counts": encode_rle_counts([(h + 1) * w])}
+    else:
+        bad[field] = bad[field][:6]
+    no_field = {k: v for k, v in results[0].items() if k != field}
+    gt_path, dets = _write_case(str(tmp_path / "in"), gt, results, extra_lines=[json.dumps(bad), json.dumps(no_field)])
+    out = str(tmp_path / "out")
+    summary = pipeline.run(["--gt", gt_path, "--detections", dets, "--output", out, "--iou_type", iou_type,
+                            "--images_per_batch", "3", "--direct_num_workers=1"])
+    ref = pycocotools_eval(gt, results, iou_type).stats
+    np.testing.assert_allclose(list(summary["stats"].values()), ref, rtol=0, atol=1e-9)
+    reasons = sorted(d["reason"] for d in _dead_letters(out))
+    assert len(reasons) == 2 and summary["dead_letters"] == 2
+    assert any(f"no '{field}' field" in r for r in reasons)
+    assert any(("but the image is" if iou_type == "segm" else "points, not 17") in r for r in reasons), reasons
