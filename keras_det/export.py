@@ -34,6 +34,7 @@ import numpy as np
 import tensorflow as tf
 
 from keras_det.ops import boxes as box_ops
+from keras_det.ops import image as image_ops
 
 WARMUP_FILE = "tf_serving_warmup_requests"
 
@@ -102,18 +103,6 @@ def next_version(export_dir):
     return max(versions, default=0) + 1
 
 
-def _resize_and_pad(image, size):
-    """float32 ``[h, w, 3]`` → (``[size_h, size_w, 3]``, scale, original ``(h, w)``)."""
-    shape = tf.cast(tf.shape(image)[:2], tf.float32)
-    target = tf.constant(size, tf.float32)
-    scale = tf.reduce_min(target / tf.maximum(shape, 1.0))
-    new_hw = tf.maximum(tf.cast(tf.round(shape * scale), tf.int32), 1)
-    new_hw = tf.minimum(new_hw, tf.constant(size, tf.int32))
-    resized = tf.image.resize(image, new_hw, method="bilinear")
-    padded = tf.image.pad_to_bounding_box(resized, 0, 0, size[0], size[1])
-    return padded, scale, shape
-
-
 def _label_map(class_names):
     items = []
     for i, name in enumerate(class_names):
@@ -132,21 +121,21 @@ class _Serving:
         # with it an empty batch returns empty outputs without running the model.
         self.output_shapes = output_shapes
 
-    def detect(self, images, scales, original_hw):
+    def detect(self, images, factors, original_hw):
         if self.output_shapes is None:
-            return self._detect(images, scales, original_hw)
+            return self._detect(images, factors, original_hw)
         empty = {k: tf.zeros((0,) + shape, dtype) for k, (shape, dtype) in self.output_shapes.items()}
         return tf.cond(
             tf.shape(images)[0] > 0,
-            lambda: self._detect(images, scales, original_hw),
-            lambda: self._detect(images, scales, original_hw, outputs=empty),
+            lambda: self._detect(images, factors, original_hw),
+            lambda: self._detect(images, factors, original_hw, outputs=empty),
         )
 
-    def _detect(self, images, scales, original_hw, outputs=None):
+    def _detect(self, images, factors, original_hw, outputs=None):
         if outputs is None:
             outputs = self.model(images, training=False)
         boxes = box_ops.convert_format(outputs["boxes"], self.bounding_box_format, "yxyx", image_shape=self.image_size)
-        boxes = boxes / scales[:, None, None]
+        boxes = boxes / tf.tile(factors, [1, 2])[:, None, :]  # per-axis factors of ops.image.resize_pad
         hw = tf.concat([original_hw, original_hw], axis=-1)[:, None, :]
         boxes = tf.clip_by_value(boxes / hw, 0.0, 1.0)
         labels = tf.cast(outputs["labels"], tf.int32)
@@ -162,10 +151,10 @@ class _Serving:
         return result
 
     def _map(self, fn, images):
-        """Applies ``fn`` (one image → resized, scale, hw) over a batch."""
+        """Applies ``fn`` (one image → resized, (fy, fx) factors, hw) over a batch."""
         spec = (
             tf.TensorSpec(self.image_size + (3,), tf.float32),
-            tf.TensorSpec([], tf.float32),
+            tf.TensorSpec([2], tf.float32),
             tf.TensorSpec([2], tf.float32),
         )
         return tf.map_fn(fn, images, fn_output_signature=spec)
@@ -174,14 +163,17 @@ class _Serving:
         def decode(data):
             image = tf.io.decode_image(data, channels=3, expand_animations=False, dtype=tf.uint8)
             image.set_shape([None, None, 3])
-            return _resize_and_pad(tf.cast(image, tf.float32), self.image_size)
+            return self._resize(image)
 
         return self.detect(*self._map(decode, images))
 
+    def _resize(self, image):
+        """One image → (resized and padded float32, (fy, fx) factors, original (h, w))."""
+        padded, factors = image_ops.resize_pad(image, self.image_size)
+        return padded, factors, tf.cast(tf.shape(image)[:2], tf.float32)
+
     def serve_tensor(self, images):
-        return self.detect(
-            *self._map(lambda image: _resize_and_pad(tf.cast(image, tf.float32), self.image_size), images)
-        )
+        return self.detect(*self._map(self._resize, images))
 
 
 def _write_warmup(path, examples):

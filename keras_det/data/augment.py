@@ -35,6 +35,7 @@ import keras
 import tensorflow as tf
 
 from keras_det.ops import boxes as box_ops
+from keras_det.ops import image as image_ops
 
 IMAGENET_MEAN = (123.675, 116.28, 103.53)
 
@@ -305,30 +306,15 @@ def resize_pad(data, height, width, bounding_box_format, pad_value=0.0, interpol
     fmt = box_ops.check_format(bounding_box_format)
     _check_unbatched(data, "resize_pad")
     image = data["images"]
-    h, w = _hw(image)
-    hf, wf = tf.cast(h, tf.float32), tf.cast(w, tf.float32)
-    scale = tf.minimum(height / hf, width / wf)
-    new_h = tf.clip_by_value(tf.cast(tf.round(hf * scale), tf.int32), 1, height)
-    new_w = tf.clip_by_value(tf.cast(tf.round(wf * scale), tf.int32), 1, width)
-    boxes = _to_yxyx(data["bounding_boxes"]["boxes"], fmt, image)
-    resized = tf.image.resize(
-        tf.cast(image, tf.float32), tf.stack([new_h, new_w]), method=interpolation
-    )
-    out_image = (
-        tf.pad(resized - pad_value, [[0, height - new_h], [0, width - new_w], [0, 0]]) + pad_value
-    )
+    # The serving graph resizes with the same op (keras_det.ops.image).
+    out_image, factors = image_ops.resize_pad(image, (height, width), pad_value, method=interpolation)
     out_image.set_shape([height, width, 3])
-    sy = tf.cast(new_h, tf.float32) / hf
-    sx = tf.cast(new_w, tf.float32) / wf
-    boxes = boxes * tf.stack([sy, sx, sy, sx])
+    boxes = _to_yxyx(data["bounding_boxes"]["boxes"], fmt, image) * tf.tile(factors, [2])
     masks = None
     if "masks" in data:
-        m = tf.image.resize(
-            tf.cast(data["masks"], tf.float32)[..., None],
-            tf.stack([new_h, new_w]),
-            method="nearest",
-        )
-        m = tf.pad(m[..., 0], [[0, 0], [0, height - new_h], [0, width - new_w]])
+        new_hw = image_ops.fit_size(tf.shape(image)[:2], (height, width))
+        m = tf.image.resize(tf.cast(data["masks"], tf.float32)[..., None], new_hw, method="nearest")
+        m = tf.pad(m[..., 0], [[0, 0], [0, height - new_hw[0]], [0, width - new_hw[1]]])
         masks = tf.cast(m, data["masks"].dtype)
         masks.set_shape([None, height, width])
     return _with_boxes(data, out_image, boxes, fmt, None, masks)
