@@ -311,6 +311,9 @@ class RoIPooler(keras.layers.Layer):
 
     def __init__(self, output_size=(7, 7), levels=("C4",), kind="align", sampling_ratio=2, aligned=True, canonical_level=4, canonical_scale=224, **kwargs):
         super().__init__(**kwargs)
+        # RoIs stay float32 (no autocast), as in the RoI layers.
+        self._convert_input_args = False
+        self._allow_non_tensor_positional_args = True
         if kind not in ("align", "pool"):
             raise ValueError(f"`roi_pooling` must be 'align' or 'pool', got {kind!r}.")
         self.output_size = _size_pair(output_size)
@@ -334,6 +337,9 @@ class RoIPooler(keras.layers.Layer):
             self.roi_layer = RoIAlign(self.output_size, 2.0 ** -numbers[0], self.sampling_ratio, self.aligned, name="roi_align")
         else:
             self.roi_layer = RoIPooling(self.output_size, 2.0 ** -numbers[0], name="roi_pool")
+
+    def build(self, *args, **kwargs):
+        self.built = True  # stateless; the RoI layer builds on its first call
 
     def call(self, features, rois):
         if len(self.levels) == 1:

@@ -207,6 +207,10 @@ class _PartLayer(keras.layers.Layer):
         self._convert_input_args = False
         self._allow_non_tensor_positional_args = True
 
+    def build(self, *args, **kwargs):
+        # The sub-layers build on their first call, from the shapes they see.
+        self.built = True
+
 
 @keras.saving.register_keras_serializable(package="keras_det")
 class RegionProposalNetwork(_PartLayer):

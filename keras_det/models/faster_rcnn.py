@@ -30,7 +30,7 @@ import keras
 
 from keras_det.layers.roi_heads import RoIHeads
 from keras_det.layers.rpn import RegionProposalNetwork
-from keras_det.models.fast_rcnn import FastRCNN, box_roi_head, shared_features
+from keras_det.models.fast_rcnn import FastRCNN, box_roi_head, shared_features, two_stage_config
 from keras_det.models.two_stage import TwoStageDetector
 
 # The FastRCNN arguments FasterRCNN takes through **kwargs, with FastRCNN's defaults.
@@ -101,19 +101,9 @@ class FasterRCNN(TwoStageDetector):
         super().__init__(bounding_box_format=bounding_box_format, loss_names=self.loss_keys, **kwargs)
         self.num_classes = int(num_classes)
         self.backbone_name = backbone if isinstance(backbone, str) else None
+        roi_args.update(roi_batch_size_per_image=roi_batch_size_per_image, roi_background_iou=roi_background_iou)
         self.config_args = {
-            "num_classes": self.num_classes,
-            "backbone": self.backbone_name,
-            "backbone_weights": None,  # weights come back from the saved file
-            "bounding_box_format": bounding_box_format,
-            "feature_tap": feature_tap,
-            **{k: roi_args[k] for k in ("roi_pooling", "roi_output_size")},
-            "fc_dims": tuple(roi_args["fc_dims"]),
-            "class_agnostic": roi_args["class_agnostic"],
-            "roi_batch_size_per_image": roi_batch_size_per_image,
-            "roi_positive_fraction": roi_args["roi_positive_fraction"],
-            "roi_background_iou": roi_background_iou,
-            **{k: roi_args[k] for k in ("score_threshold", "nms_iou_threshold", "max_detections", "fpn", "fpn_filters")},
+            **two_stage_config(self.num_classes, self.backbone_name, bounding_box_format, feature_tap, roi_args),
             "anchor_sizes": tuple(anchor_sizes),
             "aspect_ratios": tuple(aspect_ratios),
             "rpn_filters": rpn_filters,
