@@ -9,7 +9,15 @@ from keras_det.layers.decoder import DetectionDecoder  # noqa: F401
 from keras_det.layers.fpn import FeaturePyramid  # noqa: F401
 from keras_det.layers.heads import KeypointHead, MaskHead, RoIBoxHead  # noqa: F401
 from keras_det.layers.preprocessing import ImagePreprocessing  # noqa: F401
-from keras_det.layers.roi_pooling import MultiLevelRoIAlign, RoIAlign, RoIPooling  # noqa: F401
-from keras_det.layers.rpn import AnchorGenerator, ProposalGenerator, RPNHead  # noqa: F401
+from keras_det.layers.roi_heads import BoxRoIHead, KeypointRoIHead, MaskRoIHead, RoIHeads  # noqa: F401
+from keras_det.layers.roi_pooling import MultiLevelRoIAlign, RoIAlign, RoIPooler, RoIPooling  # noqa: F401
+from keras_det.layers.rpn import (  # noqa: F401
+    AnchorGenerator,
+    PrecomputedProposals,
+    ProposalGenerator,
+    RegionProposalNetwork,
+    RPNHead,
+)
 from keras_det.layers.ssd_head import SSDHead  # noqa: F401
+from keras_det.layers.warp import WarpRegions  # noqa: F401
 from keras_det.layers.yolo_head import YOLOHead, YOLONeck, YOLOv1Head  # noqa: F401

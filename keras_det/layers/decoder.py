@@ -25,6 +25,9 @@ class DetectionDecoder(keras.layers.Layer):
     Args:
         box_coder_weights: ``BoxCoder`` weights of the deltas, or ``None``
             when ``deltas`` are already absolute ``yxyx`` boxes.
+        box_coder: the head's ``BoxCoder`` object (the one its target
+            encoder encodes with); when given it decodes and sets
+            ``box_coder_weights``.
         score_threshold: minimum score (torchvision's Faster R-CNN: 0.05).
         iou_threshold: NMS IoU threshold (0.5).
         max_detections: padded output length ``K`` (100).
@@ -44,9 +47,10 @@ class DetectionDecoder(keras.layers.Layer):
         ``labels [B, K]`` int32 0-based (``-1`` padding), ``num_detections [B]``.
     """
 
-    def __init__(self, box_coder_weights=(10.0, 10.0, 5.0, 5.0), score_threshold=0.05, iou_threshold=0.5, max_detections=100, pre_nms_topk=1000, bounding_box_format="yxyx", **kwargs):
+    def __init__(self, box_coder_weights=box_ops.RCNN_BOX_WEIGHTS, score_threshold=0.05, iou_threshold=0.5, max_detections=100, pre_nms_topk=1000, bounding_box_format="yxyx", box_coder=None, **kwargs):
         super().__init__(**kwargs)
-        self.box_coder_weights = None if box_coder_weights is None else tuple(float(w) for w in box_coder_weights)
+        self.box_coder = box_ops.as_box_coder(box_coder) if box_coder is not None else box_ops.as_box_coder(box_coder_weights)
+        self.box_coder_weights = None if self.box_coder is None else self.box_coder.weights
         self.score_threshold = float(score_threshold)
         self.iou_threshold = float(iou_threshold)
         self.max_detections = int(max_detections)
@@ -63,10 +67,10 @@ class DetectionDecoder(keras.layers.Layer):
             references = tf.broadcast_to(references[None], tf.concat([[batch], tf.shape(references)], 0))
         if deltas.shape.rank == 3:
             deltas = deltas[:, :, None, :]
-        if self.box_coder_weights is None:
+        if self.box_coder is None:
             boxes = deltas
         else:
-            boxes = box_ops.BoxCoder(self.box_coder_weights).decode(deltas, references[:, :, None, :])
+            boxes = self.box_coder.decode(deltas, references[:, :, None, :])
         boxes = box_ops.clip(boxes, image_shape)
         boxes = tf.broadcast_to(boxes, tf.concat([tf.shape(scores), [4]], 0))  # [B, N, C, 4]
         labels = tf.broadcast_to(tf.range(num_classes, dtype=tf.int32), tf.shape(scores))

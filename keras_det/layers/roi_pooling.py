@@ -1,4 +1,5 @@
-"""RoI feature extraction layers: RoIPooling, RoIAlign, MultiLevelRoIAlign.
+"""RoI feature extraction layers: RoIPooling, RoIAlign, MultiLevelRoIAlign, and
+``RoIPooler`` (the one a detector holds: one map or a pyramid, by level names).
 
 Each layer is called as ``layer(features, rois)`` with NHWC ``features`` and
 ``rois`` ``[B, R, 4]`` in absolute ``yxyx`` input-image pixels (padding rows of
@@ -168,7 +169,8 @@ class RoIAlign(_RoILayer):
         return config
 
 
-def _level_from_name(name):
+def feature_level(name):
+    """The level number a feature map's name ends in (``"P3"`` → 3, ``"C4"`` → 4)."""
     match = re.search(r"(\d+)$", str(name))
     if not match:
         raise ValueError(
@@ -231,7 +233,7 @@ class MultiLevelRoIAlign(_RoILayer):
     def _split(self, features):
         if isinstance(features, dict):
             names = list(features)
-            return [features[n] for n in names], [_level_from_name(n) for n in names]
+            return [features[n] for n in names], [feature_level(n) for n in names]
         features = list(features)
         levels = self.levels if self.levels is not None else list(range(2, 2 + len(features)))
         if len(levels) != len(features):
@@ -265,6 +267,94 @@ class MultiLevelRoIAlign(_RoILayer):
                 "sampling_ratio": self.sampling_ratio,
                 "aligned": self.aligned,
                 "levels": self.levels,
+                "canonical_level": self.canonical_level,
+                "canonical_scale": self.canonical_scale,
+            }
+        )
+        return config
+
+
+@keras.saving.register_keras_serializable(package="keras_det")
+class RoIPooler(keras.layers.Layer):
+    """One RoI pooler for a single map or a pyramid (Detectron2's ``ROIPooler`` idea).
+
+    The pooler is given the named feature maps of a detector (``{"C4": ...}``
+    from a backbone tap, or ``{"P3": ..., "P6": ...}`` from an FPN) and pools
+    from the ``levels`` it was built for: with one level it is
+    :class:`RoIAlign` or :class:`RoIPooling` at ``spatial_scale = 2**-k`` (a
+    name ending in ``k``: ``"C4"`` is stride 16); with several, RoIs are
+    assigned to levels by the FPN rule of :class:`MultiLevelRoIAlign`. A
+    model therefore never branches on "FPN or not" to pool.
+
+    Args:
+        output_size: ``(out_h, out_w)`` or an int.
+        levels: names of the maps to pool from, each ending in its level
+            number (``("C4",)``, ``("P3", "P4", "P5")``).
+        kind: ``"align"`` (RoIAlign) or ``"pool"`` (RoIPooling, one level only).
+        sampling_ratio, aligned: RoIAlign's (2, True).
+        canonical_level, canonical_scale: the FPN level rule's ``k0`` and ``s0``.
+        **kwargs: ``keras.layers.Layer`` arguments.
+
+    Call args:
+        features: dict of named maps ``[B, H_l, W_l, C]`` (more than
+            ``levels`` may be given; the others are ignored).
+        rois: float ``[B, R, 4]`` absolute ``yxyx`` input-image pixels
+            (all-zero padding rows allowed).
+
+    Returns:
+        ``[B, R, out_h, out_w, C]``.
+
+    Raises:
+        ValueError: unknown ``kind``, ``"pool"`` on several levels, or a
+            level name without a number.
+    """
+
+    def __init__(self, output_size=(7, 7), levels=("C4",), kind="align", sampling_ratio=2, aligned=True, canonical_level=4, canonical_scale=224, **kwargs):
+        super().__init__(**kwargs)
+        # RoIs stay float32 (no autocast), as in the RoI layers.
+        self._convert_input_args = False
+        self._allow_non_tensor_positional_args = True
+        if kind not in ("align", "pool"):
+            raise ValueError(f"`roi_pooling` must be 'align' or 'pool', got {kind!r}.")
+        self.output_size = _size_pair(output_size)
+        self.levels = tuple(str(level) for level in levels)
+        if not self.levels:
+            raise ValueError("RoIPooler needs at least one feature level.")
+        numbers = [feature_level(level) for level in self.levels]
+        self.kind = kind
+        self.sampling_ratio = max(int(sampling_ratio), 0)
+        self.aligned = bool(aligned)
+        self.canonical_level = int(canonical_level)
+        self.canonical_scale = float(canonical_scale)
+        if len(self.levels) > 1:
+            if kind != "align":
+                raise ValueError(f"`roi_pooling`={kind!r} pools one map; several levels {self.levels} need 'align'.")
+            self.roi_layer = MultiLevelRoIAlign(
+                self.output_size, self.sampling_ratio, self.aligned, canonical_level=self.canonical_level,
+                canonical_scale=self.canonical_scale, name="roi_align",
+            )
+        elif kind == "align":
+            self.roi_layer = RoIAlign(self.output_size, 2.0 ** -numbers[0], self.sampling_ratio, self.aligned, name="roi_align")
+        else:
+            self.roi_layer = RoIPooling(self.output_size, 2.0 ** -numbers[0], name="roi_pool")
+
+    def build(self, *args, **kwargs):
+        self.built = True  # stateless; the RoI layer builds on its first call
+
+    def call(self, features, rois):
+        if len(self.levels) == 1:
+            return self.roi_layer(features[self.levels[0]], rois)
+        return self.roi_layer({level: features[level] for level in self.levels}, rois)
+
+    def get_config(self):
+        config = super().get_config()
+        config.update(
+            {
+                "output_size": list(self.output_size),
+                "levels": list(self.levels),
+                "kind": self.kind,
+                "sampling_ratio": self.sampling_ratio,
+                "aligned": self.aligned,
                 "canonical_level": self.canonical_level,
                 "canonical_scale": self.canonical_scale,
             }

@@ -1,16 +1,26 @@
-"""Region proposal network layers.
+"""Proposal sources of the two-stage detectors, and the RPN's layers.
 
 ``AnchorGenerator`` is the layer form of ``keras_det.ops.anchors.grid_anchors``
 (anchors for a feature map of dynamic size); ``RPNHead`` predicts objectness
 and deltas per anchor; ``ProposalGenerator`` turns them into proposals.
+
+A proposal source is called ``source(features, image_shape, proposals=None,
+training=False)`` → ``(proposals [B, P, 4] yxyx, valid [B, P])`` and has
+``compute_losses(features, image_shape, gt_boxes, gt_labels, proposals=None)``
+→ ``(proposals, valid, losses)``: ``RegionProposalNetwork`` (Faster / Mask
+R-CNN) and ``PrecomputedProposals`` (Fast R-CNN, R-CNN).
 """
 
 import keras
 import tensorflow as tf
 
+from keras_det import losses as loss_ops
+from keras_det.layers.roi_pooling import feature_level
 from keras_det.ops import anchors as anchor_ops
 from keras_det.ops import boxes as box_ops
 from keras_det.ops import nms as nms_ops
+from keras_det.ops.matching import BalancedSampler, Matcher
+from keras_det.ops.targets import TargetEncoder
 
 
 @keras.saving.register_keras_serializable(package="keras_det")
@@ -131,13 +141,16 @@ class ProposalGenerator(keras.layers.Layer):
         image_shape: ``(H, W)`` of the (padded) input images.
         training: selects the train or test counts.
 
+    Args (besides the counts): ``box_coder_weights``, or ``box_coder``: the
+    RPN's ``BoxCoder`` object, shared with its target encoder.
+
     Returns:
         ``(proposals, scores)``: float32 ``[B, post_nms_topk, 4]`` absolute
         ``yxyx`` and ``[B, post_nms_topk]`` objectness probabilities, with
         zero boxes and score ``-1`` in the padding rows.
     """
 
-    def __init__(self, pre_nms_topk_train=2000, post_nms_topk_train=2000, pre_nms_topk_test=1000, post_nms_topk_test=1000, nms_iou_threshold=0.7, min_size=1e-3, box_coder_weights=(1.0, 1.0, 1.0, 1.0), **kwargs):
+    def __init__(self, pre_nms_topk_train=2000, post_nms_topk_train=2000, pre_nms_topk_test=1000, post_nms_topk_test=1000, nms_iou_threshold=0.7, min_size=1e-3, box_coder_weights=box_ops.UNIT_BOX_WEIGHTS, box_coder=None, **kwargs):
         super().__init__(**kwargs)
         self.pre_nms_topk_train = int(pre_nms_topk_train)
         self.post_nms_topk_train = int(post_nms_topk_train)
@@ -145,8 +158,8 @@ class ProposalGenerator(keras.layers.Layer):
         self.post_nms_topk_test = int(post_nms_topk_test)
         self.nms_iou_threshold = float(nms_iou_threshold)
         self.min_size = float(min_size)
-        self.box_coder_weights = tuple(float(w) for w in box_coder_weights)
-        self.box_coder = box_ops.BoxCoder(self.box_coder_weights)
+        self.box_coder = box_ops.as_box_coder(box_coder if box_coder is not None else box_coder_weights)
+        self.box_coder_weights = self.box_coder.weights
 
     def call(self, objectness, deltas, anchors, image_shape, training=False):
         pre = self.pre_nms_topk_train if training else self.pre_nms_topk_test
@@ -183,3 +196,199 @@ class ProposalGenerator(keras.layers.Layer):
             }
         )
         return config
+
+
+class _PartLayer(keras.layers.Layer):
+    """A detector part: boxes and feature dicts pass through uncast (pixel
+    coordinates stay float32 under mixed precision; sub-layers cast)."""
+
+    def __init__(self, **kwargs):
+        super().__init__(**kwargs)
+        self._convert_input_args = False
+        self._allow_non_tensor_positional_args = True
+
+    def build(self, *args, **kwargs):
+        # The sub-layers build on their first call, from the shapes they see.
+        self.built = True
+
+
+@keras.saving.register_keras_serializable(package="keras_det")
+class RegionProposalNetwork(_PartLayer):
+    """The RPN as one proposal source: head, anchors, proposals, targets and losses.
+
+    One ``RPNHead`` runs on each of the named maps ``levels`` (one map:
+    ``("C4",)``; an FPN: ``("P3", "P4", "P5", "P6")``), the outputs of all
+    levels are concatenated in level order and line up with the anchors of
+    ``keras_det.ops.anchors.multilevel_anchors`` (level ``k`` has stride
+    ``2**k``); ``ProposalGenerator`` ranks the levels together. One
+    ``BoxCoder`` (``UNIT_BOX_WEIGHTS``) encodes the training targets and
+    decodes the proposals. Defaults are Faster R-CNN's (Ren et al.).
+
+    Args:
+        levels: names of the maps, each ending in its level number.
+        anchor_sizes: one map: all the sizes of its anchors; several maps:
+            one size per level.
+        aspect_ratios: height/width ratios of every level's anchors.
+        filters: width of the head's 3×3 conv.
+        batch_size_per_image, positive_fraction: anchor sampling (256, 0.5).
+        pre_nms_topk_train, post_nms_topk_train, pre_nms_topk_test,
+            post_nms_topk_test, nms_iou_threshold: proposal selection.
+        positive_iou, negative_iou: anchor matching thresholds (0.7, 0.3;
+            each GT's best anchors are positive too).
+        box_coder_weights: the coder's weights.
+
+    Call args:
+        features: dict of named maps ``[B, H_l, W_l, C]``.
+        image_shape: ``(H, W)`` of the input images.
+        training: train or test proposal counts.
+
+    Returns:
+        ``(proposals [B, P, 4] absolute yxyx, valid bool [B, P])``; invalid
+        rows are zero boxes.
+
+    Raises:
+        ValueError: with several levels, not one anchor size per level.
+    """
+
+    def __init__(self, levels=("C4",), anchor_sizes=(128, 256, 512), aspect_ratios=(0.5, 1.0, 2.0), filters=256, batch_size_per_image=256, positive_fraction=0.5, pre_nms_topk_train=2000, post_nms_topk_train=2000, pre_nms_topk_test=1000, post_nms_topk_test=1000, nms_iou_threshold=0.7, positive_iou=0.7, negative_iou=0.3, box_coder_weights=box_ops.UNIT_BOX_WEIGHTS, **kwargs):
+        super().__init__(**kwargs)
+        self.levels = tuple(str(level) for level in levels)
+        self.anchor_sizes = tuple(float(s) for s in anchor_sizes)
+        self.aspect_ratios = tuple(float(r) for r in aspect_ratios)
+        if len(self.levels) > 1 and len(self.anchor_sizes) != len(self.levels):
+            raise ValueError(
+                f"With fpn=True, `anchor_sizes` needs one size per level {self.levels}, got {tuple(anchor_sizes)}."
+            )
+        # Per level: the anchor sizes, and the stride 2**k of a map named ...k.
+        self.level_sizes = [self.anchor_sizes] if len(self.levels) == 1 else [(s,) for s in self.anchor_sizes]
+        self.strides = [2 ** feature_level(level) for level in self.levels]
+        anchor_ops.cell_anchors(self.level_sizes[0], self.aspect_ratios)  # validates now, not at the first call
+        self.filters = int(filters)
+        self.batch_size_per_image = int(batch_size_per_image)
+        self.positive_fraction = float(positive_fraction)
+        self.positive_iou = float(positive_iou)
+        self.negative_iou = float(negative_iou)
+        self.box_coder = box_ops.BoxCoder(box_coder_weights)
+        self.head = RPNHead(len(self.level_sizes[0]) * len(self.aspect_ratios), self.filters, name="rpn")
+        self.proposal_generator = ProposalGenerator(
+            pre_nms_topk_train, post_nms_topk_train, pre_nms_topk_test, post_nms_topk_test, nms_iou_threshold,
+            box_coder=self.box_coder, name="proposals",
+        )
+        self.targets = TargetEncoder(
+            Matcher((self.negative_iou, self.positive_iou), (0, -1, 1), allow_low_quality_matches=True),
+            BalancedSampler(self.batch_size_per_image, self.positive_fraction),
+            self.box_coder,
+        )
+
+    def anchors(self, features):
+        """``[N, 4]`` absolute ``yxyx`` anchors of all levels (shared by the batch)."""
+        shapes = [tf.shape(features[level])[1:3] for level in self.levels]
+        anchors, _ = anchor_ops.multilevel_anchors(
+            strides=self.strides, sizes=self.level_sizes, aspect_ratios=self.aspect_ratios, feature_shapes=shapes
+        )
+        return anchors
+
+    def head_outputs(self, features):
+        """``(objectness [B, N], deltas [B, N, 4], anchors [N, 4])`` over all levels."""
+        outputs = [self.head(features[level]) for level in self.levels]
+        if len(outputs) == 1:
+            objectness, deltas = outputs[0]
+        else:
+            objectness = tf.concat([o for o, _ in outputs], axis=1)
+            deltas = tf.concat([d for _, d in outputs], axis=1)
+        return objectness, deltas, self.anchors(features)
+
+    def propose(self, objectness, deltas, anchors, image_shape, training=False):
+        proposals, scores = self.proposal_generator(objectness, deltas, anchors, image_shape, training=training)
+        return proposals, scores >= 0.0
+
+    def call(self, features, image_shape, proposals=None, training=False):
+        objectness, deltas, anchors = self.head_outputs(features)
+        return self.propose(objectness, deltas, anchors, image_shape, training=training)
+
+    def compute_losses(self, features, image_shape, gt_boxes, gt_labels, proposals=None):
+        """Training pass: ``(proposals, valid, {"rpn_cls_loss", "rpn_box_loss"})``.
+
+        Proposals use the training counts; ``gt_boxes`` ``[B, M, 4]``
+        absolute ``yxyx``, ``gt_labels`` ``[B, M]`` (``-1`` padding).
+        """
+        objectness, deltas, anchors = self.head_outputs(features)
+        proposals, valid = self.propose(objectness, deltas, anchors, image_shape, training=True)
+        t = self.targets(anchors, gt_boxes, gt_labels)
+        sampled = tf.reduce_sum(t["class_weights"])
+        losses = {
+            "rpn_cls_loss": loss_ops.binary_cross_entropy(objectness, t["labels"], t["class_weights"]),
+            "rpn_box_loss": loss_ops.box_regression_loss(deltas, t["box_targets"], t["box_weights"], sampled),
+        }
+        return proposals, valid, losses
+
+    def get_config(self):
+        config = super().get_config()
+        gen = self.proposal_generator
+        config.update(
+            {
+                "levels": list(self.levels),
+                "anchor_sizes": self.anchor_sizes,
+                "aspect_ratios": self.aspect_ratios,
+                "filters": self.filters,
+                "batch_size_per_image": self.batch_size_per_image,
+                "positive_fraction": self.positive_fraction,
+                "pre_nms_topk_train": gen.pre_nms_topk_train,
+                "post_nms_topk_train": gen.post_nms_topk_train,
+                "pre_nms_topk_test": gen.pre_nms_topk_test,
+                "post_nms_topk_test": gen.post_nms_topk_test,
+                "nms_iou_threshold": gen.nms_iou_threshold,
+                "positive_iou": self.positive_iou,
+                "negative_iou": self.negative_iou,
+                "box_coder_weights": self.box_coder.weights,
+            }
+        )
+        return config
+
+
+@keras.saving.register_keras_serializable(package="keras_det")
+class PrecomputedProposals(_PartLayer):
+    """The proposal source of Fast R-CNN and R-CNN: proposals given with the images.
+
+    Converts ``[B, P, 4]`` proposals in the model's ``bounding_box_format``
+    to absolute ``yxyx``; rows of zero area are padding (``valid`` False,
+    zero boxes). Precomputed e.g. by selective search (``keras_det.proposals``).
+
+    Args:
+        bounding_box_format: format of the given proposals.
+        owner: the model's name for the error message.
+
+    Call args:
+        features: unused (the common proposal-source signature).
+        image_shape: ``(H, W)`` of the input images (relative formats).
+        proposals: ``[B, P, 4]`` or ``None``.
+
+    Returns:
+        ``(proposals [B, P, 4] absolute yxyx, valid bool [B, P])``.
+
+    Raises:
+        ValueError: no proposals given.
+    """
+
+    def __init__(self, bounding_box_format="xyxy", owner="FastRCNN", **kwargs):
+        super().__init__(**kwargs)
+        self.bounding_box_format = box_ops.check_format(bounding_box_format)
+        self.owner = str(owner)
+
+    def call(self, features, image_shape, proposals=None, training=False):
+        if proposals is None:
+            raise ValueError(f"{self.owner} needs `proposals` [B, P, 4] with the images (a model input).")
+        proposals = box_ops.convert_format(proposals, self.bounding_box_format, "yxyx", image_shape=image_shape)
+        valid = box_ops.area(proposals) > 0
+        return tf.where(valid[..., None], proposals, 0.0), valid
+
+    def compute_losses(self, features, image_shape, gt_boxes, gt_labels, proposals=None):
+        """``(proposals, valid, {})``: given proposals have no loss."""
+        proposals, valid = self(features, image_shape, proposals)
+        return proposals, valid, {}
+
+    def get_config(self):
+        config = super().get_config()
+        config.update({"bounding_box_format": self.bounding_box_format, "owner": self.owner})
+        return config
+

@@ -1,7 +1,7 @@
 """Faster R-CNN (Ren et al., 2015): RPN + Fast R-CNN head on shared features.
 
-    images ─ backbone ─ C4 (stride 16) ─┬─ RPNHead ─ objectness, deltas ─ ProposalGenerator ─┐
-                                        └─────────────── RoIAlign / RoIPooling ◄─ proposals ─┘
+    images ─ backbone ─ C4 (stride 16) ─┬─ RegionProposalNetwork (RPNHead, anchors, ProposalGenerator) ─┐
+                                        └──────────────── RoIPooler ◄─ proposals ───────────────────────┘
                                                                └─ RoIBoxHead ─ DetectionDecoder
 
 Training is joint ("approximate joint training": proposals are not
@@ -11,31 +11,39 @@ by ``fit()``: ``rpn_cls_loss``, ``rpn_box_loss``, ``roi_cls_loss``,
 
 * RPN: 3×3 conv (256 filters), 9 anchors per cell (sizes 128/256/512, ratios
   1:2, 1:1, 2:1), IoU ≥ 0.7 positive / < 0.3 negative plus each GT's best
-  anchor, 256 anchors per image with ≤ 50 % positives, deltas weights 1.
+  anchor, 256 anchors per image with ≤ 50 % positives, ``UNIT_BOX_WEIGHTS``.
 * Proposals: top 2000 → NMS 0.7 → 2000 for training; 1000 → 1000 at test.
 * RoI head: GT boxes added to the proposals, IoU ≥ 0.5 foreground, 512 RoIs
   per image with ≤ 25 % foreground, 7×7 RoIAlign (or RoIPooling), two FC
-  layers, per-class deltas with weights (10, 10, 5, 5).
+  layers, per-class deltas with ``RCNN_BOX_WEIGHTS`` (10, 10, 5, 5).
 * Inference: score > 0.05, per-class NMS 0.5, 100 detections.
 
 For small images (the embedded ``shapes`` set), pass smaller
-``anchor_sizes`` (e.g. 16/32/64) and counts.
+``anchor_sizes`` (e.g. 16/32/64) and counts. The model is a composition
+(``keras_det.models.two_stage``): backbone, optional FPN,
+``RegionProposalNetwork``, ``RoIHeads(BoxRoIHead)``.
 """
 
-import keras
-import tensorflow as tf
+import inspect
 
-from keras_det import losses as loss_ops
-from keras_det.layers.rpn import AnchorGenerator, ProposalGenerator, RPNHead
-from keras_det.models.fast_rcnn import FastRCNN
-from keras_det.ops.boxes import BoxCoder
-from keras_det.ops.matching import BalancedSampler, Matcher
-from keras_det.ops.targets import TargetEncoder
+import keras
+
+from keras_det.layers.roi_heads import RoIHeads
+from keras_det.layers.rpn import RegionProposalNetwork
+from keras_det.models.fast_rcnn import FastRCNN, box_roi_head, shared_features, two_stage_config
+from keras_det.models.two_stage import TwoStageDetector
+
+# The FastRCNN arguments FasterRCNN takes through **kwargs, with FastRCNN's defaults.
+_ROI_DEFAULTS = {
+    k: p.default for k, p in inspect.signature(FastRCNN.__init__).parameters.items()
+    if k in ("roi_pooling", "roi_output_size", "fc_dims", "class_agnostic", "roi_positive_fraction",
+             "score_threshold", "nms_iou_threshold", "max_detections", "fpn", "fpn_filters")
+}
 
 
 @keras.saving.register_keras_serializable(package="keras_det")
-class FasterRCNN(FastRCNN):
-    """Faster R-CNN detector: ``FastRCNN`` whose proposals come from an RPN.
+class FasterRCNN(TwoStageDetector):
+    """Faster R-CNN detector: Fast R-CNN's RoI head on proposals from an RPN.
 
     Args:
         num_classes: object classes (0-based labels; background is added).
@@ -52,13 +60,13 @@ class FasterRCNN(FastRCNN):
         rpn_nms_iou_threshold: proposal NMS (0.7).
         fpn: use a Feature Pyramid (P3-P6 for the RPN with one anchor size per
             level, e.g. ``anchor_sizes=(32, 64, 128, 256)``; RoIs pooled from
-            P3-P5 by ``MultiLevelRoIAlign``'s level rule). ``feature_tap`` is
-            then unused.
+            P3-P5 by the FPN level rule). ``feature_tap`` is then unused.
         **kwargs: the RoI head and decoding arguments of ``FastRCNN``
             (``roi_pooling="align"``, ``roi_output_size``, ``fc_dims``,
             ``class_agnostic``, ``roi_batch_size_per_image=512``,
             ``roi_positive_fraction=0.25``, ``roi_background_iou=0.0``,
-            ``score_threshold``, ``nms_iou_threshold``, ``max_detections``).
+            ``score_threshold``, ``nms_iou_threshold``, ``max_detections``,
+            ``fpn_filters``).
 
     Call: float32 images ``[B, H, W, 3]`` in 0..255 → prediction dict
     (``boxes [B, K, 4]`` in ``bounding_box_format``, ``scores``, ``labels``,
@@ -89,89 +97,38 @@ class FasterRCNN(FastRCNN):
         roi_background_iou=0.0,
         **kwargs,
     ):
-        super().__init__(
-            num_classes,
-            backbone=backbone,
-            backbone_weights=backbone_weights,
-            bounding_box_format=bounding_box_format,
-            feature_tap=feature_tap,
-            roi_batch_size_per_image=roi_batch_size_per_image,
-            roi_background_iou=roi_background_iou,
-            **kwargs,
-        )
-        self.config_args.update(
-            {
-                "anchor_sizes": tuple(anchor_sizes),
-                "aspect_ratios": tuple(aspect_ratios),
-                "rpn_filters": rpn_filters,
-                "rpn_batch_size_per_image": rpn_batch_size_per_image,
-                "rpn_positive_fraction": rpn_positive_fraction,
-                "rpn_pre_nms_topk_train": rpn_pre_nms_topk_train,
-                "rpn_post_nms_topk_train": rpn_post_nms_topk_train,
-                "rpn_pre_nms_topk_test": rpn_pre_nms_topk_test,
-                "rpn_post_nms_topk_test": rpn_post_nms_topk_test,
-                "rpn_nms_iou_threshold": rpn_nms_iou_threshold,
-            }
-        )
-        if self.use_fpn:
-            # One anchor size per pyramid level P3-P6 (strides 8-64), as in FPN.
-            if len(anchor_sizes) != len(self.RPN_LEVELS):
-                raise ValueError(
-                    f"With fpn=True, `anchor_sizes` needs one size per level {self.RPN_LEVELS}, got {tuple(anchor_sizes)}."
-                )
-            self.anchor_generators = {
-                level: AnchorGenerator((size,), aspect_ratios, 2 ** int(level[1:]), name=f"anchors_{level}")
-                for level, size in zip(self.RPN_LEVELS, anchor_sizes)
-            }
-            per_location = len(aspect_ratios)
-        else:
-            self.anchor_generator = AnchorGenerator(anchor_sizes, aspect_ratios, self.stride, name="anchors")
-            per_location = self.anchor_generator.num_anchors_per_location
-        self.rpn_head = RPNHead(per_location, rpn_filters, name="rpn")
-        self.proposal_generator = ProposalGenerator(
-            rpn_pre_nms_topk_train, rpn_post_nms_topk_train, rpn_pre_nms_topk_test, rpn_post_nms_topk_test,
-            rpn_nms_iou_threshold, name="proposals",
-        )
-        self.rpn_targets = TargetEncoder(
-            Matcher((0.3, 0.7), (0, -1, 1), allow_low_quality_matches=True),
-            BalancedSampler(rpn_batch_size_per_image, rpn_positive_fraction),
-            BoxCoder((1.0, 1.0, 1.0, 1.0)),
-        )
-
-    def rpn(self, features, images, training):
-        """``(objectness, deltas, anchors, proposals, proposal_valid)``."""
-        if self.use_fpn:
-            # The shared head runs on every level; levels are concatenated
-            # (proposal selection then ranks all levels together).
-            outputs = [self.rpn_head(features[level]) for level in self.RPN_LEVELS]
-            objectness = tf.concat([o for o, _ in outputs], axis=1)
-            deltas = tf.concat([d for _, d in outputs], axis=1)
-            anchors = tf.concat([self.anchor_generators[level](features[level]) for level in self.RPN_LEVELS], axis=0)
-        else:
-            objectness, deltas = self.rpn_head(features)
-            anchors = self.anchor_generator(features)
-        proposals, scores = self.proposal_generator(
-            objectness, deltas, anchors, tf.shape(images)[1:3], training=training
-        )
-        return objectness, deltas, anchors, proposals, scores >= 0.0
-
-    def call(self, inputs, training=False):
-        images = tf.cast(inputs["images"] if isinstance(inputs, dict) else inputs, tf.float32)
-        features = self.features(images, training)
-        *_, proposals, valid = self.rpn(features, images, training=False)
-        return self.detect(features, images, proposals, valid, training)
-
-    def rpn_losses(self, objectness, deltas, anchors, gt_boxes, gt_labels):
-        t = self.rpn_targets(anchors, gt_boxes, gt_labels)
-        sampled = tf.reduce_sum(t["class_weights"])
-        return {
-            "rpn_cls_loss": loss_ops.binary_cross_entropy(objectness, t["labels"], t["class_weights"]),
-            "rpn_box_loss": loss_ops.box_regression_loss(deltas, t["box_targets"], t["box_weights"], sampled),
+        roi_args = {k: kwargs.pop(k, default) for k, default in _ROI_DEFAULTS.items()}
+        super().__init__(bounding_box_format=bounding_box_format, loss_names=self.loss_keys, **kwargs)
+        self.num_classes = int(num_classes)
+        self.backbone_name = backbone if isinstance(backbone, str) else None
+        roi_args.update(roi_batch_size_per_image=roi_batch_size_per_image, roi_background_iou=roi_background_iou)
+        self.config_args = {
+            **two_stage_config(self.num_classes, self.backbone_name, bounding_box_format, feature_tap, roi_args),
+            "anchor_sizes": tuple(anchor_sizes),
+            "aspect_ratios": tuple(aspect_ratios),
+            "rpn_filters": rpn_filters,
+            "rpn_batch_size_per_image": rpn_batch_size_per_image,
+            "rpn_positive_fraction": rpn_positive_fraction,
+            "rpn_pre_nms_topk_train": rpn_pre_nms_topk_train,
+            "rpn_post_nms_topk_train": rpn_post_nms_topk_train,
+            "rpn_pre_nms_topk_test": rpn_pre_nms_topk_test,
+            "rpn_post_nms_topk_test": rpn_post_nms_topk_test,
+            "rpn_nms_iou_threshold": rpn_nms_iou_threshold,
         }
+        config = self.config_args
+        net, neck, rpn_levels, pool_levels = shared_features(
+            backbone, backbone_weights, feature_tap, config["fpn"], config["fpn_filters"]
+        )
+        # Built in this order (box head, then RPN) so that a seed gives the initial weights it gave before the parts.
+        roi_heads = RoIHeads(box_roi_head(self.num_classes, pool_levels, config), name="roi_heads")
+        rpn = RegionProposalNetwork(
+            rpn_levels, anchor_sizes, aspect_ratios, rpn_filters, rpn_batch_size_per_image, rpn_positive_fraction,
+            rpn_pre_nms_topk_train, rpn_post_nms_topk_train, rpn_pre_nms_topk_test, rpn_post_nms_topk_test,
+            rpn_nms_iou_threshold, name="rpn_stage",
+        )
+        self.compose(net, neck, rpn, roi_heads)
 
-    def compute_detection_losses(self, images, gt_boxes, gt_labels, training=True, **extras):
-        features = self.features(images, training)
-        objectness, deltas, anchors, proposals, valid = self.rpn(features, images, training=True)
-        losses = self.rpn_losses(objectness, deltas, anchors, gt_boxes, gt_labels)
-        losses.update(self.roi_losses(features, proposals, valid, gt_boxes, gt_labels, training))
-        return losses
+    @property
+    def rpn(self):
+        """The ``RegionProposalNetwork`` (the proposal source)."""
+        return self.proposal_source

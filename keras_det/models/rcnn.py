@@ -55,106 +55,20 @@ import tensorflow as tf
 from keras_det import losses as loss_ops
 from keras_det.backbones import build_backbone
 from keras_det.layers.decoder import DetectionDecoder
-from keras_det.models.base import Detector, unwrap
-from keras_det.models.fast_rcnn import FastRCNN, gather_class_deltas, select_sampled, split_inputs
+from keras_det.layers.rpn import PrecomputedProposals
+from keras_det.layers.warp import WarpRegions
+from keras_det.models.base import Detector
+from keras_det.models.two_stage import ProposalInputs, split_inputs
 from keras_det.ops import boxes as box_ops
-from keras_det.ops.boxes import BoxCoder
+from keras_det.ops.boxes import BoxCoder, context_boxes  # noqa: F401  (context_boxes: old import path)
 from keras_det.ops.matching import BalancedSampler, Matcher
-from keras_det.ops.targets import TargetEncoder
+from keras_det.ops.targets import TargetEncoder, gather_class_deltas, select_sampled
 
 STAGES = ("finetune", "svm", "all")
 
 
-def context_boxes(boxes, warp_size, context_padding):
-    """Expands ``yxyx`` boxes so that, warped to ``warp_size``, the original
-    box fills ``warp_size - 2 * context_padding`` pixels (R-CNN's "16 px of
-    context").
-
-    Args:
-        boxes: ``[..., 4]`` absolute ``yxyx``.
-        warp_size: side ``S`` of the warped window.
-        context_padding: ``p`` in warped pixels (16 in the paper).
-
-    Returns:
-        ``[..., 4]`` expanded boxes (may extend beyond the image).
-    """
-    boxes = tf.cast(boxes, tf.float32)
-    inner = float(warp_size - 2 * context_padding)
-    if inner <= 0:
-        raise ValueError(f"`context_padding`={context_padding} leaves no room in a {warp_size}-px window.")
-    factor = float(warp_size) / inner
-    cy = 0.5 * (boxes[..., 0] + boxes[..., 2])
-    cx = 0.5 * (boxes[..., 1] + boxes[..., 3])
-    h = (boxes[..., 2] - boxes[..., 0]) * factor
-    w = (boxes[..., 3] - boxes[..., 1]) * factor
-    return tf.stack([cy - 0.5 * h, cx - 0.5 * w, cy + 0.5 * h, cx + 0.5 * w], axis=-1)
-
-
 @keras.saving.register_keras_serializable(package="keras_det")
-class WarpRegions(keras.layers.Layer):
-    """Crops and anisotropically warps boxes of images to ``S×S`` windows.
-
-    Each box is first expanded by `context_boxes`; pixels outside the image
-    take the image's mean colour (as in R-CNN). The warp is bilinear
-    ``tf.image.crop_and_resize`` sampling the centres of an ``S×S`` grid of
-    cells over the (expanded) box, in continuous pixel coordinates.
-
-    Args:
-        warp_size: ``S`` (224 for ImageNet backbones, 227 in the paper).
-        context_padding: context in warped pixels (16; 0 disables).
-
-    Call arguments:
-        images: float ``[B, H, W, 3]``.
-        boxes: float ``[N, 4]`` absolute ``yxyx``.
-        box_indices: int32 ``[N]``: the image of each box.
-
-    Returns:
-        float32 ``[N, S, S, 3]``.
-    """
-
-    def __init__(self, warp_size=224, context_padding=16, **kwargs):
-        super().__init__(**kwargs)
-        self.warp_size = int(warp_size)
-        self.context_padding = int(context_padding)
-
-    def call(self, images, boxes, box_indices):
-        images = tf.cast(images, tf.float32)
-        boxes = tf.cast(boxes, tf.float32)
-        box_indices = tf.cast(box_indices, tf.int32)
-        if self.context_padding:
-            boxes = context_boxes(boxes, self.warp_size, self.context_padding)
-        mean = tf.reduce_mean(images, axis=[1, 2], keepdims=True)
-        # A margin of mean-coloured pixels around the image (zeros after the
-        # mean is subtracted) covers the context of boxes inside the image, so
-        # samples at the border interpolate instead of flipping between
-        # "inside" and "extrapolated" with float rounding (eager vs graph).
-        hw = tf.shape(images)[1:3]
-        margin = tf.cast(tf.math.ceil(0.5 * float(self.warp_size) / max(self.warp_size - 2 * self.context_padding, 1)
-                                      * tf.cast(tf.reduce_max(hw), tf.float32)), tf.int32) + 2
-        padded = tf.pad(images - mean, [[0, 0], [margin, margin], [margin, margin], [0, 0]])
-        boxes = boxes + tf.cast(margin, tf.float32)
-        shape = tf.cast(tf.shape(padded)[1:3], tf.float32)
-        # Sample the centres of an S×S grid of cells over the box (continuous
-        # coordinate c is pixel index c - 0.5); crop_and_resize puts its first
-        # and last samples on the normalised corners given.
-        half_cell = 0.5 * tf.stack([boxes[:, 2] - boxes[:, 0], boxes[:, 3] - boxes[:, 1]], -1) / self.warp_size
-        starts = boxes[:, :2] - 0.5 + half_cell
-        ends = boxes[:, 2:] - 0.5 - half_cell
-        denom = tf.maximum(shape - 1.0, 1.0)
-        norm = tf.concat([starts / denom, ends / denom], -1)
-        crops = tf.image.crop_and_resize(
-            padded, norm, box_indices, [self.warp_size, self.warp_size], method="bilinear", extrapolation_value=0.0,
-        )
-        return crops + tf.gather(mean, box_indices)
-
-    def get_config(self):
-        config = super().get_config()
-        config.update({"warp_size": self.warp_size, "context_padding": self.context_padding})
-        return config
-
-
-@keras.saving.register_keras_serializable(package="keras_det")
-class RCNN(Detector):
+class RCNN(ProposalInputs, Detector):
     """R-CNN detector on external proposals (see the module docstring).
 
     Args:
@@ -228,6 +142,7 @@ class RCNN(Detector):
         self.bbox_l2 = float(bbox_l2)
         self.finetune_rois_per_image = int(finetune_rois_per_image)
         self.bbox_rois_per_image = int(bbox_rois_per_image)
+        self.svm_negative_pool = int(svm_negative_pool)
         self.config_args = {
             "num_classes": self.num_classes,
             "backbone": self.backbone_name,
@@ -236,7 +151,6 @@ class RCNN(Detector):
             "warp_size": int(warp_size),
             "context_padding": int(context_padding),
             "feature_tap": feature_tap,
-            "stage": stage,
             "finetune_rois_per_image": self.finetune_rois_per_image,
             "finetune_positive_fraction": float(finetune_positive_fraction),
             "svm_negative_iou": float(svm_negative_iou),
@@ -252,6 +166,7 @@ class RCNN(Detector):
             "max_detections": int(max_detections),
             "inference_chunk": self.inference_chunk,
         }
+        self.proposal_source = PrecomputedProposals(bounding_box_format, owner="RCNN", name="proposals")
         self.warp = WarpRegions(warp_size, context_padding, name="warp")
         self.backbone = build_backbone(backbone, backbone_weights, (int(warp_size), int(warp_size), 3), taps=(feature_tap,))
         self.pool = keras.layers.GlobalAveragePooling2D(name="pool")
@@ -261,10 +176,11 @@ class RCNN(Detector):
         self.bbox_regressor = keras.layers.Dense(
             self.num_classes * 4, kernel_initializer=keras.initializers.Zeros(), name="bbox_regressor"
         )
-        self.box_coder = BoxCoder((1.0, 1.0, 1.0, 1.0))
+        # One coder for the regression targets and the decoder (the paper's weights 1).
+        self.box_coder = BoxCoder(box_ops.UNIT_BOX_WEIGHTS)
         self.decoder = DetectionDecoder(
-            (1.0, 1.0, 1.0, 1.0), score_threshold, nms_iou_threshold, max_detections,
-            bounding_box_format=bounding_box_format, name="decoder",
+            score_threshold=score_threshold, iou_threshold=nms_iou_threshold, max_detections=max_detections,
+            bounding_box_format=bounding_box_format, box_coder=self.box_coder, name="decoder",
         )
         self.finetune_targets = TargetEncoder(
             Matcher((0.5,), (0, 1)), BalancedSampler(self.finetune_rois_per_image, finetune_positive_fraction)
@@ -289,8 +205,10 @@ class RCNN(Detector):
         if value not in STAGES:
             raise ValueError(f"`stage` must be one of {STAGES}, got {value!r}.")
         self._stage = value
-        if hasattr(self, "config_args"):
-            self.config_args["stage"] = value
+
+    def get_config(self):
+        # The stage is state (set between fits), read here rather than kept in `config_args`.
+        return {**super().get_config(), "stage": self.stage}
 
     def build(self, input_shape=None):
         # All three heads exist from the start, whichever stage or score
@@ -356,7 +274,7 @@ class RCNN(Detector):
     def call(self, inputs, training=False):
         images, proposals = split_inputs(inputs)
         images = tf.cast(images, tf.float32)
-        proposals, valid = FastRCNN._proposals(self, images, proposals)
+        proposals, valid = self.proposal_source(images, tf.shape(images)[1:3], proposals)
         feats = self._chunked_features(images, proposals, valid)
         if self.score_source == "svm":
             scores = tf.sigmoid(self.svm(feats))
@@ -367,15 +285,9 @@ class RCNN(Detector):
         deltas = tf.reshape(self.bbox_regressor(feats), shape)
         return self.decoder(proposals, deltas, scores, tf.shape(images)[1:3])
 
-    def predict_step(self, data):
-        data = unwrap(data)
-        if isinstance(data, dict):
-            data = {"images": data["images"], "proposals": data.get("proposals")}
-        return self(data, training=False)
-
     # -- training -------------------------------------------------------------
     def compute_detection_losses(self, images, gt_boxes, gt_labels, training=True, proposals=None, **extras):
-        proposals, valid = FastRCNN._proposals(self, images, proposals)
+        proposals, valid = self.proposal_source(images, tf.shape(images)[1:3], proposals)
         gt_valid = gt_labels >= 0
         windows, parts = [], []
         if self.stage in ("finetune", "all"):
@@ -387,7 +299,7 @@ class RCNN(Detector):
             parts.append("finetune")
         if self.stage in ("svm", "all"):
             t = self.svm_targets(proposals, gt_boxes, gt_labels, anchor_valid=valid)
-            idx, neg = select_sampled(t, self.config_args["svm_negative_pool"])
+            idx, neg = select_sampled(t, self.svm_negative_pool)
             windows += [gt_boxes, tf.gather(proposals, idx, batch_dims=1)]
             t = self.bbox_targets(proposals, gt_boxes, gt_labels, anchor_valid=valid)
             bidx, bb = select_sampled(t, self.bbox_rois_per_image, by="box_weights")

@@ -35,11 +35,11 @@ from keras_det.backbones import build_backbone, tap_stride
 from keras_det.layers.decoder import DetectionDecoder
 from keras_det.models.base import Detector
 from keras_det.ops import anchors as anchor_ops
-from keras_det.ops.boxes import BoxCoder
+from keras_det.ops.boxes import RCNN_BOX_WEIGHTS, BoxCoder
 from keras_det.ops.matching import BalancedSampler, Matcher
 from keras_det.ops.targets import TargetEncoder
 
-_BOX_WEIGHTS = (10.0, 10.0, 5.0, 5.0)
+_BOX_WEIGHTS = RCNN_BOX_WEIGHTS
 
 
 def window_shapes(window_sizes, aspect_ratios):

@@ -39,11 +39,11 @@ from keras_det.layers.decoder import DetectionDecoder
 from keras_det.layers.ssd_head import HEAD_KINDS, SSDHead
 from keras_det.models.base import Detector
 from keras_det.ops import anchors as anchor_ops
-from keras_det.ops.boxes import BoxCoder
+from keras_det.ops.boxes import RCNN_BOX_WEIGHTS, BoxCoder
 from keras_det.ops.matching import Matcher
 from keras_det.ops.targets import TargetEncoder
 
-SSD_BOX_WEIGHTS = (10.0, 10.0, 5.0, 5.0)
+SSD_BOX_WEIGHTS = RCNN_BOX_WEIGHTS
 
 
 def default_aspect_ratios(num_levels):

@@ -300,7 +300,7 @@ class YOLO(Detector):
                 # No threshold is ever reached: positives are only each GT's best prediction.
                 Matcher((2.0,), (0, 1), allow_low_quality_matches=True),
                 None,
-                box_ops.BoxCoder((1.0, 1.0, 1.0, 1.0)),
+                box_ops.BoxCoder(box_ops.UNIT_BOX_WEIGHTS),
                 similarity_fn=self._prior_similarity,
             )
 

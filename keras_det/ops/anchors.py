@@ -119,37 +119,58 @@ def num_anchors(image_shape, stride=16, sizes=(128, 256, 512), aspect_ratios=(0.
     return h * w * len(sizes) * len(aspect_ratios)
 
 
-def multilevel_anchors(image_shape, strides=(8, 16, 32, 64, 128), sizes=None, aspect_ratios=(0.5, 1.0, 2.0), scales_per_octave=1):
-    """Anchors for FPN-style multi-level heads.
+def multilevel_anchors(image_shape=None, strides=(8, 16, 32, 64, 128), sizes=None, aspect_ratios=(0.5, 1.0, 2.0), scales_per_octave=1, feature_shapes=None, offset=0.5):
+    """Anchors for one or several feature maps (FPN-style multi-level heads).
 
-    Level ``l`` (stride ``strides[l]``) gets anchors of size
-    ``sizes[l] * 2**(k / scales_per_octave)`` for ``k < scales_per_octave``
-    (RetinaNet uses 3 scales per octave) and each aspect ratio. The default
-    size per level is ``4 * stride`` (FPN: 32 px at stride 8 … 512 px at 128).
+    Every two-stage anchor set is built here (the RPN of ``FasterRCNN`` on
+    one map or on an FPN pyramid): level ``l`` (stride ``strides[l]``) gets
+    ``grid_anchors`` of the sizes of ``sizes[l]`` and each aspect ratio. A
+    number ``sizes[l]`` gives ``sizes[l] * 2**(k / scales_per_octave)`` for
+    ``k < scales_per_octave`` (RetinaNet uses 3 scales per octave); a
+    sequence ``sizes[l]`` is taken as that level's sizes. The default size per
+    level is ``4 * stride`` (FPN: 32 px at stride 8 … 512 px at 128).
 
     Args:
-        image_shape: ``(height, width[, channels])`` of the input image.
-        strides: one stride per level; feature maps are ``ceil(H / stride)``.
-        sizes: base anchor size per level (defaults to ``4 * stride``).
+        image_shape: ``(height, width[, channels])`` of the input image: the
+            maps are then ``ceil(H / stride)``. Unused with ``feature_shapes``.
+        strides: one stride per level.
+        sizes: per level, a base anchor size or a sequence of sizes
+            (defaults to ``4 * stride``).
         aspect_ratios: height/width ratios, shared by all levels.
-        scales_per_octave: number of intermediate scales per level.
+        scales_per_octave: intermediate scales per level (number sizes only).
+        feature_shapes: per level the map's ``(height, width)`` (ints or
+            scalar tensors: dynamic shapes work inside ``tf.function``).
+        offset: cell-centre offset in units of the stride (``grid_anchors``).
 
     Returns:
         ``(anchors, counts)``: float32 ``[N, 4]`` absolute ``yxyx`` with the
-        levels concatenated in order, and the Python list of per-level counts.
+        levels concatenated in order (row-major over cells, then the anchors
+        of a cell), and the per-level counts (Python ints for static shapes,
+        scalar tensors otherwise).
+
+    Raises:
+        ValueError: ``sizes`` or ``feature_shapes`` not one entry per level,
+            or neither ``image_shape`` nor ``feature_shapes``.
     """
     if sizes is None:
         sizes = [4 * s for s in strides]
     if len(sizes) != len(strides):
         raise ValueError(f"`sizes` ({len(sizes)}) and `strides` ({len(strides)}) must have one entry per level.")
+    if feature_shapes is None:
+        if image_shape is None:
+            raise ValueError("multilevel_anchors needs `image_shape` or `feature_shapes`.")
+        feature_shapes = [(feature_map_size(image_shape[0], s), feature_map_size(image_shape[1], s)) for s in strides]
+    if len(feature_shapes) != len(strides):
+        raise ValueError(f"`feature_shapes` ({len(feature_shapes)}) and `strides` ({len(strides)}) must have one entry per level.")
     out, counts = [], []
-    for stride, size in zip(strides, sizes):
-        level_sizes = [size * 2 ** (k / scales_per_octave) for k in range(scales_per_octave)]
-        shape = (feature_map_size(image_shape[0], stride), feature_map_size(image_shape[1], stride))
-        level = grid_anchors(shape, stride, level_sizes, aspect_ratios)
-        out.append(level)
+    for stride, size, shape in zip(strides, sizes, feature_shapes):
+        if isinstance(size, (int, float)):
+            level_sizes = [size * 2 ** (k / scales_per_octave) for k in range(scales_per_octave)]
+        else:
+            level_sizes = list(size)
+        out.append(grid_anchors(shape, stride, level_sizes, aspect_ratios, offset))
         counts.append(shape[0] * shape[1] * len(level_sizes) * len(aspect_ratios))
-    return tf.concat(out, axis=0), counts
+    return (out[0] if len(out) == 1 else tf.concat(out, axis=0)), counts
 
 
 def ssd_scales(num_levels, min_scale=0.2, max_scale=0.9):

@@ -33,6 +33,13 @@ FORMATS = (
 # overflow to inf.
 BBOX_XFORM_CLIP = math.log(1000.0 / 16)
 
+# `BoxCoder` weights ``(wy, wx, wh, ww)``, spelled here only. RCNN_BOX_WEIGHTS:
+# the Fast/Faster R-CNN RoI head's (and SSD's, whose "variances" 0.1, 0.1,
+# 0.2, 0.2 are their inverses); UNIT_BOX_WEIGHTS: the RPN's and R-CNN's box
+# regression's (the papers' plain parameterisation).
+RCNN_BOX_WEIGHTS = (10.0, 10.0, 5.0, 5.0)
+UNIT_BOX_WEIGHTS = (1.0, 1.0, 1.0, 1.0)
+
 
 def check_format(bounding_box_format, name="bounding_box_format"):
     """Returns the lower-cased format or raises a ValueError naming it."""
@@ -171,14 +178,18 @@ class BoxCoder:
     ``yxyx`` order: torchvision's ``(dx, dy, dw, dh)`` with weights
     ``(wx, wy, ww, wh)`` equals ours permuted. ``decode`` clamps ``dh``/``dw``
     (after dividing by the weights) at ``log(1000/16)`` before ``exp``.
-    The SSD "variances" (0.1, 0.1, 0.2, 0.2) are the weights (10, 10, 5, 5).
+    The SSD "variances" (0.1, 0.1, 0.2, 0.2) are the weights (10, 10, 5, 5)
+    (``RCNN_BOX_WEIGHTS``).
+
+    One coder object serves a head's target encoder (``encode``) and its
+    decoder (``decode``), so the two cannot drift apart.
 
     Args:
-        weights: ``(wy, wx, wh, ww)``.
+        weights: ``(wy, wx, wh, ww)`` (default ``RCNN_BOX_WEIGHTS``).
         scale_clamp: upper bound on the decoded log-size ratio.
     """
 
-    def __init__(self, weights=(10.0, 10.0, 5.0, 5.0), scale_clamp=BBOX_XFORM_CLIP):
+    def __init__(self, weights=RCNN_BOX_WEIGHTS, scale_clamp=BBOX_XFORM_CLIP):
         if len(weights) != 4 or any(w <= 0 for w in weights):
             raise ValueError(f"`weights` must be 4 positive numbers, got {weights!r}.")
         self.weights = tuple(float(w) for w in weights)
@@ -244,3 +255,53 @@ class BoxCoder:
 
     def get_config(self):
         return {"weights": self.weights, "scale_clamp": self.scale_clamp}
+
+    @classmethod
+    def from_config(cls, config):
+        return cls(**config)
+
+    def __eq__(self, other):
+        return isinstance(other, BoxCoder) and other.get_config() == self.get_config()
+
+    def __hash__(self):
+        return hash((self.weights, self.scale_clamp))
+
+    def __repr__(self):
+        return f"BoxCoder(weights={self.weights}, scale_clamp={self.scale_clamp:.4g})"
+
+
+def as_box_coder(coder):
+    """A ``BoxCoder`` from a coder, a 4-tuple of weights or a ``get_config`` dict; ``None`` stays ``None``."""
+    if coder is None or isinstance(coder, BoxCoder):
+        return coder
+    if isinstance(coder, dict):
+        return BoxCoder.from_config(coder)
+    return BoxCoder(tuple(coder))
+
+
+def context_boxes(boxes, warp_size, context_padding):
+    """Expands ``yxyx`` boxes so that, warped to ``warp_size``, the original
+    box fills ``warp_size - 2 * context_padding`` pixels (R-CNN's "16 px of
+    context").
+
+    Args:
+        boxes: ``[..., 4]`` absolute ``yxyx``.
+        warp_size: side ``S`` of the warped window.
+        context_padding: ``p`` in warped pixels (16 in the paper).
+
+    Returns:
+        ``[..., 4]`` expanded boxes (may extend beyond the image).
+
+    Raises:
+        ValueError: a padding that leaves no room (``S - 2p <= 0``).
+    """
+    boxes = tf.cast(boxes, tf.float32)
+    inner = float(warp_size - 2 * context_padding)
+    if inner <= 0:
+        raise ValueError(f"`context_padding`={context_padding} leaves no room in a {warp_size}-px window.")
+    factor = float(warp_size) / inner
+    cy = 0.5 * (boxes[..., 0] + boxes[..., 2])
+    cx = 0.5 * (boxes[..., 1] + boxes[..., 3])
+    h = (boxes[..., 2] - boxes[..., 0]) * factor
+    w = (boxes[..., 3] - boxes[..., 1]) * factor
+    return tf.stack([cy - 0.5 * h, cx - 0.5 * w, cy + 0.5 * h, cx + 0.5 * w], axis=-1)

@@ -36,7 +36,8 @@ class TargetEncoder:
         sampler: optional ``BalancedSampler``; without one, every
             non-ignored prediction is used.
         box_coder: object with ``encode(boxes, anchors)``; defaults to
-            ``BoxCoder()`` (Faster R-CNN deltas, weights 10, 10, 5, 5).
+            ``BoxCoder()`` (Faster R-CNN deltas, ``RCNN_BOX_WEIGHTS``). Pass
+            the same object to the head's decoder.
         similarity_fn: ``f(anchors [B, N, 4], gt_boxes [B, M, 4]) -> [B, N, M]``;
             defaults to IoU.
     """
@@ -119,6 +120,39 @@ class TargetEncoder:
             "matched_index": tf.where(positive, matches, -1),
             "max_similarity": max_similarity,
         }
+
+
+def select_sampled(targets, num, by="class_weights"):
+    """Gathers the (at most ``num``) sampled rows of `TargetEncoder` targets into fixed-size tensors.
+
+    The rows kept are those of largest ``targets[by]`` (``[B, N]``):
+    ``"class_weights"`` picks the sampled RoIs, ``"box_weights"`` the positives.
+
+    Args:
+        targets: dict of ``[B, N, ...]`` tensors (a `TargetEncoder` output).
+        num: rows to keep per image.
+        by: the ``[B, N]`` entry that ranks the rows.
+
+    Returns:
+        ``(indices int32 [B, S], gathered targets [B, S, ...])`` with
+        ``S = min(num, N)``; rows beyond the sample have zero weights.
+    """
+    n = tf.shape(targets[by])[1]
+    _, idx = tf.math.top_k(targets[by], k=tf.minimum(num, n))
+    return idx, {k: tf.gather(v, idx, batch_dims=1) for k, v in targets.items()}
+
+
+def gather_class_deltas(deltas, labels):
+    """Per-class deltas ``[B, R, K, 4]`` → ``[B, R, 4]`` of class ``labels - 1``.
+
+    ``labels`` are class targets (``0`` background, ``k + 1`` class ``k``);
+    background and ignored rows take class 0 (their weight is 0). A
+    class-agnostic ``[B, R, 1, 4]`` is returned as ``[B, R, 4]``.
+    """
+    if deltas.shape[2] == 1:
+        return deltas[:, :, 0, :]
+    cls = tf.maximum(labels - 1, 0)
+    return tf.gather(deltas, cls[..., None], batch_dims=2)[:, :, 0, :]
 
 
 def mask_targets(gt_masks, matched_index, rois, output_size=(28, 28)):

@@ -4,7 +4,7 @@ import pytest
 import tensorflow as tf
 
 from keras_det import presets
-from keras_det.models.fast_rcnn import FastRCNN, gather_class_deltas, select_sampled
+from keras_det.models.fast_rcnn import FastRCNN
 
 from .synthetic import rectangles
 
@@ -24,15 +24,6 @@ def _with_proposals(batch, per_image=40, seed=0):
             rows.append([x, y, x + rng.uniform(8, 40), y + rng.uniform(8, 40)])
         props[i, : len(rows)] = np.clip(rows, 0, size)
     return {**batch, "proposals": props}
-
-
-def test_select_sampled_and_class_deltas():
-    t = {"class_weights": tf.constant([[0.0, 1.0, 0.0, 1.0]]), "labels": tf.constant([[-1, 2, -1, 0]])}
-    idx, out = select_sampled(t, 2)
-    np.testing.assert_array_equal(idx, [[1, 3]])
-    np.testing.assert_array_equal(out["labels"], [[2, 0]])
-    deltas = tf.reshape(tf.range(2 * 3 * 4, dtype=tf.float32), [1, 2, 3, 4])
-    np.testing.assert_array_equal(gather_class_deltas(deltas, tf.constant([[2, 3]])), [[[4, 5, 6, 7], [20, 21, 22, 23]]])
 
 
 def test_fast_rcnn_trains_on_given_proposals():

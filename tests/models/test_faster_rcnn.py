@@ -27,7 +27,7 @@ def test_rpn_targets_on_hand_made_anchors():
     model = FasterRCNN(2, **SMALL)
     anchors = tf.constant([[0, 0, 32, 32], [0, 0, 16, 16], [40, 40, 72, 72], [8, 8, 40, 40]], tf.float32)
     gt = tf.constant([[[0, 0, 30, 32]]], tf.float32)
-    t = model.rpn_targets(anchors, gt, tf.constant([[1]]))
+    t = model.rpn.targets(anchors, gt, tf.constant([[1]]))
     # IoU: 960/1024 >= 0.7 positive; 256/1024 < 0.3 negative; 0 negative; 22*24/(960+1024-528) in [0.3, 0.7) ignored.
     np.testing.assert_array_equal(t["labels"], [[2, 0, 0, -1]])
 
@@ -105,7 +105,7 @@ def test_fpn_variant_trains_and_predicts():
     out = model.predict_on_batch(batch["images"])
     assert out["boxes"].shape == (2, 20, 4)
     # 96 px: P3..P6 are 12, 6, 3, 2 cells with 3 anchors each.
-    assert model.rpn(model.features(tf.zeros([1, 96, 96, 3]), False), tf.zeros([1, 96, 96, 3]), False)[2].shape[0] == 3 * (144 + 36 + 9 + 4)
+    assert model.rpn.anchors(model.features(tf.zeros([1, 96, 96, 3]), False)).shape[0] == 3 * (144 + 36 + 9 + 4)
     with pytest.raises(ValueError, match="one size per level"):
         FasterRCNN(3, fpn=True, anchor_sizes=(16, 32), **kw)
     assert FasterRCNN.from_config(model.get_config()).get_config() == model.get_config()

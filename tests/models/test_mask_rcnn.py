@@ -2,7 +2,8 @@ import keras
 import numpy as np
 import tensorflow as tf
 
-from keras_det.models.mask_rcnn import MaskRCNN, paste_masks
+from keras_det.models.mask_rcnn import MaskRCNN
+from keras_det.ops.instances import decode_keypoints, paste_masks
 from keras_det.ops.targets import mask_targets
 
 from .test_faster_rcnn import SMALL
@@ -98,18 +99,23 @@ def test_mask_and_keypoint_losses_see_only_positive_rois_and_equal_the_full_sum(
     images = tf.constant(batch["images"])
     model(images)
     features = model.features(images, False)
-    *_, proposals, valid = model.rpn(features, images, training=True)
+    proposals, valid = model.rpn(features, tf.shape(images)[1:3], training=True)
     gt_boxes = box_ops.convert_format(tf.constant(boxes), "xyxy", "yxyx")
     gt_labels = tf.constant(batch["bounding_boxes"]["labels"])
-    rois, t = model.roi_targets_for(proposals, valid, gt_boxes, gt_labels)
-    pos_rois, pos_t = model.positive_rois(rois, t)
+    heads = model.roi_heads
+    rois, t = heads.box.sample(proposals, valid, gt_boxes, gt_labels)
+    pos_rois, pos_t = heads.box.positives(rois, t)
     assert rois.shape[1] == 40 and pos_rois.shape[1] == 10  # int(40 * 0.25)
     assert float(tf.reduce_sum(pos_t["box_weights"])) == float(tf.reduce_sum(t["box_weights"])) > 0
     masks, kps = tf.constant(batch["masks"]), tf.constant(keypoints.astype(np.float32))
-    np.testing.assert_allclose(model.mask_loss(features, pos_rois, pos_t, masks), model.mask_loss(features, rois, t, masks),
+    np.testing.assert_allclose(heads.mask.loss(features, pos_rois, pos_t, masks), heads.mask.loss(features, rois, t, masks),
                                rtol=1e-5)
-    np.testing.assert_allclose(model.keypoint_loss(features, pos_rois, pos_t, kps),
-                               model.keypoint_loss(features, rois, t, kps), rtol=1e-5)
+    np.testing.assert_allclose(heads.keypoint.loss(features, pos_rois, pos_t, kps),
+                               heads.keypoint.loss(features, rois, t, kps), rtol=1e-5)
+    # The training pass hands the mask / keypoint heads these same positives.
+    losses, inter = heads.compute_losses(features, proposals, valid, gt_boxes, gt_labels, False, masks=masks, keypoints=kps)
+    assert {"roi_cls_loss", "roi_box_loss", "mask_loss", "keypoint_loss"} == set(losses)
+    assert inter["positive_rois"].shape[1] == 10 and inter["rois"].shape[1] == 40
 
 
 def test_branches_run_on_the_used_detection_slots_only():
@@ -132,10 +138,10 @@ def test_branches_run_on_the_used_detection_slots_only():
     boxes = box_ops.convert_format(out["boxes"], "xyxy", "yxyx")
     labels = tf.maximum(out["labels"], 0)
     present = (out["labels"].numpy() >= 0)[..., None, None]
-    logits = tf.transpose(model.mask_logits(features, boxes), [0, 1, 4, 2, 3])
+    logits = tf.transpose(model.roi_heads.mask.logits(features, boxes), [0, 1, 4, 2, 3])
     full = tf.sigmoid(tf.gather(logits, labels[..., None], batch_dims=2)[:, :, 0]).numpy() * present
     np.testing.assert_allclose(out["masks"].numpy(), full, atol=1e-6)
-    kps = model.decode_keypoints(model.keypoint_logits(features, boxes), boxes).numpy() * present
+    kps = decode_keypoints(model.roi_heads.keypoint.logits(features, boxes), boxes).numpy() * present
     np.testing.assert_allclose(out["keypoints"].numpy(), kps, atol=1e-5)
     assert out["masks"].shape == (2, 20, 28, 28) and out["keypoints"].shape == (2, 20, 2, 3)
     model.decoder.score_threshold = 1.0  # no detection at all: zero-length branches, zero outputs

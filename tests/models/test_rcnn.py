@@ -4,34 +4,12 @@ import pytest
 import tensorflow as tf
 
 from keras_det import presets
-from keras_det.models.rcnn import RCNN, WarpRegions, context_boxes
+from keras_det.models.rcnn import RCNN
 
 from .synthetic import rectangles
 from .test_fast_rcnn import _with_proposals
 
 SMALL = presets.arguments("rcnn_test")  # the smallest configuration that exercises every path
-
-
-def test_context_padding_geometry():
-    # A 100-px box warped to 227 with 16 px context: the crop is 100 * 227 / 195 px.
-    out = context_boxes(tf.constant([[0.0, 0.0, 100.0, 100.0]]), 227, 16).numpy()[0]
-    side = 100 * 227 / 195
-    np.testing.assert_allclose(out, [50 - side / 2, 50 - side / 2, 50 + side / 2, 50 + side / 2], rtol=1e-5)
-    with pytest.raises(ValueError, match="no room"):
-        context_boxes(tf.zeros([1, 4]), 32, 16)
-
-
-def test_warp_regions():
-    image = np.zeros((1, 20, 20, 3), np.float32)
-    image[0, 5:15, 5:15] = 200.0
-    warp = WarpRegions(8, 0)
-    out = warp(image, tf.constant([[5.0, 5.0, 15.0, 15.0]]), tf.constant([0])).numpy()
-    assert out.shape == (1, 8, 8, 3)
-    np.testing.assert_allclose(out, 200.0, atol=1e-3)
-    # Context beyond the image border is filled with the image mean.
-    padded = WarpRegions(8, 2)(image, tf.constant([[0.0, 0.0, 20.0, 20.0]]), tf.constant([0])).numpy()
-    np.testing.assert_allclose(padded[0, 0, 0], image.mean(axis=(1, 2))[0], atol=1e-3)
-    assert WarpRegions.from_config(warp.get_config()).get_config() == warp.get_config()
 
 
 def test_rcnn_stages_train_and_predict():

@@ -130,3 +130,14 @@ def test_ops_run_in_tf_function():
     i, d = f(a, a)
     np.testing.assert_allclose(i, [[1.0]])
     np.testing.assert_allclose(d, a)
+
+
+def test_context_padding_geometry():
+    from keras_det.ops.boxes import context_boxes
+
+    # A 100-px box warped to 227 with 16 px context: the crop is 100 * 227 / 195 px.
+    out = context_boxes(tf.constant([[0.0, 0.0, 100.0, 100.0]]), 227, 16).numpy()[0]
+    side = 100 * 227 / 195
+    np.testing.assert_allclose(out, [50 - side / 2, 50 - side / 2, 50 + side / 2, 50 + side / 2], rtol=1e-5)
+    with pytest.raises(ValueError, match="no room"):
+        context_boxes(tf.zeros([1, 4]), 32, 16)

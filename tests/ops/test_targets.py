@@ -1,4 +1,5 @@
 import numpy as np
+import tensorflow as tf
 
 from keras_det.ops.boxes import BoxCoder
 from keras_det.ops.matching import BalancedSampler, Matcher
@@ -54,3 +55,14 @@ def test_targets_sampler():
     assert int(t["box_weights"].numpy().sum()) == 4
     assert int(t["class_weights"].numpy().sum()) == 16
     assert int((t["labels"].numpy() == -1).sum()) == 100 - 16
+
+
+def test_select_sampled_and_class_deltas():
+    from keras_det.ops.targets import gather_class_deltas, select_sampled
+
+    t = {"class_weights": tf.constant([[0.0, 1.0, 0.0, 1.0]]), "labels": tf.constant([[-1, 2, -1, 0]])}
+    idx, out = select_sampled(t, 2)
+    np.testing.assert_array_equal(idx, [[1, 3]])
+    np.testing.assert_array_equal(out["labels"], [[2, 0]])
+    deltas = tf.reshape(tf.range(2 * 3 * 4, dtype=tf.float32), [1, 2, 3, 4])
+    np.testing.assert_array_equal(gather_class_deltas(deltas, tf.constant([[2, 3]])), [[[4, 5, 6, 7], [20, 21, 22, 23]]])
