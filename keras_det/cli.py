@@ -828,13 +828,17 @@ def cmd_bench(args):
     import runpy
 
     root = os.path.join(os.path.dirname(os.path.dirname(os.path.abspath(__file__))), "benchmarks")
+    if not os.path.isfile(os.path.join(root, "harness.py")):
+        # The benchmarks compare against peers (torchvision, keras-cv) and write
+        # benchmarks/results/: they are part of the source tree, not of the wheel.
+        raise _UsageError(
+            "keras-det bench runs the scripts of benchmarks/, which ship with a source checkout, not with an "
+            "installed package: clone the repository and `pip install -e '.[bench]'` there"
+        )
     script = os.path.join(root, f"{args.name.replace('-', '_')}.py")
     if not os.path.isfile(script):
-        available = sorted(f[:-3] for f in os.listdir(root) if f.endswith(".py")) if os.path.isdir(root) else []
-        raise SystemExit(
-            f"keras-det bench: no benchmark {args.name!r}"
-            + (f"; available: {', '.join(available)}" if available else " (benchmarks/ ships with a source checkout)")
-        )
+        available = sorted(f[:-3] for f in os.listdir(root) if f.endswith(".py") and f not in ("harness.py", "zoo.py"))
+        raise _UsageError(f"no benchmark {args.name!r}; available: {', '.join(available)}")
     sys.argv = [script, *args.rest]
     runpy.run_path(script, run_name="__main__")
     return 0

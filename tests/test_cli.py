@@ -18,6 +18,13 @@ def test_bench_names_the_available_benchmarks(capsys):
     assert re.search("no benchmark 'nope'; available: .*eval_speed", capsys.readouterr().err)
 
 
+def test_bench_outside_a_checkout_says_it_needs_one(capsys, monkeypatch, tmp_path):
+    # An installed wheel has no benchmarks/ beside keras_det/.
+    monkeypatch.setattr(cli, "__file__", str(tmp_path / "site-packages" / "keras_det" / "cli.py"))
+    assert cli.main(["bench", "peers"]) == 2
+    assert "ship with a source checkout, not with an installed package" in capsys.readouterr().err
+
+
 def test_console_script_help():
     out = subprocess.run(
         [sys.executable, "-m", "keras_det.cli", "--help"], capture_output=True, text=True, check=True
