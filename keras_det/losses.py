@@ -146,3 +146,42 @@ def hard_negative_mask(negative_losses, positive_mask, negative_mask, ratio=3, m
     order = tf.argsort(scores, axis=-1, direction="DESCENDING", stable=True)
     rank = tf.argsort(order, axis=-1, stable=True)
     return negative_mask & (rank < k)
+
+
+def sigmoid_focal_loss(logits, targets, weights=None, normalizer=None, alpha=0.25, gamma=2.0):
+    """Focal loss (Lin et al., RetinaNet), per-class sigmoids, as ``torchvision.ops.sigmoid_focal_loss``.
+
+    ``FL = alpha_t (1 - p_t)^gamma BCE(logits, targets)`` with ``p = sigmoid(logits)``,
+    ``p_t = p t + (1 - p)(1 - t)`` and ``alpha_t = alpha t + (1 - alpha)(1 - t)``
+    (``alpha < 0`` turns the class weighting off). One-hot ``targets`` give the
+    RetinaNet classification loss; ``gamma = 0, alpha < 0`` is plain BCE.
+
+    Args:
+        logits: float ``[..., K]``.
+        targets: ``[..., K]`` in {0, 1} (soft targets in [0, 1] are allowed).
+        weights: optional ``[...]`` (per row, broadcast over ``K``) or
+            ``[..., K]``; default 1.
+        normalizer: divides the weighted sum (RetinaNet: the number of positive
+            anchors); default the number of rows weighted > 0. Summed over
+            replicas under ``tf.distribute`` (``replica_normalizer``).
+
+    Returns:
+        A float32 scalar.
+    """
+    logits = tf.cast(logits, tf.float32)
+    targets = tf.cast(targets, tf.float32)
+    p = tf.sigmoid(logits)
+    ce = tf.nn.sigmoid_cross_entropy_with_logits(labels=targets, logits=logits)
+    p_t = p * targets + (1.0 - p) * (1.0 - targets)
+    loss = ce * tf.pow(1.0 - p_t, gamma)
+    if alpha >= 0:
+        loss = loss * (alpha * targets + (1.0 - alpha) * (1.0 - targets))
+    if weights is None:
+        weights = tf.ones(tf.shape(logits)[:-1], tf.float32)
+    weights = tf.cast(weights, tf.float32)
+    row_weights = weights if weights.shape.rank == loss.shape.rank - 1 else tf.reduce_max(weights, axis=-1)
+    if weights.shape.rank == loss.shape.rank - 1:
+        weights = weights[..., None]
+    if normalizer is None:
+        normalizer = tf.reduce_sum(tf.cast(row_weights > 0, tf.float32))
+    return tf.reduce_sum(loss * weights) / replica_normalizer(normalizer)

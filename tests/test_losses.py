@@ -55,3 +55,20 @@ def test_hard_negative_mining_keeps_three_to_one():
 def test_losses_trace_in_tf_function():
     f = tf.function(lambda a, b, w: L.box_regression_loss(a, b, w, tf.reduce_sum(w)))
     assert np.isfinite(f(tf.ones([2, 3, 4]), tf.zeros([2, 3, 4]), tf.ones([2, 3])).numpy())
+
+
+def test_sigmoid_focal_loss_hand_values():
+    # FL = alpha_t (1 - p_t)^2 BCE, alpha 0.25 (torchvision.ops.sigmoid_focal_loss semantics), by hand:
+    # x=0, t=1: ln2 * 0.5^2 * 0.25 = 0.0433217; x=2, t=0: 2.1269280 * 0.8807971^2 * 0.75 = 1.2375586;
+    # x=-1, t=1: 1.3132617 * 0.7310586^2 * 0.25 = 0.1754671.
+    logits = tf.constant([[[0.0, 2.0, -1.0]]])
+    targets = tf.constant([[[1.0, 0.0, 1.0]]])
+    total = L.sigmoid_focal_loss(logits, targets, normalizer=1.0)
+    np.testing.assert_allclose(total.numpy(), 0.04332170 + 1.23755863 + 0.17546708, rtol=1e-5)
+    # gamma 0 and no alpha: plain binary cross-entropy; the default normaliser counts weighted rows.
+    bce = L.sigmoid_focal_loss(logits, targets, gamma=0.0, alpha=-1.0)
+    np.testing.assert_allclose(bce.numpy(), np.log(2) + 2.12692801 + 1.31326169, rtol=1e-5)
+    # A row of weight 0 adds nothing and is not counted.
+    two = tf.concat([logits, logits], axis=1)
+    weighted = L.sigmoid_focal_loss(two, tf.concat([targets, targets], axis=1), weights=tf.constant([[1.0, 0.0]]))
+    np.testing.assert_allclose(weighted.numpy(), total.numpy(), rtol=1e-6)
