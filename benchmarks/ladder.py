@@ -60,7 +60,7 @@ def time_ladder(models, task, num_images, passes):
     """Per-image test times (s) of selective search and of each model, interleaved image by image."""
     import tensorflow as tf
 
-    from keras_det.proposals import propose
+    from keras_det.region_proposals import propose
 
     fns = {name: tf.function(lambda x, m=model: m(x, training=False)) for name, model in models.items()}
     rows = list(task.batches("rcnn", training=False).unbatch().batch(1).take(num_images))
@@ -119,7 +119,7 @@ def seed_scale_speed(num_proposals=2000, image_hw=(480, 640), backbone="mobilene
     import tensorflow as tf
 
     from keras_det import models
-    from keras_det.proposals import propose
+    from keras_det.region_proposals import propose
 
     h, w = image_hw
     photos = [cv2.resize(getattr(skimage.data, n)(), (w, h), interpolation=cv2.INTER_AREA).astype("float32")

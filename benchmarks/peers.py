@@ -113,7 +113,7 @@ def speed(args):
     import numpy as np
     import tensorflow as tf
 
-    from keras_det.proposals import propose
+    from keras_det.region_proposals import propose
 
     image = photo()
     batch = tf.constant(image[None])

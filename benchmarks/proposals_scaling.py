@@ -64,7 +64,7 @@ def photo(name):
 
 def _propose_file(args):
     path, max_proposals = args
-    from keras_det.proposals import propose
+    from keras_det.region_proposals import propose
 
     t = time.perf_counter()
     propose(cv2.imread(path)[:, :, ::-1], max_proposals=max_proposals, num_threads=1)
@@ -118,7 +118,7 @@ def bench_pipeline(num_images, workers, max_proposals):
         results["speedup_2_vs_1"] = round(results[2]["images_per_second"] / results[1]["images_per_second"], 3)
         print(f"speed-up 2 vs 1 workers: {results['speedup_2_vs_1']:.2f}x", flush=True)
     # Per-image proposal time in this process (the work a worker does), for reference.
-    from keras_det.proposals import propose
+    from keras_det.region_proposals import propose
 
     times = []
     for name in PHOTOS:
@@ -134,7 +134,7 @@ def bench_rcnn_vs_fast(backbone, num_proposals, repeats):
 
     from keras_det.models.fast_rcnn import FastRCNN
     from keras_det.models.rcnn import RCNN
-    from keras_det.proposals import propose
+    from keras_det.region_proposals import propose
 
     image = cv2.resize(photo("astronaut"), (480, 480)).astype(np.float32)
     props = propose(image, max_proposals=num_proposals)
@@ -165,7 +165,7 @@ def bench_rcnn_vs_fast(backbone, num_proposals, repeats):
 
 def bench_recall(num_shapes, max_proposals):
     from keras_det import data as kd_data
-    from keras_det.proposals import propose, recall
+    from keras_det.region_proposals import propose, recall
 
     methods = ("selective_search_fast", "selective_search_quality", "sliding_window")
     ds = kd_data.load("shapes", "validation", "yxyx", num_images=num_shapes, image_size=128, with_masks=False)

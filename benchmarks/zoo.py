@@ -154,7 +154,7 @@ def selective_search(dataset, max_proposals=NUM_PROPOSALS):
         ``({image_id: {"boxes", "image_shape"}}, seconds per image list)``;
         boxes are absolute ``yxyx`` (what `keras_det.data.join_proposals` reads).
     """
-    from keras_det.proposals import propose
+    from keras_det.region_proposals import propose
 
     out, seconds = {}, []
     for element in dataset:

@@ -19,7 +19,7 @@ Output, under the directory ``--output``:
   saved ``RCNN``) also ``proposals/features`` (``count * D`` floats, the
   pooled CNN features of each warped proposal) and ``proposals/feature_dim``.
   Read them with
-  ``keras_det.data.proposals.read_proposals``.
+  ``keras_det.data.proposal_io.read_proposals``.
 * ``dead_letter-SSSSS-of-NNNNN.jsonl``: one JSON line per image that could
   not be read, decoded or processed (``image_id``, ``source``, ``stage``,
   ``reason``). Proposal records + dead letters = input images, always.
@@ -74,7 +74,7 @@ class ProposeFn(beam.DoFn):
             cv2.setNumThreads(int(self.opencv_threads))
 
     def process(self, record):
-        from keras_det.proposals import propose
+        from keras_det.region_proposals import propose
 
         try:
             boxes = propose(record["image"], **self.kwargs)

@@ -98,7 +98,7 @@ from keras_det.data.batching import batch, pipeline
 from keras_det.data.core import DataError, DatasetInfo, file_image_id
 from keras_det.data.describe import describe, format_description
 from keras_det.data.loader import detect_layout, load, split_sizes
-from keras_det.data.proposals import join_proposals, read_proposals, write_images  # noqa: F401
+from keras_det.data.proposal_io import join_proposals, read_proposals, write_images  # noqa: F401
 from keras_det.data.shapes import CLASS_NAMES as SHAPES_CLASS_NAMES
 from keras_det.data.to_coco import to_coco  # noqa: F401
 from keras_det.data.voc import VOC_CLASSES

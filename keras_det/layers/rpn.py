@@ -352,7 +352,7 @@ class PrecomputedProposals(_PartLayer):
 
     Converts ``[B, P, 4]`` proposals in the model's ``bounding_box_format``
     to absolute ``yxyx``; rows of zero area are padding (``valid`` False,
-    zero boxes). Precomputed e.g. by selective search (``keras_det.proposals``).
+    zero boxes). Precomputed e.g. by selective search (``keras_det.region_proposals``).
 
     Args:
         bounding_box_format: format of the given proposals.

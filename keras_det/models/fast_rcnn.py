@@ -4,7 +4,7 @@
                                                 └─ RoIBoxHead (2 FC) ─ class softmax + per-class deltas
 
 The proposals are an input (e.g. precomputed selective-search boxes, see
-``keras_det.proposals``): each batch element carries ``"proposals"``
+``keras_det.region_proposals``): each batch element carries ``"proposals"``
 ``[B, P, 4]`` in the model's ``bounding_box_format``; rows of zero area are
 padding. Training follows the paper: the GT boxes join the proposals, RoIs
 with IoU ≥ 0.5 are foreground, those in [0.1, 0.5) background, 64 RoIs per

@@ -5,7 +5,7 @@ import tensorflow as tf
 
 from keras_det import data as kd_data
 from keras_det.data.augment import ResizePad
-from keras_det.data.proposals import join_proposals, proposal_table
+from keras_det.data.proposal_io import join_proposals, proposal_table
 
 
 def _shapes(n=3, size=64):

@@ -10,7 +10,7 @@ import numpy as np
 
 from keras_det.identity import file_image_id
 
-from keras_det.data.proposals import read_proposals
+from keras_det.data.proposal_io import read_proposals
 from pipelines import evaluate, predict, proposals
 
 from ..metrics.coco_cases import make_case

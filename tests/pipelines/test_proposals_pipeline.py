@@ -11,7 +11,7 @@ import skimage.data
 import tensorflow as tf
 
 from keras_det import data as kd_data
-from keras_det.data.proposals import read_proposals
+from keras_det.data.proposal_io import read_proposals
 from keras_det.identity import file_image_id
 from pipelines import common
 from pipelines import proposals as pipeline
@@ -65,7 +65,7 @@ def test_pipeline_on_image_files_with_dead_letters(image_dir, tmp_path):
     assert chelsea["boxes"].dtype == np.float32 and 0 < len(chelsea["boxes"]) <= 50
     assert chelsea["boxes"][:, 2].max() <= 72 and chelsea["boxes"][:, 3].max() <= 96
     # The same boxes as calling propose() directly (the pipeline adds nothing).
-    from keras_det.proposals import propose
+    from keras_det.region_proposals import propose
 
     image = cv2.imread(str(image_dir / "chelsea.png"))[:, :, ::-1]
     np.testing.assert_allclose(chelsea["boxes"], propose(image, max_side=96, max_proposals=50), atol=1e-4)

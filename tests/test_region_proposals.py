@@ -2,7 +2,7 @@ import numpy as np
 import pytest
 import skimage.data
 
-from keras_det.proposals import METHODS, deduplicate, propose, recall, sliding_windows
+from keras_det.region_proposals import METHODS, deduplicate, propose, recall, sliding_windows
 
 
 @pytest.fixture(scope="module")
