@@ -84,15 +84,15 @@ def shapes_detector(name, num_classes, train_boxes_wh=None, backbone="tiny", ima
         return models.SSD(num_classes, backbone=backbone, image_size=size, head=name, extra_filters=128,
                           bounding_box_format=FORMAT)
     if name == "yolo_v1":
-        return models.YOLO(num_classes, backbone=backbone, variant="v1", image_size=size, grid_size=7, head_filters=128,
-                           fc_dim=512, bounding_box_format=FORMAT)
+        return models.YOLOv1(num_classes, backbone=backbone, image_size=size, grid_size=7, head_filters=128, fc_dim=512,
+                             bounding_box_format=FORMAT)
     if name == "yolo_multiscale":
         from keras_det.models.yolo import priors_per_level
         from keras_det.ops.anchors import kmeans_anchors
 
         if train_boxes_wh is None:
             raise ValueError("yolo_multiscale needs `train_boxes_wh` (its k-means priors)")
-        return models.YOLO(num_classes, backbone=backbone, variant="multiscale", image_size=size,
+        return models.YOLO(num_classes, backbone=backbone, image_size=size,
                            priors=priors_per_level(kmeans_anchors(train_boxes_wh, 9, seed=0)), head_filters=64,
                            neck_filters=64, bounding_box_format=FORMAT)
     if name == "sliding_window":
@@ -126,10 +126,9 @@ def speed_detector(name, num_classes=91, size=320):
     if name in ("ssd", "ssdlite"):
         return models.SSD(num_classes, backbone="mobilenet_v2", image_size=shape, head=name, bounding_box_format=FORMAT)
     if name == "yolo_v1":
-        return models.YOLO(num_classes, backbone="mobilenet_v2", variant="v1", image_size=shape, bounding_box_format=FORMAT)
+        return models.YOLOv1(num_classes, backbone="mobilenet_v2", image_size=shape, bounding_box_format=FORMAT)
     if name == "yolo_multiscale":
-        return models.YOLO(num_classes, backbone="mobilenet_v2", variant="multiscale", image_size=shape,
-                           bounding_box_format=FORMAT)
+        return models.YOLO(num_classes, backbone="mobilenet_v2", image_size=shape, bounding_box_format=FORMAT)
     if name == "sliding_window":
         return models.SlidingWindowDetector(num_classes, backbone="mobilenet_v2", bounding_box_format=FORMAT)
     return models.ClassifyLocalize(num_classes, backbone="mobilenet_v2", bounding_box_format=FORMAT)

@@ -482,7 +482,7 @@ def build_detector(name, num_classes, backbone, image_size, backbone_weights=Non
             from keras_det.ops.anchors import kmeans_anchors
 
             priors = priors_per_level(kmeans_anchors(train_boxes_wh, 9, seed=0))
-        return YOLO(num_classes, variant="multiscale", image_size=size, priors=priors, **common)
+        return YOLO(num_classes, image_size=size, priors=priors, **common)
     raise ValueError(f"--model must be one of {DETECTORS}, got {name!r}.")
 
 
