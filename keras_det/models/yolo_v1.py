@@ -66,6 +66,8 @@ class YOLOv1(Detector):
         head_filters: channels of the head convolutions.
         fc_dim, dropout: the hidden FC layer (512 here, 4096 in the paper) and
             its dropout (0.5 in the paper).
+        head_local: add the head's per-cell path (``YOLOv1Head(local=True)``:
+            a shared 1×1 conv on the map pooled to ``S × S``, summed with the FC output).
         lambda_coord, lambda_noobj: loss weights (5, 0.5).
         confidence_target: target confidence of a responsible predictor:
             ``"iou"`` (the paper: IoU of its box with the GT) or ``"one"``.
@@ -94,6 +96,7 @@ class YOLOv1(Detector):
         head_filters=256,
         fc_dim=512,
         dropout=0.5,
+        head_local=False,
         lambda_coord=5.0,
         lambda_noobj=0.5,
         confidence_target="iou",
@@ -134,6 +137,7 @@ class YOLOv1(Detector):
             "head_filters": head_filters,
             "fc_dim": fc_dim,
             "dropout": dropout,
+            "head_local": bool(head_local),
             "lambda_coord": self.lambda_coord,
             "lambda_noobj": self.lambda_noobj,
             "confidence_target": confidence_target,
@@ -153,7 +157,7 @@ class YOLOv1(Detector):
         s = self.grid_size
         self.head = YOLOv1Head(
             s, self.boxes_per_cell, self.num_classes, head_filters, fc_dim, dropout,
-            downsample=side >= 2 * s, name="yolo_v1_head",
+            downsample=side >= 2 * s, local=head_local, name="yolo_v1_head",
         )
         # The grid cells as reference boxes: row-major, one per cell.
         cell_h, cell_w = height / s, width / s

@@ -120,7 +120,7 @@ def test_empty_images_train_without_nan(cls, config):
 
 
 def test_config_round_trip_and_errors():
-    for cls, config in ((YOLOv1, V1), (YOLO, MS)):
+    for cls, config in ((YOLOv1, V1), (YOLOv1, {**V1, "feature_tap": "C4", "head_local": True}), (YOLO, MS)):
         model = cls(4, bounding_box_format="rel_yxyx", **config)
         cfg = model.get_config()
         assert cfg["backbone"] == "tiny" and cfg["backbone_weights"] is None
@@ -128,6 +128,9 @@ def test_config_round_trip_and_errors():
         assert clone.get_config() == cfg
         restored = keras.saving.deserialize_keras_object(keras.saving.serialize_keras_object(model))
         assert type(restored) is cls and restored.get_config() == cfg
+    local = YOLOv1(3, **{**V1, "feature_tap": "C4", "head_local": True})
+    _check_contract(local.predict_on_batch(np.zeros((2, 128, 128, 3), np.float32)), 2, 20)
+    assert local.head.local_out is not None and YOLOv1(3, **V1).head.local_out is None
     # The paper's stride-2 head conv: 448 px -> C5 14x14 -> 7x7; a 4x4 C5 (128 px) keeps its size.
     assert YOLOv1(2, backbone="tiny").head.downsample
     assert not YOLOv1(2, **V1).head.downsample
