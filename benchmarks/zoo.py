@@ -98,7 +98,11 @@ def shapes_detector(name, num_classes, train_boxes_wh=None, backbone="tiny", ima
     if name == "sliding_window":
         return models.SlidingWindowDetector(num_classes, backbone=backbone, feature_tap="C3", window_sizes=(16, 32, 64),
                                             aspect_ratios=(0.5, 1.0, 2.0), hidden_dim=64, bounding_box_format=FORMAT)
-    return models.ClassifyLocalize(num_classes, backbone=backbone, bounding_box_format=FORMAT)
+    # The stride-16 C4 map (8x8 at 128 px; C5 is 4x4) for shapes' 8-77 px objects, and the
+    # location-supervised class map: a pooled classifier does not learn shapes' classes in the budget.
+    # (box_head="dense" as well: AP50 0.270, AP 0.127 against 0.299 / 0.129 with the FC regressor.)
+    return models.ClassifyLocalize(num_classes, backbone=backbone, tap="C4", box_grid=8, classifier="dense",
+                                   bounding_box_format=FORMAT)
 
 
 def speed_detector(name, num_classes=91, size=320):
