@@ -27,8 +27,8 @@ Ratios are paired: the median over rounds of the ratio of the two candidates'
 medians in that round.
 
 * keras_det ``SSD(91, backbone="mobilenet_v2", image_size=(320, 320))``, the
-  same with 20 classes (keras-cv's count) and with ``head="ssdlite"``, and ``YOLO(91, variant="multiscale",
-  image_size=(320, 320))`` (MobileNetV2): end to end (preprocessing +
+  same with 20 classes (keras-cv's count) and with ``head="ssdlite"``, and ``YOLO(91,
+  image_size=(320, 320))`` (multiscale) (MobileNetV2): end to end (preprocessing +
   forward + decoding + NMS) as a ``tf.function`` of ``model(x)`` and through
   ``model.predict_on_batch``; the raw forward pass
   (``tf.function(model.head_outputs)``: preprocessing + backbone + extra
@@ -209,8 +209,7 @@ def speed(args):
         "keras_det_ssd_mobilenet_v2": lambda: SSD(91, backbone="mobilenet_v2", image_size=size),
         "keras_det_ssd_mobilenet_v2_20cls": lambda: SSD(20, backbone="mobilenet_v2", image_size=size),
         "keras_det_ssdlite_mobilenet_v2": lambda: SSD(91, backbone="mobilenet_v2", image_size=size, head="ssdlite"),
-        "keras_det_yolo_multiscale_mobilenet_v2": lambda: YOLO(91, backbone="mobilenet_v2", variant="multiscale",
-                                                                 image_size=size),
+        "keras_det_yolo_multiscale_mobilenet_v2": lambda: YOLO(91, backbone="mobilenet_v2", image_size=size),
     }
     ssd_model = None
     for name, make in ours.items():

@@ -1,4 +1,7 @@
+import math
+
 import numpy as np
+import pytest
 import tensorflow as tf
 
 from keras_det import losses as L
@@ -72,3 +75,51 @@ def test_sigmoid_focal_loss_hand_values():
     two = tf.concat([logits, logits], axis=1)
     weighted = L.sigmoid_focal_loss(two, tf.concat([targets, targets], axis=1), weights=tf.constant([[1.0, 0.0]]))
     np.testing.assert_allclose(weighted.numpy(), total.numpy(), rtol=1e-6)
+def test_yolo_v1_loss_on_a_hand_computed_2x2_grid():
+    """YOLO v1's loss on a 2×2 grid (64 px, cells of 32 px), 2 predictors per cell, 2 classes.
+
+    Image 0: GT A = [4, 8, 20, 24] (yxyx, class 1) in cell 0, GT B = [40, 40, 56, 64] (class 0) in cell 3.
+    Targets (centre in cell units, sqrt of the size over 64): A (0.375, 0.5, 0.5, 0.5),
+    B (0.5, 0.625, 0.5, sqrt(0.375)). Image 1 has no object and zero confidences.
+    """
+    values = np.zeros((2, 4, 2, 4), np.float32)
+    boxes = np.zeros((2, 4, 2, 4), np.float32)
+    confidence = np.zeros((2, 4, 2), np.float32)
+    probs = np.full((2, 4, 2), 0.5, np.float32)
+    # Cell 0: predictor 0 = [8, 8, 24, 24]: IoU with A = (12·16) / (256 + 256 - 192) = 0.6;
+    # predictor 1 = [14, 14, 18, 18] (inside A): IoU 16 / 256 = 0.0625. Predictor 0 is responsible.
+    values[0, 0] = [[0.5, 0.5, 0.5, 0.5], [0.5, 0.5, 0.25, 0.25]]
+    boxes[0, 0] = [[8, 8, 24, 24], [14, 14, 18, 18]]
+    confidence[0, 0] = [0.8, 0.3]
+    probs[0, 0] = [0.3, 0.7]
+    # Cell 3: predictor 0 = [32, 40, 48, 56]: IoU with B = (8·16) / (256 + 384 - 128) = 0.25;
+    # predictor 1 = [40, 44, 56, 60]: IoU (16·16) / 384 = 2/3. Predictor 1 is responsible.
+    values[0, 3] = [[0.25, 0.5, 0.5, 0.5], [0.5, 0.625, 0.5, 0.5]]
+    boxes[0, 3] = [[32, 40, 48, 56], [40, 44, 56, 60]]
+    confidence[0, 3] = [0.4, 0.5]
+    probs[0, 3] = [0.6, 0.4]
+    confidence[0, 1], confidence[0, 2] = [0.1, 0.2], [0.0, 0.3]
+    target_values = np.zeros((2, 4, 4), np.float32)
+    target_values[0, 0] = [0.375, 0.5, 0.5, 0.5]
+    target_values[0, 3] = [0.5, 0.625, 0.5, math.sqrt(0.375)]
+    target_boxes = np.zeros((2, 4, 4), np.float32)
+    target_boxes[0, 0], target_boxes[0, 3] = [4, 8, 20, 24], [40, 40, 56, 64]
+    mask = np.zeros((2, 4), np.float32)
+    mask[0, 0] = mask[0, 3] = 1
+    labels = np.full((2, 4), -1, np.int32)
+    labels[0, 0], labels[0, 3] = 1, 0
+    args = (values, boxes, confidence, probs, target_values, target_boxes, mask, labels)
+    got = {k: float(v) for k, v in L.yolo_v1_loss(*args).items()}
+    # Sums over image 0, divided by the 2 images.
+    coord = 5 * ((0.5 - 0.375) ** 2 + (0.5 - math.sqrt(0.375)) ** 2) / 2
+    obj = ((0.8 - 0.6) ** 2 + (0.5 - 2 / 3) ** 2) / 2
+    noobj = 0.5 * (0.3**2 + 0.4**2 + 0.1**2 + 0.2**2 + 0.0**2 + 0.3**2) / 2
+    cls = ((0.3**2 + 0.3**2) + (0.4**2 + 0.4**2)) / 2
+    assert got == pytest.approx({"coord_loss": coord, "obj_loss": obj, "noobj_loss": noobj, "class_loss": cls}, rel=1e-5)
+    # Confidence target 1 instead of the IoU, and other weights.
+    one = {k: float(v) for k, v in L.yolo_v1_loss(*args, lambda_coord=1.0, lambda_noobj=1.0, confidence_target="one").items()}
+    assert one["obj_loss"] == pytest.approx(((0.8 - 1) ** 2 + (0.5 - 1) ** 2) / 2, rel=1e-5)
+    assert one["coord_loss"] == pytest.approx(coord / 5, rel=1e-5)
+    assert one["noobj_loss"] == pytest.approx(noobj / 0.5, rel=1e-5)
+    with pytest.raises(ValueError, match="confidence_target"):
+        L.yolo_v1_loss(*args, confidence_target="two")

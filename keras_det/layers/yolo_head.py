@@ -12,6 +12,8 @@ import keras
 import numpy as np
 import tensorflow as tf
 
+from keras_det.ops.pooling import adaptive_average_pool
+
 
 @keras.saving.register_keras_serializable(package="keras_det")
 class ConvBNAct(keras.layers.Layer):
@@ -67,6 +69,11 @@ class YOLOv1Head(keras.layers.Layer):
         dropout: dropout rate after it (0.5 in the paper).
         downsample: stride 2 in the second convolution (the paper's; turn it
             off for maps that are already about ``S × S``, e.g. small inputs).
+        local: add a per-cell path to the FC output: the conv map
+            adaptive-average-pooled to ``S × S`` and a 1×1 conv to the
+            ``5 B + C`` values of each cell (weights shared by the cells, so
+            every object trains them; the FC path keeps the paper's global
+            view). Off by default (the paper's head).
 
     Call arguments:
         features: ``[B, h, w, C_in]`` with static ``h, w`` (the FC layer fixes
@@ -79,7 +86,7 @@ class YOLOv1Head(keras.layers.Layer):
     """
 
     def __init__(self, grid_size=7, boxes_per_cell=2, num_classes=20, filters=256, fc_dim=512, dropout=0.5,
-                 downsample=True, **kwargs):
+                 downsample=True, local=False, **kwargs):
         super().__init__(**kwargs)
         self.grid_size = int(grid_size)
         self.boxes_per_cell = int(boxes_per_cell)
@@ -88,6 +95,7 @@ class YOLOv1Head(keras.layers.Layer):
         self.fc_dim = int(fc_dim)
         self.dropout_rate = float(dropout)
         self.downsample = bool(downsample)
+        self.local = bool(local)
         self.depth = 5 * self.boxes_per_cell + self.num_classes
         self.conv1 = ConvBNAct(self.filters, 3, 1, name="conv1")
         self.conv2 = ConvBNAct(self.filters, 3, 2 if self.downsample else 1, name="conv2")
@@ -99,6 +107,10 @@ class YOLOv1Head(keras.layers.Layer):
             kernel_initializer=keras.initializers.RandomNormal(stddev=0.01),
             name="detections",
         )
+        self.local_out = (
+            keras.layers.Conv2D(self.depth, 1, kernel_initializer=keras.initializers.RandomNormal(stddev=0.01), name="local_detections")
+            if self.local else None
+        )
 
     def build(self, input_shape):
         if input_shape[1] is None or input_shape[2] is None:
@@ -109,13 +121,17 @@ class YOLOv1Head(keras.layers.Layer):
         shape = self.conv2.compute_output_shape(shape)
         self.fc.build((None, shape[1] * shape[2] * shape[3]))
         self.out.build((None, self.fc_dim))
+        if self.local_out is not None:
+            self.local_out.build((None, self.grid_size, self.grid_size, shape[3]))
 
     def call(self, features, training=False):
-        x = self.conv2(self.conv1(features, training=training), training=training)
-        x = tf.reshape(x, [tf.shape(x)[0], -1])
+        fmap = self.conv2(self.conv1(features, training=training), training=training)
+        x = tf.reshape(fmap, [tf.shape(fmap)[0], -1])
         x = self.dropout(self.act(self.fc(x)), training=training)
-        x = self.out(x)
-        return tf.cast(tf.reshape(x, [-1, self.grid_size, self.grid_size, self.depth]), tf.float32)
+        x = tf.reshape(self.out(x), [-1, self.grid_size, self.grid_size, self.depth])
+        if self.local_out is not None:
+            x = x + self.local_out(adaptive_average_pool(fmap, self.grid_size))
+        return tf.cast(x, tf.float32)
 
     def get_config(self):
         config = super().get_config()
@@ -128,6 +144,7 @@ class YOLOv1Head(keras.layers.Layer):
                 "fc_dim": self.fc_dim,
                 "dropout": self.dropout_rate,
                 "downsample": self.downsample,
+                "local": self.local,
             }
         )
         return config

@@ -93,6 +93,28 @@ def grid_anchors(feature_shape, stride=16, sizes=(128, 256, 512), aspect_ratios=
     return tf.reshape(anchors, [-1, 4])
 
 
+def prior_grid(feature_shape, stride, priors_wh):
+    """Prior boxes of arbitrary ``(width, height)`` tiled on a feature map.
+
+    The layout of `grid_anchors` (row-major over cells, then the priors of a
+    cell, centred on the cell) for a list of free width/height pairs instead
+    of a sizes × ratios product: YOLO's priors, and YOLO v1's grid cells (one
+    prior of the cell's own size).
+
+    Args:
+        feature_shape: ``(height, width)`` of the map.
+        stride: cell size in pixels, a number or ``(s_y, s_x)``.
+        priors_wh: sequence of ``(width, height)`` pixels.
+
+    Returns:
+        float32 ``[height * width * len(priors_wh), 4]`` absolute ``yxyx``.
+    """
+    per_prior = [
+        grid_anchors(feature_shape, stride, sizes=(math.sqrt(w * h),), aspect_ratios=(h / w,)) for w, h in priors_wh
+    ]
+    return tf.reshape(tf.stack(per_prior, axis=1), [-1, 4])
+
+
 def feature_map_size(image_size, stride, rounding="ceil"):
     """Feature-map side for an image side and a stride.
 

@@ -48,9 +48,9 @@ BUILDERS = {
     "mask_rcnn": lambda **kw: models.MaskRCNN(NUM_CLASSES, backbone="tiny", mask_conv_dims=8, mask_num_convs=1, **RPN, **kw),
     "ssd": lambda **kw: models.SSD(NUM_CLASSES, backbone="tiny", image_size=(SIZE, SIZE), feature_taps=("C4", "C5"),
                                    extra_filters=16, max_detections=5, **kw),
-    "yolo_v1": lambda **kw: models.YOLO(NUM_CLASSES, backbone="tiny", variant="v1", image_size=(SIZE, SIZE), grid_size=2,
+    "yolo_v1": lambda **kw: models.YOLOv1(NUM_CLASSES, backbone="tiny", image_size=(SIZE, SIZE), grid_size=2,
                                         head_filters=16, fc_dim=16, dropout=0.0, max_detections=5, **kw),
-    "yolo": lambda **kw: models.YOLO(NUM_CLASSES, backbone="tiny", variant="multiscale", image_size=(SIZE, SIZE),
+    "yolo": lambda **kw: models.YOLO(NUM_CLASSES, backbone="tiny", image_size=(SIZE, SIZE),
                                      head_filters=16, neck_filters=16, priors=PRIORS, max_detections=5, **kw),
 }
 MODELS = tuple(BUILDERS)

@@ -102,9 +102,9 @@ BUILDERS = {
     "mask_rcnn": lambda: models.MaskRCNN(2, backbone="tiny", mask_conv_dims=8, mask_num_convs=1, **RPN),
     "ssd": lambda: models.SSD(2, backbone="tiny", image_size=(SIZE, SIZE), feature_taps=("C4", "C5"),
                               extra_filters=16, max_detections=5),
-    "yolo_v1": lambda: models.YOLO(2, backbone="tiny", variant="v1", image_size=(SIZE, SIZE), grid_size=2,
-                                   head_filters=16, fc_dim=16, dropout=0.0, max_detections=5),
-    "yolo": lambda: models.YOLO(2, backbone="tiny", variant="multiscale", image_size=(SIZE, SIZE), head_filters=16,
+    "yolo_v1": lambda: models.YOLOv1(2, backbone="tiny", image_size=(SIZE, SIZE), grid_size=2,
+                                     head_filters=16, fc_dim=16, dropout=0.0, max_detections=5),
+    "yolo": lambda: models.YOLO(2, backbone="tiny", image_size=(SIZE, SIZE), head_filters=16,
                                 neck_filters=16, priors=PRIORS, max_detections=5),
     "segmenter": lambda: models.FCNSegmenter(2, backbone="tiny"),
 }

@@ -63,3 +63,53 @@ def test_classify_localize_localizes_held_out_objects():
     assert iou.mean() > max(0.4, 3 * baseline), (iou.mean(), baseline)
     with pytest.raises(ValueError, match="box_grid"):
         ClassifyLocalize(3, backbone="tiny", box_grid=0)
+
+
+def test_dense_classifier_loss_hand_values_and_prediction():
+    """classifier="dense": CE of the object's class at its centre cell + the mean background CE elsewhere."""
+    # A 2x2 class map over C = 2 classes (+ background); the box centre (0.75, 0.25) is in cell (1, 0).
+    box = tf.constant([[0.5, 0.0, 1.0, 0.5]])
+    zeros = tf.zeros([1, 2, 2, 3])
+    loss = ClassifyLocalize._dense_class_loss(zeros, box, tf.constant([1]), tf.constant([1.0]))
+    np.testing.assert_allclose(loss, 2 * np.log(3), rtol=1e-6)  # uniform logits: ln 3 for both terms
+    logits = np.zeros((1, 2, 2, 3), np.float32)
+    logits[0, 1, 0, 2] = 50.0  # class 1 (index 2) at the object's cell: its term vanishes
+    loss = ClassifyLocalize._dense_class_loss(tf.constant(logits), box, tf.constant([1]), tf.constant([1.0]))
+    np.testing.assert_allclose(loss, np.log(3), rtol=1e-5)
+    logits[0, 0, 0, 0] = 50.0  # a confident background cell: the background mean drops to 2/3 ln 3
+    loss = ClassifyLocalize._dense_class_loss(tf.constant(logits), box, tf.constant([1]), tf.constant([1.0]))
+    np.testing.assert_allclose(loss, 2 / 3 * np.log(3), rtol=1e-5)
+    # No object: every cell is background.
+    empty = ClassifyLocalize._dense_class_loss(zeros, box, tf.constant([-1]), tf.constant([0.0]))
+    np.testing.assert_allclose(empty, np.log(3), rtol=1e-6)
+    model = ClassifyLocalize(3, backbone="tiny", tap="C4", box_grid=4, classifier="dense", class_pool="max")
+    out = model.predict_on_batch(np.zeros((2, 64, 64, 3), np.float32))
+    assert out["labels"].shape == (2, 1) and np.all((out["scores"] > 0) & (out["scores"] <= 1))
+    assert ClassifyLocalize.from_config(model.get_config()).get_config() == model.get_config()
+    with pytest.raises(ValueError, match="classifier"):
+        ClassifyLocalize(3, backbone="tiny", classifier="global")
+    with pytest.raises(ValueError, match="class_pool"):
+        ClassifyLocalize(3, backbone="tiny", class_pool="sum")
+
+
+def test_dense_box_head_hand_values():
+    """box_head="dense": per-cell boxes (centre (i + σ) / h, size σ²), the object's centre cell trained and returned."""
+    model = ClassifyLocalize(3, backbone="tiny", tap="C4", classifier="dense", box_head="dense")
+    features = tf.zeros([1, 2, 2, 8])
+    model.box_map.build((None, 2, 2, 8))
+    model.box_map.kernel.assign(np.zeros((1, 1, 8, 4), np.float32))
+    model.box_map.bias.assign(np.array([0.0, 0.0, 0.0, 100.0], np.float32))  # σ = 0.5, 0.5, 0.5, 1
+    boxes = model._dense_boxes(features).numpy()
+    assert boxes.shape == (1, 4, 1, 4)
+    # Cell (1, 0): centre (1.5 / 2, 0.5 / 2) = (0.75, 0.25), height 0.25, width 1.
+    np.testing.assert_allclose(boxes[0, 2, 0], [0.625, -0.25, 0.875, 0.75], atol=1e-6)
+    np.testing.assert_allclose(boxes[0, 1, 0], [0.125, 0.25, 0.375, 1.25], atol=1e-6)  # cell (0, 1)
+    np.testing.assert_array_equal(ClassifyLocalize._centre_cell(tf.constant([[0.5, 0.0, 1.0, 0.5], [0.0, 0.6, 0.2, 1.0]]), 2, 2), [2, 1])
+    model = ClassifyLocalize(3, backbone="tiny", tap="C4", classifier="dense", box_head="dense", class_agnostic=False)
+    out = model.predict_on_batch(np.zeros((2, 64, 64, 3), np.float32))
+    assert out["boxes"].shape == (2, 1, 4) and np.all(out["boxes"] >= 0) and np.all(out["boxes"] <= 64)
+    assert ClassifyLocalize.from_config(model.get_config()).get_config() == model.get_config()
+    with pytest.raises(ValueError, match="classifier='dense'"):
+        ClassifyLocalize(3, backbone="tiny", box_head="dense")
+    with pytest.raises(ValueError, match="box_head"):
+        ClassifyLocalize(3, backbone="tiny", box_head="conv")

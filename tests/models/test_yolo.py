@@ -5,21 +5,24 @@ import numpy as np
 import pytest
 import tensorflow as tf
 
-from keras_det.models.yolo import YOLO, priors_per_level, prior_grid
+from keras_det import presets
+from keras_det.models import YOLO, YOLOv1
+from keras_det.models.yolo import priors_per_level
+from keras_det.ops.anchors import prior_grid
 from keras_det.ops.anchors import kmeans_anchors
 
 from .synthetic import rectangles, dataset as _dataset, check_prediction_contract as _check_contract
 
-V1 = dict(backbone="tiny", variant="v1", image_size=(128, 128), grid_size=4, head_filters=32, fc_dim=64, dropout=0.0, max_detections=20)
-PRIORS = (((8, 8), (16, 16), (12, 20)), ((24, 24), (32, 32), (28, 40)), ((48, 48), (64, 64), (100, 100)))
-MS = dict(backbone="tiny", variant="multiscale", image_size=(128, 128), head_filters=32, neck_filters=32, priors=PRIORS, max_detections=20)
+V1 = presets.arguments("yolo_v1_test")  # the smallest configurations that exercise every path
+MS = presets.arguments("yolo_test")
+PRIORS = MS["priors"]
 
 
 def test_v1_target_grid_by_hand():
-    model = YOLO(3, **V1)  # 128 px, S = 4: cells of 32 px
+    model = YOLOv1(3, **V1)  # 128 px, S = 4: cells of 32 px
     gt = tf.constant([[[10, 40, 50, 60], [64, 64, 128, 128], [20, 45, 36, 55], [0, 0, 0, 0]]], tf.float32)
     labels = tf.constant([[2, 0, 1, -1]])
-    t = model.v1_targets(gt, labels)
+    t = model.targets(gt, labels)
     mask = np.zeros((4, 4))
     mask[0, 1] = mask[3, 3] = 1
     np.testing.assert_array_equal(t["object_mask"][0], mask)
@@ -35,13 +38,13 @@ def test_v1_target_grid_by_hand():
 
 
 def test_v1_loss_responsible_predictor_by_hand():
-    model = YOLO(3, **V1)
+    model = YOLOv1(3, **V1)
     gt = tf.constant([[[10, 40, 50, 60]]], tf.float32)
     labels = tf.constant([[2]])
     raw = np.zeros((1, 4, 4, 5 * 2 + 3), np.float32)
     values = np.array([30 / 32, 18 / 32, math.sqrt(40 / 128), math.sqrt(20 / 128)])
     raw[0, 0, 1, 5:9] = np.log(values / (1 - values))  # predictor 1 of cell (0, 1) sits exactly on the GT
-    losses = {k: float(v) for k, v in model.v1_losses(tf.constant(raw), gt, labels).items()}
+    losses = {k: float(v) for k, v in model.loss_terms(tf.constant(raw), gt, labels).items()}
     # Predictor 1 has IoU 1 > predictor 0's, so it is responsible: no coordinate error;
     # its confidence 0.5 has target IoU = 1; the other 31 predictors have confidence 0.5;
     # the class distribution is uniform (1/3) against one-hot class 2.
@@ -52,7 +55,7 @@ def test_v1_loss_responsible_predictor_by_hand():
     # With predictor 1 off the box, predictor 0 (closer, at the cell centre) becomes responsible:
     # coordinates (0.5 - t)^2 summed, times lambda_coord = 5.
     raw[0, 0, 1, 5:9] = -8.0
-    coord = float(model.v1_losses(tf.constant(raw), gt, labels)["coord_loss"])
+    coord = float(model.loss_terms(tf.constant(raw), gt, labels)["coord_loss"])
     assert coord == pytest.approx(5 * np.sum((0.5 - values) ** 2), rel=1e-5)
 
 
@@ -66,18 +69,21 @@ def test_prior_grid_and_multiscale_assignment_by_hand():
     # GT 30x30 centred (40, 72): best prior (32, 32) = level 1 prior 1, stride-16 cell (2, 4).
     # GT 60x60 centred (96, 32): best prior (64, 64) = level 2 prior 1, stride-32 cell (3, 1).
     gt = tf.constant([[[25, 57, 55, 87], [66, 2, 126, 62], [0, 0, 0, 0]]], tf.float32)
-    t = model.multiscale_targets(gt, tf.constant([[1, 2, -1]]))
+    t = model.targets(gt, tf.constant([[1, 2, -1]]))
     positives = np.flatnonzero(t["box_weights"][0].numpy())
     first = 768 + (2 * 8 + 4) * 3 + 1
     second = 768 + 192 + (3 * 4 + 1) * 3 + 1
     np.testing.assert_array_equal(positives, [first, second])
     np.testing.assert_array_equal(t["labels"][0].numpy()[positives], [2, 3])
     np.testing.assert_allclose(t["matched_boxes"][0].numpy()[positives], gt[0, :2])
+    # The one coder: the encoded targets of the positives decode back to their GT boxes.
+    decoded = model.box_coder.decode(t["box_targets"], model.prior_boxes)[0].numpy()[positives]
+    np.testing.assert_allclose(decoded, gt[0, :2], atol=1e-4)
 
 
 def test_v1_overfit_and_predict_contract():
     batch = rectangles(num_images=4, size=128, seed=1)
-    model = YOLO(3, **V1)
+    model = YOLOv1(3, **V1)
     _check_contract(model.predict(batch["images"], verbose=0), 4, 20)
     model.compile(optimizer=keras.optimizers.Adam(1e-3))
     history = model.fit(_dataset(batch), steps_per_epoch=8, epochs=3, verbose=0).history
@@ -104,40 +110,65 @@ def test_multiscale_overfit_with_kmeans_priors():
     _check_contract(model.predict(batch, verbose=0), 4, 20)
 
 
-@pytest.mark.parametrize("config", [V1, MS], ids=["v1", "multiscale"])
-def test_empty_images_train_without_nan(config):
+@pytest.mark.parametrize("cls, config", [(YOLOv1, V1), (YOLO, {**MS, "box_loss": "giou"})], ids=["v1", "multiscale"])
+def test_empty_images_train_without_nan(cls, config):
     batch = rectangles(num_images=2, size=64)
     batch["bounding_boxes"]["labels"][:] = -1
-    model = YOLO(3, **{**config, "box_loss": "giou", "image_size": (64, 64)})
+    model = cls(3, **{**config, "image_size": (64, 64)})
     model.compile(optimizer=keras.optimizers.SGD(0.01))
     history = model.fit(_dataset(batch), steps_per_epoch=2, epochs=1, verbose=0).history
     assert all(np.isfinite(v[-1]) for v in history.values())
 
 
 def test_config_round_trip_and_errors():
-    for config in (V1, MS):
-        model = YOLO(4, bounding_box_format="rel_yxyx", **config)
+    for cls, config in ((YOLOv1, V1), (YOLOv1, {**V1, "feature_tap": "C4", "head_local": True}), (YOLO, MS)):
+        model = cls(4, bounding_box_format="rel_yxyx", **config)
         cfg = model.get_config()
         assert cfg["backbone"] == "tiny" and cfg["backbone_weights"] is None
-        clone = YOLO.from_config(cfg)
+        clone = cls.from_config(cfg)
         assert clone.get_config() == cfg
-    restored = keras.saving.deserialize_keras_object(keras.saving.serialize_keras_object(model))
-    assert isinstance(restored, YOLO) and restored.get_config() == cfg
+        restored = keras.saving.deserialize_keras_object(keras.saving.serialize_keras_object(model))
+        assert type(restored) is cls and restored.get_config() == cfg
+    local = YOLOv1(3, **{**V1, "feature_tap": "C4", "head_local": True})
+    _check_contract(local.predict_on_batch(np.zeros((2, 128, 128, 3), np.float32)), 2, 20)
+    assert local.head.local_out is not None and YOLOv1(3, **V1).head.local_out is None
     # The paper's stride-2 head conv: 448 px -> C5 14x14 -> 7x7; a 4x4 C5 (128 px) keeps its size.
-    assert YOLO(2, backbone="tiny").head.downsample
-    assert not YOLO(2, **V1).head.downsample
-    default = YOLO(2, backbone="tiny", variant="multiscale", image_size=(208, 208))
+    assert YOLOv1(2, backbone="tiny").head.downsample
+    assert not YOLOv1(2, **V1).head.downsample
+    default = YOLO(2, backbone="tiny", image_size=(208, 208))
     np.testing.assert_allclose(default.priors[0][0], (5.0, 6.5))  # YOLOv3's (10, 13) at 416, halved
     with pytest.raises(ValueError, match="variant"):
         YOLO(2, backbone="tiny", variant="v9")
+    with pytest.raises(ValueError, match="feature_tap"):
+        YOLOv1(2, backbone="tiny", feature_tap="C9")
     with pytest.raises(ValueError, match="built for 128x128"):
         model(np.zeros((1, 96, 96, 3), np.float32))
     with pytest.raises(ValueError, match="cannot be split"):
         priors_per_level(np.ones((4, 2)))
 
 
+def test_former_variant_argument_and_saved_configs():
+    """YOLO(variant="v1") builds a YOLOv1 (deprecated); configs of the former single class load."""
+    with pytest.warns(DeprecationWarning, match="YOLOv1"):
+        legacy = YOLO(3, variant="v1", priors=None, neck_filters=16, **V1)
+    assert type(legacy) is YOLOv1 and legacy.grid_size == 4
+    assert type(YOLO(3, variant="multiscale", **MS)) is YOLO
+    # The keys every config of the former class held (both variants' arguments).
+    former = dict(num_classes=3, backbone="tiny", backbone_weights=None, bounding_box_format="xyxy", image_size=[128, 128],
+                  grid_size=4, boxes_per_cell=2, head_filters=32, fc_dim=64, dropout=0.0, lambda_coord=5.0,
+                  lambda_noobj=0.5, confidence_target="iou", priors=None, neck_filters=32, box_loss="ciou",
+                  ignore_threshold=0.5, score_threshold=0.005, nms_iou_threshold=0.5, max_detections=20,
+                  pre_nms_topk=1000, name="yolo", class_names=["a", "b", "c"])
+    v1 = keras.saving.deserialize_keras_object(
+        {"module": "keras_det.models.yolo", "class_name": "YOLO", "registered_name": "keras_det>YOLO",
+         "config": {**former, "variant": "v1"}})
+    assert type(v1) is YOLOv1 and v1.grid_size == 4 and v1.head.fc_dim == 64 and v1.class_names == ("a", "b", "c")
+    ms = YOLO.from_config({**former, "variant": "multiscale", "priors": [list(map(list, p)) for p in PRIORS]})
+    assert type(ms) is YOLO and ms.priors == tuple(tuple((float(w), float(h)) for w, h in p) for p in PRIORS)
+
+
 def test_keras_file_save_load_round_trip(tmp_path):
-    model = YOLO(3, backbone="tiny", variant="multiscale", image_size=(64, 64), head_filters=16, neck_filters=16, score_threshold=0.0)
+    model = YOLO(3, backbone="tiny", image_size=(64, 64), head_filters=16, neck_filters=16, score_threshold=0.0)
     images = np.random.default_rng(0).uniform(0, 255, (2, 64, 64, 3)).astype(np.float32)
     before = model.predict_on_batch(images)
     model.save(tmp_path / "yolo.keras")
