@@ -415,11 +415,19 @@ def save(path, part, payload):
         fcntl.flock(lock, fcntl.LOCK_EX)
         results = harness.read_json(path)
         merged = dict(results.get(part, {}))
-        rows = {**merged.get("rows", {}), **payload.get("rows", {})}
+        rows = dict(merged.get("rows", {}))
+        for key, row in payload.get("rows", {}).items():
+            # classification rows are {fraction: {strategy: cell, ...}}: merge the strategies of each fraction.
+            rows[key] = {**rows[key], **row} if part == "classification" and key in rows else row
         merged.update(payload)
         merged["rows"] = rows
         if part == "detection" and rows:
             merged["winner_AP50"] = max(rows, key=lambda s: rows[s]["AP50"])
+        if part == "classification":
+            for row in rows.values():
+                measured = {k: row[k]["balanced_accuracy"] for k in CLS_STRATEGIES if k in row}
+                if measured:
+                    row["winner_balanced_accuracy"] = max(measured, key=measured.get)
         results[part] = merged
         results["machine"] = harness.machine_info()
         results["weights"] = WEIGHTS_NOTE
@@ -459,8 +467,9 @@ def classification_tables(cls):
     for key, r in rows.items():
         for s in strategies:
             c = r[s]
+            extract = f", {c['feature_extraction_cpu_s']:.0f} of them feature extraction" if "feature_extraction_cpu_s" in c else ""
             detail.append(f"| {key} | {CLS_LABELS[s]} | " + " | ".join(_f(c["per_class_accuracy"].get(n)) for n in names)
-                          + f" | {c['steps']} | {c['cpu_s']:.0f} ({c['wall_s']:.0f}) |")
+                          + f" | {c['steps']} | {c['cpu_s']:.0f}{extract} ({c['wall_s']:.0f}) |")
     return "\n".join(lines), "\n".join(detail)
 
 
@@ -478,6 +487,36 @@ def detection_table(det):
         lines.append(f"| {label.get(s, s)} | {r['AP']:.3f} | {r['AP50']:.3f} | {per} | {r['steps']} ({r['images_seen']}) | "
                      f"{r['cpu_s']:.0f} ({r['wall_s']:.0f}) | {r['infer_ms']:.0f} | {r['backbone_trainable_params']:,} |")
     return "\n".join(lines)
+
+
+def budget_notes(result):
+    """Markdown bullets stating, from the results, where the budget limited a cell."""
+    out = []
+    cls = result.get("classification")
+    if cls:
+        budget = cls["settings"]["budget_cpu_s"]
+        for key, r in cls.get("rows", {}).items():
+            for s in CLS_STRATEGIES:
+                c = r.get(s)
+                if c and c.get("feature_extraction_cpu_s", 0) >= budget:
+                    out.append(f"- classification {key}, {CLS_LABELS[s]}: extracting the features of the "
+                               f"{r['train_crops']} crops took {c['feature_extraction_cpu_s']:.0f} CPU-s, the whole "
+                               f"{budget:g} CPU-s budget: the linear classifier trained only {c['steps']} steps.")
+                elif c and s in ("fine_tune", "scratch"):
+                    epochs = c["steps"] * cls["settings"].get("batch_size", 32) / max(r["train_crops"], 1)
+                    if epochs < 1:
+                        out.append(f"- classification {key}, {CLS_LABELS[s]}: {c['steps']} steps = {epochs:.2f} epochs "
+                                   "of the crops in the budget.")
+    det = result.get("detection")
+    if det and det.get("rows"):
+        n = det["settings"].get("train_images") or 292
+        seen = ", ".join(f"{s} {r['images_seen']}" for s, r in det["rows"].items())
+        if max(r["images_seen"] for r in det["rows"].values()) < 20 * n:
+            out.append(f"- detection: training images seen in the budget ({seen}) against {n} training images — "
+                       f"{det['settings']['budget_cpu_s']:g} CPU-s with a VGG16 trunk is far from convergence (the "
+                       "tiny from-scratch detector of `keras-det train` needs ~25 epochs for AP50 0.80 at 256 px); "
+                       "the numbers rank the strategies' start, not where they end.")
+    return "\n".join(out)
 
 
 def recommendation_check(result):

@@ -256,6 +256,9 @@ def real_data_section(real):
             f"{st['budget_cpu_s']:g} process CPU-s each; COCO AP on the 72 test images (keras_det's evaluator).",
             real_data.detection_table(det),
         ]
+    notes = real_data.budget_notes(real)
+    if notes:
+        blocks += ["**Where the budget limited a cell**:", notes]
     blocks += ["**`recommend_strategy` against the measurements** (BCCD: small, and unlike ImageNet):",
                real_data.recommendation_check(real)]
     if real.get("note"):
