@@ -82,3 +82,18 @@ def test_report_renders_the_tables_and_the_recommendation_check():
     assert "frozen, block4 + linear — matches" in text and "from scratch — does not match" in text
     assert "| pretrained, frozen | 0.100 | 0.200 | 0.400 (0.200) | 5 (20) | 61 (300) | 900 | 0 |" in text
     assert "measured best AP50: `fine_tune` — does not match" in text
+
+
+def test_save_merges_the_cells_of_parallel_processes(tmp_path):
+    path = str(tmp_path / "r.json")
+    a = {"rows": {"10%": {"train_crops": 3, "frozen_block4": _cell(0.8, 0.7)}}, "settings": {}}
+    b = {"rows": {"10%": {"train_crops": 3, "scratch": _cell(0.9, 0.75)}}, "settings": {}}
+    real_data.save(path, "classification", a)
+    real_data.save(path, "classification", b)
+    real_data.save(path, "detection", {"rows": {"frozen": {"AP50": 0.4}}})
+    real_data.save(path, "detection", {"rows": {"scratch": {"AP50": 0.1}}})
+    result = json.loads(open(path).read())
+    row = result["classification"]["rows"]["10%"]
+    assert set(row) == {"train_crops", "frozen_block4", "scratch", "winner_balanced_accuracy"}
+    assert row["winner_balanced_accuracy"] == "scratch"
+    assert set(result["detection"]["rows"]) == {"frozen", "scratch"} and result["detection"]["winner_AP50"] == "frozen"
