@@ -459,13 +459,15 @@ def classification_tables(cls):
     head = "| training crops | " + " | ".join(CLS_LABELS[s] for s in strategies) + " | recommend_strategy |"
     lines = [head, "|---" * (len(strategies) + 2) + "|"]
     for key, r in rows.items():
-        cells = [f"{r[s]['accuracy']:.3f} / {r[s]['balanced_accuracy']:.3f}" + (" **best**" if s == r.get("winner_balanced_accuracy") else "")
-                 for s in strategies]
+        cells = [("not measured" if s not in r else f"{r[s]['accuracy']:.3f} / {r[s]['balanced_accuracy']:.3f}")
+                 + (" **best**" if s == r.get("winner_balanced_accuracy") else "") for s in strategies]
         lines.append(f"| {key} ({r['train_crops']}) | " + " | ".join(cells) + f" | `{r['recommendation']['strategy']}` |")
     detail = ["| crops | strategy | " + " | ".join(names) + " | steps | training CPU-s (wall s) |",
               "|---" * (len(names) + 4) + "|"]
     for key, r in rows.items():
         for s in strategies:
+            if s not in r:
+                continue
             c = r[s]
             extract = f", {c['feature_extraction_cpu_s']:.0f} of them feature extraction" if "feature_extraction_cpu_s" in c else ""
             detail.append(f"| {key} | {CLS_LABELS[s]} | " + " | ".join(_f(c["per_class_accuracy"].get(n)) for n in names)

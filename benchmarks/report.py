@@ -256,6 +256,12 @@ def real_data_section(real):
             f"{st['budget_cpu_s']:g} process CPU-s each; COCO AP on the 72 test images (keras_det's evaluator).",
             real_data.detection_table(det),
         ]
+    for extra in real.get("detection_longer", []):
+        r, st = extra["row"], extra["settings"]
+        blocks.append(f"Longer run, {r['strategy']} trunk alone, {st['budget_cpu_s']:g} CPU-s at {st['image_size']} px: "
+                      f"AP {r['AP']:.3f}, AP50 {r['AP50']:.3f} (per class AP50: "
+                      + ", ".join(f"{k} {v:.3f}" for k, v in r["per_class_AP50"].items())
+                      + f"), {r['steps']} steps / {r['images_seen']} images seen, {r['wall_s']:.0f} s wall.")
     notes = real_data.budget_notes(real)
     if notes:
         blocks += ["**Where the budget limited a cell**:", notes]
