@@ -27,6 +27,7 @@ DOCS = os.path.join(harness.ROOT, "docs")
 LADDER_JSON = os.path.join(harness.RESULTS, "ladder.json")
 PEERS_JSON = os.path.join(harness.RESULTS, "peers.json")
 BEAM_JSON = os.path.join(harness.RESULTS, "beam_scaling.json")
+REAL_JSON = os.path.join(harness.RESULTS, "real_data.json")
 PEER_COLOR = {"keras_det": "tab:blue", "keras-cv": "tab:orange", "keras-hub": "tab:green", "torchvision": "tab:red"}
 
 
@@ -230,7 +231,53 @@ def beam_section(beam):
                    [beam_scaling.table(beam), notes], "")
 
 
-def render(ladder, peers_result, images_rel="images", beam=None):
+def real_data_section(real):
+    """Markdown lines of the transfer-learning section (``real_data.json``)."""
+    import real_data
+
+    blocks = []
+    cls, det = real.get("classification"), real.get("detection")
+    if cls and cls.get("rows"):
+        st = cls["settings"]
+        counts = ", ".join(f"{n} {c}" for n, c in st["train_crops"].items())
+        blocks += [
+            f"**Classification of cell crops** ({st['crop_size']}×{st['crop_size']} px, {st['context']:.0%} context, "
+            f"not class-balanced: train crops {counts}; {sum(st['test_crops'].values())} test crops). Cells: test "
+            f"accuracy / balanced accuracy (mean per-class), {st['budget_cpu_s']:g} process CPU-s of training each "
+            "(feature extraction included for the frozen trunks).",
+            *real_data.classification_tables(cls),
+        ]
+    if det and det.get("rows"):
+        st = det["settings"]
+        blocks += [
+            f"**Detection**: Faster R-CNN as `keras-det train` builds it ({st['model']}), {st['image_size']} px, "
+            f"trained on BCCD {st['train_split']} ({st.get('train_images', '?')} images, batch {st['batch_size']}, "
+            f"Adam {st['learning_rate']:g}, default augmentation, k-means anchors {st['anchor_sizes']}) for "
+            f"{st['budget_cpu_s']:g} process CPU-s each; COCO AP on the 72 test images (keras_det's evaluator).",
+            real_data.detection_table(det),
+        ]
+    for extra in real.get("detection_longer", []):
+        r, st = extra["row"], extra["settings"]
+        blocks.append(f"Longer run, {r['strategy']} trunk alone, {st['budget_cpu_s']:g} CPU-s at {st['image_size']} px: "
+                      f"AP {r['AP']:.3f}, AP50 {r['AP50']:.3f} (per class AP50: "
+                      + ", ".join(f"{k} {v:.3f}" for k, v in r["per_class_AP50"].items())
+                      + f"), {r['steps']} steps / {r['images_seen']} images seen, {r['wall_s']:.0f} s wall.")
+    notes = real_data.budget_notes(real)
+    if notes:
+        blocks += ["**Where the budget limited a cell**:", notes]
+    blocks += ["**`recommend_strategy` against the measurements** (BCCD: small, and unlike ImageNet):",
+               real_data.recommendation_check(real)]
+    if real.get("note"):
+        blocks.append(real["note"])
+    intro = (
+        "`keras-det bench real_data` (`benchmarks/real_data.py`): the lecture's transfer-learning table on real "
+        "photographs — BCCD blood smears (RBC / WBC / Platelets) — with the one pretrained network available offline, "
+        f"{real.get('weights', 'HED VGG16')} (`python -m keras_det.pretrained OUT`). See [transfer.md](transfer.md)."
+    )
+    return section("Transfer learning on real photos (BCCD, pretrained VGG16)", intro, blocks, "")
+
+
+def render(ladder, peers_result, images_rel="images", beam=None, real=None):
     import ladder as ladder_mod
     import peers
 
@@ -290,6 +337,8 @@ def render(ladder, peers_result, images_rel="images", beam=None):
         )
     if beam:
         out += beam_section(beam)
+    if real:
+        out += real_data_section(real)
     out += [
         "## Other benchmarks",
         "",
@@ -300,6 +349,7 @@ def render(ladder, peers_result, images_rel="images", beam=None):
         "| `eval_speed.py` | COCO evaluation vs pycocotools and faster-coco-eval (5,000 images) |",
         "| `beam_eval.py` | the Beam evaluation pipeline vs `evaluate_coco` and pycocotools |",
         "| `data_throughput.py` | `keras_det.data` input pipelines, images/s |",
+        "| `real_data.py` | transfer learning on BCCD photos with a pretrained VGG16 (section above) |",
         "| `beam_scaling.py` | Beam predict / proposals: in-process vs 1–2 worker processes vs the portable runner |",
         "| `proposals_scaling.py` | Beam proposal pipeline scaling, R-CNN vs Fast R-CNN at 480 px, proposal recall |",
         "| `serving_latency.py` | exported SavedModels (TF1 session loader, serving_tensor) vs Keras predict |",
@@ -316,11 +366,12 @@ def render(ladder, peers_result, images_rel="images", beam=None):
     return "\n".join(out)
 
 
-def write_report(ladder_path=LADDER_JSON, peers_path=PEERS_JSON, docs=DOCS, beam_path=BEAM_JSON):
+def write_report(ladder_path=LADDER_JSON, peers_path=PEERS_JSON, docs=DOCS, beam_path=BEAM_JSON, real_path=REAL_JSON):
     """Writes ``docs/benchmarks.md`` and the PNGs from the results that exist; returns the markdown path."""
     ladder = harness.read_json(ladder_path) or None
     peers_result = harness.read_json(peers_path) or None
     beam = harness.read_json(beam_path) or None
+    real = harness.read_json(real_path) or None
     images = os.path.join(docs, "images")
     os.makedirs(images, exist_ok=True)
     if ladder:
@@ -331,7 +382,7 @@ def write_report(ladder_path=LADDER_JSON, peers_path=PEERS_JSON, docs=DOCS, beam
         plot_speed_vs_ap(peers_result["accuracy"], os.path.join(images, "speed_vs_ap.png"))
     path = os.path.join(docs, "benchmarks.md")
     with open(path, "w") as f:
-        f.write(render(ladder, peers_result, beam=beam) + "\n")
+        f.write(render(ladder, peers_result, beam=beam, real=real) + "\n")
     print(f"wrote {path}", flush=True)
     return path
 
