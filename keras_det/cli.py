@@ -8,7 +8,7 @@
     keras-det evaluate --results runs/pred/detections.json --data SOURCE --split test
 
     keras-det proposals --input 'images/*.jpg' --output runs/proposals   (Beam)
-    keras-det bench ladder | peers | report [--run]                       (benchmarks/)
+    keras-det bench peers | real_data | beam_scaling | report ...          (benchmarks/, a checkout)
 
 Quiet by default; a user error is one line ``keras-det: error: ...`` and exit
 code 2 (``--verbose`` for tracebacks). Progress bars are Keras' own; without a
@@ -981,7 +981,7 @@ def build_parser():
     )
     prop.set_defaults(func=None)
 
-    bench = sub.add_parser("bench", help="run a benchmark script of benchmarks/: ladder, peers, report, eval_speed, ...")
+    bench = sub.add_parser("bench", help="run a benchmark script of benchmarks/: peers, real_data, beam_scaling, eval_speed, ladder, report, ...")
     bench.add_argument("name", help="benchmark name (a file of benchmarks/)")
     bench.add_argument("rest", nargs=argparse.REMAINDER, help="arguments for the benchmark")
     bench.set_defaults(func=cmd_bench)

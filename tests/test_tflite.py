@@ -33,16 +33,12 @@ def _images(size, n=1, seed=0):
 
 
 def _single_stage_models():
-    from keras_det.models.ssd import SSD
-    from keras_det.models.yolo import YOLO
-
-    from .models.test_ssd import SMALL as SSD_SMALL
-    from .models.test_yolo import MS, V1
+    from keras_det import presets
 
     return [
-        ("ssd", lambda: SSD(3, **SSD_SMALL)),
-        ("yolo_v1", lambda: YOLO(3, **V1)),
-        ("yolo_multiscale", lambda: YOLO(3, **MS)),
+        ("ssd", lambda: presets.build("ssd_test", 3)),
+        ("yolo_v1", lambda: presets.build("yolo_v1_test", 3)),
+        ("yolo_multiscale", lambda: presets.build("yolo_test", 3)),
     ]
 
 

@@ -111,7 +111,9 @@ class Harness:
         self.step = tf.function(self.model.train_step, input_signature=[_signature(good_batch(name))])
 
     def weights(self):
-        return [v.numpy().copy() for v in self.model.trainable_variables]
+        """Trainable weights and BatchNorm's moving statistics (which the forward pass updates)."""
+        moving = [v for v in self.model.non_trainable_variables if "moving" in v.path]
+        return [v.numpy().copy() for v in self.model.trainable_variables + moving]
 
     def run(self, batch, step=None):
         """Runs ``step`` (default the traced train step) on ``batch``: ``("error", message)`` or ``("handled", logs)``."""
@@ -127,7 +129,7 @@ class Harness:
             return "error", str(error)
         logs = {k: float(v) for k, v in logs.items()}
         assert np.isfinite(logs["loss"]), f"silent pass: {self.name} loss {logs['loss']} on a handled batch"
-        bad = [v.path for v in self.model.trainable_variables if not np.all(np.isfinite(v.numpy()))]
+        bad = [v.path for v in self.model.variables if v.dtype.startswith("float") and not np.all(np.isfinite(v.numpy()))]
         assert not bad, f"silent pass: {self.name} weights became non-finite: {bad[:3]}"
         return "handled", logs
 
