@@ -34,7 +34,7 @@ small dataset, and unlike ImageNet.
      tends to collapse it to the majority class).
 
 2. **Detection**: Faster R-CNN built as ``keras-det train`` builds it
-   (`keras_det.cli.build_detector`: ``DEMO_MODEL`` head, stride-8 ``C3`` =
+   (`keras_det.cli.build_detector`: the ``faster_rcnn_cpu`` preset of `keras_det.presets`, stride-8 ``C3`` =
    ``block4_conv3`` features, k-means anchor sizes of the training boxes)
    with ``backbone="vgg16"`` at ``--det-image-size``; trained on BCCD
    ``trainval`` with the CLI's augmentation for ``--det-budget`` CPU-s each:

@@ -705,6 +705,11 @@ def cmd_train(args):
     return 0
 
 
+def _backup_dir(run_dir):
+    """Where ``BackupAndRestore`` keeps an unfinished run of ``run_dir``."""
+    return os.path.join(run_dir, "backup")
+
+
 def _read_history(path):
     """The rows of a ``keras.callbacks.CSVLogger`` file as dicts of floats ([] if absent)."""
     import csv
@@ -723,7 +728,7 @@ def _resumed_history(run_dir, history_path):
     ``fit`` resumes; otherwise an old ``history.csv`` belongs to an earlier run
     and is removed.
     """
-    backup = os.path.join(run_dir, "backup")
+    backup = _backup_dir(run_dir)
     if os.path.isdir(backup) and os.listdir(backup):
         rows = _read_history(history_path)
         if rows:
@@ -750,7 +755,7 @@ def _train_callbacks(run_dir, val, best_path, history_path, earlier):
 
     callbacks = [
         # Resumable: an interrupted run continues from its last epoch when started again.
-        keras.callbacks.BackupAndRestore(os.path.join(run_dir, "backup")),
+        keras.callbacks.BackupAndRestore(_backup_dir(run_dir)),
         keras.callbacks.ModelCheckpoint(os.path.join(run_dir, "checkpoint.keras")),
     ]
     if val is not None:
