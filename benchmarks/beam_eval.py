@@ -1,11 +1,11 @@
-"""COCO box evaluation: the Beam pipeline (pipelines.evaluate) vs pycocotools vs keras_det.
+"""COCO box evaluation: the Beam pipeline (keras_det.beam.evaluate) vs pycocotools vs keras_det.
 
 Generates the synthetic COCO set of ``benchmarks/eval_speed.py`` (its
 ``make_dataset``; default 5,000 images / ~125k detections), writes GT and
 results JSON files to a temporary folder and times, round-robin per repeat
 (so all see the same machine load), wall-clock seconds each:
 
-* ``beam (in-process, 1 worker)``: ``pipelines.evaluate.run`` with the default
+* ``beam (in-process, 1 worker)``: ``keras_det.beam.evaluate.run`` with the default
   DirectRunner options, in this process;
 * ``beam (multi_processing, 2 workers)``: the same with
   ``--direct_running_mode=multi_processing --direct_num_workers=2``;
@@ -41,7 +41,7 @@ from eval_speed import make_dataset, run_cocoapi  # noqa: E402
 
 
 def run_beam(gt_path, res_path, out_dir, extra_args):
-    from pipelines import evaluate
+    from keras_det.beam import evaluate
 
     shutil.rmtree(out_dir, ignore_errors=True)
     t0 = time.perf_counter()
@@ -118,8 +118,8 @@ def main(argv=None):
         "categories": len(gt["categories"]), "detections": len(results),
         "repeats": args.repeats, "statistic": "median wall-clock seconds incl. file loading",
         "note": None if args.repeats >= 3 else f"only {args.repeats} repeat(s)",
-        "commands": {names[0]: "python -m pipelines.evaluate --gt GT --detections DETS --output DIR --direct_num_workers=1",
-                     names[1]: "python -m pipelines.evaluate --gt GT --detections DETS --output DIR " + " ".join(mp_args)},
+        "commands": {names[0]: "python -m keras_det.beam.evaluate --gt GT --detections DETS --output DIR --direct_num_workers=1",
+                     names[1]: "python -m keras_det.beam.evaluate --gt GT --detections DETS --output DIR " + " ".join(mp_args)},
         "platform": {"python": sys.version.split()[0], "machine": platform.machine(),
                      "cpu_count": os.cpu_count(), "load_average_at_end": list(os.getloadavg())},
         "results": rows,

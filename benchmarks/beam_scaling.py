@@ -15,17 +15,17 @@ exported with ``keras_det.export.export_saved_model`` at 128×128,
   ``--direct_running_mode=multi_processing --direct_num_workers=1|2`` (one
   SDK worker process per worker, started for each run);
 * ``portable_1``: ``--runner=PortableRunner`` against Beam's Python job
-  service with an external worker pool (`pipelines.portable.LocalPortable`,
+  service with an external worker pool (`keras_det.beam.portable.LocalPortable`,
   started once for the whole benchmark; the pool starts SDK worker processes);
 * ``portable_sdk_worker_parallelism_2``, ``portable_direct_num_workers_2``:
   the same with the two options one would try for 2 SDK workers. The JSON
   records the SDK worker processes the pool started per run
   (``worker_processes_per_run``): Beam's Python job service starts one
-  whatever these say (see `pipelines.portable`).
+  whatever these say (see `keras_det.beam.portable`).
 
 Timing: `harness.Interleaved` — every (pipeline, configuration, size) is a
 candidate, ``--rounds`` rounds of one run each, round-robin; wall-clock ms of
-``pipelines.<name>.run`` (pipeline construction, worker start-up, model
+``keras_det.beam.<name>.run`` (pipeline construction, worker start-up, model
 loading and writing included). Ratios: paired (same round) time of a
 configuration over ``in_process`` at the same size; a speed-up is its
 inverse. Start-up and per-image cost: the straight line through the medians
@@ -101,7 +101,7 @@ def pipeline_args(name, input_glob, model_path):
 
 
 def _module(name):
-    from pipelines import predict, proposals
+    from keras_det.beam import predict, proposals
 
     return {"predict": predict, "proposals": proposals}[name]
 
@@ -218,7 +218,7 @@ def main(argv=None):
             for path in paths[:size]:
                 shutil.copy(path, inputs[size])
         model_path = export_tiny_model(os.path.join(work, "models")) if "predict" in args.pipelines else None
-        from pipelines.portable import LocalPortable
+        from keras_det.beam.portable import LocalPortable
 
         portable = any(CONFIGS[c][1] for c in configs)
         services = LocalPortable(os.path.join(work, "services")) if portable else None

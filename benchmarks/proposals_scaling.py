@@ -4,7 +4,7 @@
 
 Three measurements, written to benchmarks/results/proposals_scaling.json:
 
-1. **Pipeline scaling**: ``pipelines.proposals`` (selective search fast,
+1. **Pipeline scaling**: ``keras_det.beam.proposals`` (selective search fast,
    max side 500) over the same ``--images`` real photos (scikit-image's
    ``skimage.data``, cycled) with ``--direct_running_mode=multi_processing``
    and 1 then 2 workers; images/s from the pipeline's summary (wall clock of
@@ -93,7 +93,7 @@ def bench_pool(files, workers, max_proposals):
 
 
 def bench_pipeline(num_images, workers, max_proposals):
-    from pipelines import proposals as pipeline
+    from keras_det.beam import proposals as pipeline
 
     results = {}
     with tempfile.TemporaryDirectory() as tmp:

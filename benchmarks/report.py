@@ -206,8 +206,8 @@ def beam_section(beam):
     load = beam.get("load_average_1min", {})
     steal = beam.get("timing", {}).get("cpu_steal_percent")
     intro = (
-        "`keras-det bench beam_scaling` (`benchmarks/beam_scaling.py`): `pipelines.predict` (tiny SSD SavedModel, "
-        f"{st['image_size']} px) and `pipelines.proposals` (selective search fast) over the first "
+        "`keras-det bench beam_scaling` (`benchmarks/beam_scaling.py`): `keras_det.beam.predict` (tiny SSD SavedModel, "
+        f"{st['image_size']} px) and `keras_det.beam.proposals` (selective search fast) over the first "
         f"{' / '.join(map(str, st['sizes']))} `shapes` test JPEGs, on the local FnApiRunner in this process, with "
         "`--direct_running_mode=multi_processing` and 1 or 2 worker processes, and on the portable runner (Beam's "
         "Python job service + an external worker pool). Wall seconds of the whole run (workers, model loading "

@@ -132,7 +132,7 @@ def _load_ground_truth(source, split):
 
 
 def _read_results(path):
-    """A COCO results JSON list, or JSON lines (``pipelines.predict`` shards); errors name the file."""
+    """A COCO results JSON list, or JSON lines (``keras_det.beam.predict`` shards); errors name the file."""
     if not os.path.isfile(path):
         raise FileNotFoundError(f"--results {path}: no such file.")
     try:
@@ -246,7 +246,7 @@ def _evaluate_voc(args):
     """VOC 2007 AP of a results file: the evaluation pipeline, run in-process."""
     import tempfile
 
-    from pipelines import evaluate as pipeline
+    from keras_det.beam import evaluate as pipeline
 
     if args.results is None or args.data is None:
         raise ValueError("evaluate --metric voc needs --results FILE and --data SOURCE.")
@@ -1140,7 +1140,7 @@ def _proposals(argv):
     """``keras-det proposals ...``: the Beam pipeline, Beam's logs at WARNING; an empty input glob is an error."""
     import glob
 
-    from pipelines import proposals
+    from keras_det.beam import proposals
 
     spec = None
     for i, item in enumerate(argv):

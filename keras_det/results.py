@@ -5,14 +5,14 @@ carry a ``segmentation`` (RLE or polygons) / ``keypoints`` instead (see
 `keras_det.metrics.coco`).
 
 One format for detections everywhere (``keras-det predict``, ``keras-det
-evaluate --model``, ``pipelines.predict``): a COCO results list of::
+evaluate --model``, ``keras_det.beam.predict``): a COCO results list of::
 
     {"image_id": int, "category_id": int (1-based class = label + 1),
      "bbox": [x, y, w, h] (absolute pixels of the *original* image),
      "score": float, "file_name": str (path relative to the input root)}
 
 which pycocotools' ``loadRes``, `keras_det.metrics.evaluate_coco` and
-``pipelines.evaluate`` read. `evaluate_results` joins such a list to a COCO
+``keras_det.beam.evaluate`` read. `evaluate_results` joins such a list to a COCO
 ground-truth dict (``keras_det.data.to_coco`` of a split) by ``file_name``
 (else ``image_id``) and scores it with the exact pycocotools semantics of
 `keras_det.metrics.coco`, adding the AP / AP50 of every class by name.

@@ -81,7 +81,7 @@ def test_train_multi_worker_two_processes_through_the_cli(tmp_path):
     import keras
 
     import keras_det.models  # noqa: F401
-    from pipelines.portable import free_port
+    from keras_det.beam.portable import free_port
 
     run = str(tmp_path / "mw")
     ports = set()

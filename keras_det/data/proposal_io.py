@@ -1,6 +1,6 @@
 """Precomputed region proposals ↔ data-contract datasets.
 
-The Beam pipeline ``python -m pipelines.proposals`` writes one ``tf.Example``
+The Beam pipeline ``python -m keras_det.beam.proposals`` writes one ``tf.Example``
 per image (``image/source_id``, ``image/height``, ``image/width``,
 ``proposals/boxes`` = ``count * 4`` floats, absolute ``yxyx``,
 ``proposals/count``). This module
@@ -76,7 +76,7 @@ _FEATURES = {
 
 
 def read_proposals(pattern):
-    """Reads proposal TFRecords written by ``pipelines.proposals``.
+    """Reads proposal TFRecords written by ``keras_det.beam.proposals``.
 
     Args:
         pattern: a file, a glob, or a directory (its ``proposals-*.tfrecord``).

@@ -1,10 +1,10 @@
 """Ground truth of any `keras_det.data.load` source as a COCO JSON dict.
 
-Lets COCO tooling (``evaluate_coco``, ``pipelines.evaluate``, pycocotools)
+Lets COCO tooling (``evaluate_coco``, ``keras_det.beam.evaluate``, pycocotools)
 score a VOC folder, a LabelImg/YOLO folder or a TFDS split. Category ids are
 ``label + 1`` (the TF OD API / exported SavedModel convention: 1-based).
 Image ids are the elements' ``image_id`` (for folders `file_image_id` of the
-``file_name``, which ``keras-det predict`` and ``pipelines.predict`` give the
+``file_name``, which ``keras-det predict`` and ``keras_det.beam.predict`` give the
 same file) and each image entry carries its ``file_name``.
 """
 

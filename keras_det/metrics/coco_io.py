@@ -44,7 +44,7 @@ def check_result(entry, iou_type="bbox"):
 
     The one check of a result record, used by `load_coco_results`,
     `keras_det.results.join_results` (``keras-det evaluate``) and the Beam
-    evaluation (``pipelines.evaluate``, whose dead letters carry the reason).
+    evaluation (``keras_det.beam.evaluate``, whose dead letters carry the reason).
 
     Args:
         entry: one decoded JSON value of a results file.

@@ -1,5 +1,5 @@
 """benchmarks/beam_scaling.py at toy size (proposals on 2 images, in-process and 2 worker processes), its
-line fit and table; the portable configurations are run by tests/pipelines/test_portable.py's path."""
+line fit and table; the portable configurations are run by tests/beam/test_portable.py's path."""
 
 import json
 

@@ -29,9 +29,9 @@ import tensorflow as tf
 
 from keras_det.identity import file_image_id
 from keras_det.metrics.coco import evaluate_coco
-from pipelines import common
-from pipelines import evaluate as evaluate_pipeline
-from pipelines import proposals as proposals_pipeline
+from keras_det.beam import sources, tf_example
+from keras_det.beam import evaluate as evaluate_pipeline
+from keras_det.beam import proposals as proposals_pipeline
 
 FAST = ["--method", "sliding_window", "--max_proposals", "5", "--direct_num_workers=1"]
 
@@ -56,7 +56,7 @@ def _dead_letters(out):
 
 def _proposal_records(out):
     files = glob.glob(os.path.join(out, "proposals-*.tfrecord"))
-    return [common.parse_example(r.numpy()) for r in tf.data.TFRecordDataset(files)] if files else []
+    return [tf_example.parse_example(r.numpy()) for r in tf.data.TFRecordDataset(files)] if files else []
 
 
 # -- image files --------------------------------------------------------------------------
@@ -161,7 +161,7 @@ def _example(source_id=None, filename=None, encoded=JPEG):
         feature["image/filename"] = [filename.encode()]
     if encoded is not None:
         feature["image/encoded"] = [encoded]
-    return common.make_example(feature)
+    return tf_example.make_example(feature)
 
 
 def _tfrecord(records):
@@ -347,16 +347,16 @@ def test_empty_glob_is_an_error(tmp_path, pipeline, args):
     module = {"evaluate_gt": "evaluate"}.get(pipeline, pipeline)
     import importlib
 
-    run = importlib.import_module(f"pipelines.{module}").run
+    run = importlib.import_module(f"keras_det.beam.{module}").run
     named = next(a for a in args if "*" in a or "missing" in a)
-    with pytest.raises(common.InputError, match=re.escape(named)):
+    with pytest.raises(sources.InputError, match=re.escape(named)):
         run(args)
     assert not os.path.exists(os.path.join(d, "out", "summary.json"))
 
 
 def test_empty_glob_exit_code(tmp_path):
     proc = subprocess.run(
-        [sys.executable, "-m", "pipelines.proposals", "--input", str(tmp_path / "*.jpg"), "--output", str(tmp_path / "o")],
+        [sys.executable, "-m", "keras_det.beam.proposals", "--input", str(tmp_path / "*.jpg"), "--output", str(tmp_path / "o")],
         capture_output=True, text=True, timeout=120, env={**os.environ, "PYTHONPATH": os.getcwd()},
     )
     assert proc.returncode == 2

@@ -1,11 +1,11 @@
 """Batch inference with an exported SavedModel as an Apache Beam pipeline.
 
-``python -m pipelines.predict --model saved_models/NAME/VERSION --input 'photos/*.jpg'
+``python -m keras_det.beam.predict --model saved_models/NAME/VERSION --input 'photos/*.jpg'
 --output out/predict [--min_batch_size 1 --max_batch_size 16] [Beam options]``
 
 Steps (nothing runner-specific):
 
-1. `pipelines.common.ReadImages` reads encoded images (image globs,
+1. `keras_det.beam.sources.ReadImages` reads encoded images (image globs,
    TFRecords of ``tf.Example``, ``tfds:NAME[:SPLIT]``).
 2. Each image is decoded once with ``tf.io.decode_image`` — the op the
    ``serving_default`` signature runs — to check it and to keep its original
@@ -20,7 +20,7 @@ Steps (nothing runner-specific):
    ``{"image_id", "category_id", "bbox": [x, y, w, h], "score", "file_name"}`` with the
    box in *original image pixels* (``detection_boxes`` are normalized to the
    original image), ``category_id`` = ``detection_classes`` (1-based) or
-   ``--category_ids``'s entry for it. ``pipelines.evaluate`` and
+   ``--category_ids``'s entry for it. ``keras_det.beam.evaluate`` and
    ``keras_det.metrics.evaluate_coco`` (after joining the lines into a list)
    read them.
 
@@ -46,8 +46,8 @@ from apache_beam.io.filesystems import FileSystems
 from apache_beam.metrics import Metrics
 from apache_beam.ml.inference.base import ModelHandler, RunInference
 
+from keras_det.beam import driver, sources
 from keras_det.results import convert_image_id, to_pixels, to_results  # noqa: F401  (re-exported)
-from pipelines import common
 
 DETECTIONS_PREFIX = "detections"
 DEAD_LETTER_PREFIX = "dead_letter"
@@ -58,8 +58,8 @@ class _CheckDecode(beam.DoFn):
     """Encoded record → record + ``height`` / ``width``, or a dead letter (stage ``decode``)."""
 
     def __init__(self):
-        self.decoded = Metrics.counter(common.NAMESPACE, "decoded")
-        self.failed = Metrics.counter(common.NAMESPACE, "decode_failed")
+        self.decoded = Metrics.counter(sources.NAMESPACE, "decoded")
+        self.failed = Metrics.counter(sources.NAMESPACE, "decode_failed")
 
     def setup(self):
         import tensorflow as tf
@@ -78,7 +78,7 @@ class _CheckDecode(beam.DoFn):
         except Exception as error:
             self.failed.inc()
             message = getattr(error, "message", None) or str(error)
-            yield beam.pvalue.TaggedOutput(common.DEAD_LETTER, common.dead_letter(record, "decode", f"{type(error).__name__}: {message}"))
+            yield beam.pvalue.TaggedOutput(sources.DEAD_LETTER, sources.dead_letter(record, "decode", f"{type(error).__name__}: {message}"))
             return
         self.decoded.inc()
         yield {**record, "height": height, "width": width}
@@ -140,9 +140,9 @@ class _ToResults(beam.DoFn):
         self.category_ids = category_ids
         self.image_id_type = image_id_type
         self.min_score = min_score
-        self.images = Metrics.counter(common.NAMESPACE, "inferred")
-        self.detections = Metrics.counter(common.NAMESPACE, "detections")
-        self.per_image = Metrics.distribution(common.NAMESPACE, "detections_per_image")
+        self.images = Metrics.counter(sources.NAMESPACE, "inferred")
+        self.detections = Metrics.counter(sources.NAMESPACE, "detections")
+        self.per_image = Metrics.distribution(sources.NAMESPACE, "detections_per_image")
 
     def process(self, prediction):
         results = to_results(prediction, self.category_ids, self.image_id_type, self.min_score)
@@ -166,7 +166,7 @@ def _failed_batch(failure):
     batch, error = failure
     reason = _error_text(error)
     for record in batch:
-        yield common.dead_letter(record, "inference", reason)
+        yield sources.dead_letter(record, "inference", reason)
 
 
 def parse_category_ids(text):
@@ -182,8 +182,8 @@ def parse_category_ids(text):
 def build(pipeline, args):
     """Adds the prediction pipeline to ``pipeline``; returns the detection-lines PCollection."""
     out = args.output.rstrip("/")
-    read = pipeline | "Read" >> common.ReadImages(args.input, args.input_type, args.tfds_data_dir)
-    checked = read.records | "CheckDecode" >> beam.ParDo(_CheckDecode()).with_outputs(common.DEAD_LETTER, main="records")
+    read = pipeline | "Read" >> sources.ReadImages(args.input, args.input_type, args.tfds_data_dir)
+    checked = read.records | "CheckDecode" >> beam.ParDo(_CheckDecode()).with_outputs(sources.DEAD_LETTER, main="records")
     handler = SavedModelHandler(args.model, args.signature, args.min_batch_size, args.max_batch_size)
     predictions, failed = checked.records | "RunInference" >> RunInference(handler).with_exception_handling()
     failed_dead = failed.failed_inferences | "FailedBatches" >> beam.FlatMap(_failed_batch)
@@ -192,8 +192,8 @@ def build(pipeline, args):
         FileSystems.join(out, DETECTIONS_PREFIX), file_name_suffix=".jsonl", num_shards=args.num_shards,
         shard_name_template="-SSSSS-of-NNNNN",
     )
-    dead = (read[common.DEAD_LETTER], checked[common.DEAD_LETTER], failed_dead) | "AllDeadLetters" >> beam.Flatten()
-    dead | "WriteDeadLetters" >> common.WriteDeadLetters(FileSystems.join(out, DEAD_LETTER_PREFIX))
+    dead = (read[sources.DEAD_LETTER], checked[sources.DEAD_LETTER], failed_dead) | "AllDeadLetters" >> beam.Flatten()
+    dead | "WriteDeadLetters" >> sources.WriteDeadLetters(FileSystems.join(out, DEAD_LETTER_PREFIX))
 
     side = beam.pvalue.AsSingleton
     n_images = predictions | "CountImages" >> beam.combiners.Count.Globally()
@@ -234,16 +234,16 @@ def parser():
 def run(argv=None):
     """Runs the pipeline; returns the summary dict (also written to ``summary.json``)."""
     args, beam_args = parser().parse_known_args(argv)
-    common.require_matches(args.input)
+    sources.require_matches(args.input)
     out = args.output.rstrip("/")
-    result, seconds = common.execute(build, args, beam_args)
-    summary = common.pop_stats(out)
+    result, seconds = driver.execute(build, args, beam_args)
+    summary = driver.pop_stats(out)
     summary.update({"input": args.input, "model": args.model})
-    return common.finish_summary(out, "predict", summary, result, seconds, SUMMARY_NAME)
+    return driver.finish_summary(out, "predict", summary, result, seconds, SUMMARY_NAME)
 
 
 def main(argv=None):
-    common.main(run, argv)
+    driver.main(run, argv)
 
 
 if __name__ == "__main__":

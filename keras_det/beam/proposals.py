@@ -1,10 +1,10 @@
 """Beam pipeline: region proposals for many images, written as TFRecords.
 
-    python -m pipelines.proposals --input 'photos/*.jpg' --output out/ \\
+    python -m keras_det.beam.proposals --input 'photos/*.jpg' --output out/ \\
         [--method selective_search_fast] [--max_proposals 2000] [--include_image] \\
         [Beam options, e.g. --direct_running_mode=multi_processing --direct_num_workers=2]
 
-Input (``--input``, see `pipelines.common`): a glob of image files, a glob of
+Input (``--input``, see `keras_det.beam.sources`): a glob of image files, a glob of
 TFRecords of ``tf.Example`` (``image/encoded``, ``image/source_id``) or
 ``tfds:NAME[:SPLIT]``.
 
@@ -42,7 +42,7 @@ import apache_beam as beam
 from apache_beam.io.filesystems import FileSystems
 from apache_beam.metrics import Metrics
 
-from pipelines import common
+from keras_det.beam import driver, sources, tf_example
 
 PROPOSALS_PREFIX = "proposals"
 DEAD_LETTER_PREFIX = "dead_letter"
@@ -62,10 +62,10 @@ class ProposeFn(beam.DoFn):
             dedup_iou=dedup_iou, edge_model=edge_model,
         )
         self.opencv_threads = opencv_threads
-        self.processed = Metrics.counter(common.NAMESPACE, "processed")
-        self.failed = Metrics.counter(common.NAMESPACE, "failed")
-        self.total = Metrics.counter(common.NAMESPACE, "proposals")
-        self.per_image = Metrics.distribution(common.NAMESPACE, "proposals_per_image")
+        self.processed = Metrics.counter(sources.NAMESPACE, "processed")
+        self.failed = Metrics.counter(sources.NAMESPACE, "failed")
+        self.total = Metrics.counter(sources.NAMESPACE, "proposals")
+        self.per_image = Metrics.distribution(sources.NAMESPACE, "proposals_per_image")
 
     def setup(self):
         import cv2
@@ -80,7 +80,7 @@ class ProposeFn(beam.DoFn):
             boxes = propose(record["image"], **self.kwargs)
         except Exception as error:
             self.failed.inc()
-            yield beam.pvalue.TaggedOutput(common.DEAD_LETTER, common.dead_letter(record, "propose", f"{type(error).__name__}: {error}"))
+            yield beam.pvalue.TaggedOutput(sources.DEAD_LETTER, sources.dead_letter(record, "propose", f"{type(error).__name__}: {error}"))
             return
         self.processed.inc()
         self.total.inc(len(boxes))
@@ -100,7 +100,7 @@ class FeaturesFn(beam.DoFn):
     def __init__(self, model_path, chunk=64):
         self.model_path = model_path
         self.chunk = int(chunk)
-        self.failed = Metrics.counter(common.NAMESPACE, "features_failed")
+        self.failed = Metrics.counter(sources.NAMESPACE, "features_failed")
 
     def setup(self):
         import keras
@@ -129,7 +129,7 @@ class FeaturesFn(beam.DoFn):
             features = np.concatenate(out) if out else np.zeros((0, dim), np.float32)
         except Exception as error:
             self.failed.inc()
-            yield beam.pvalue.TaggedOutput(common.DEAD_LETTER, common.dead_letter(record, "features", f"{type(error).__name__}: {error}"))
+            yield beam.pvalue.TaggedOutput(sources.DEAD_LETTER, sources.dead_letter(record, "features", f"{type(error).__name__}: {error}"))
             return
         yield {**record, "features": features.astype(np.float32)}
 
@@ -157,7 +157,7 @@ def to_example(record, method, include_image=False):
         features = np.asarray(record["features"], np.float32)
         feature["proposals/features"] = features.reshape(-1)
         feature["proposals/feature_dim"] = [int(features.shape[-1])]
-    return common.make_example(feature)
+    return tf_example.make_example(feature)
 
 
 def _summary_stats(_, images, failures, quantiles, mean, maximum):
@@ -176,18 +176,18 @@ def _summary_stats(_, images, failures, quantiles, mean, maximum):
 def build(pipeline, args):
     """Adds the proposal pipeline to ``pipeline``; returns the stats PCollection."""
     out = args.output.rstrip("/")
-    images, dead = pipeline | "ReadAndDecode" >> common.ReadAndDecode(args.input, args.input_type, args.tfds_data_dir)
+    images, dead = pipeline | "ReadAndDecode" >> sources.ReadAndDecode(args.input, args.input_type, args.tfds_data_dir)
     proposed = images | "Propose" >> beam.ParDo(
         ProposeFn(args.method, args.max_proposals, args.min_size, args.max_side, args.dedup_iou, args.edge_model, args.opencv_threads)
-    ).with_outputs(common.DEAD_LETTER, main="records")
+    ).with_outputs(sources.DEAD_LETTER, main="records")
     records = proposed.records
-    dead_parts = [dead, proposed[common.DEAD_LETTER]]
+    dead_parts = [dead, proposed[sources.DEAD_LETTER]]
     if args.features:
         featured = records | "Features" >> beam.ParDo(FeaturesFn(args.features, args.feature_chunk)).with_outputs(
-            common.DEAD_LETTER, main="records"
+            sources.DEAD_LETTER, main="records"
         )
         records = featured.records
-        dead_parts.append(featured[common.DEAD_LETTER])
+        dead_parts.append(featured[sources.DEAD_LETTER])
     (
         records
         | "ToExample" >> beam.Map(to_example, args.method, args.include_image)
@@ -196,7 +196,7 @@ def build(pipeline, args):
         )
     )
     all_dead = tuple(dead_parts) | "AllDeadLetters" >> beam.Flatten()
-    all_dead | "WriteDeadLetters" >> common.WriteDeadLetters(FileSystems.join(out, DEAD_LETTER_PREFIX))
+    all_dead | "WriteDeadLetters" >> sources.WriteDeadLetters(FileSystems.join(out, DEAD_LETTER_PREFIX))
 
     counts = records | "Counts" >> beam.Map(lambda r: len(r["proposals"]))
     side = beam.pvalue.AsSingleton
@@ -240,16 +240,16 @@ def run(argv=None):
     args, beam_args = parser().parse_known_args(argv)
     if args.method == "edge_boxes" and not args.edge_model:
         raise ValueError("--method edge_boxes needs --edge_model (a structured-edge model file).")
-    common.require_matches(args.input)
+    sources.require_matches(args.input)
     out = args.output.rstrip("/")
-    result, seconds = common.execute(build, args, beam_args)
-    summary = common.pop_stats(out)
+    result, seconds = driver.execute(build, args, beam_args)
+    summary = driver.pop_stats(out)
     summary.update({"input": args.input, "method": args.method, "max_proposals": args.max_proposals})
-    return common.finish_summary(out, "proposals", summary, result, seconds, SUMMARY_NAME)
+    return driver.finish_summary(out, "proposals", summary, result, seconds, SUMMARY_NAME)
 
 
 def main(argv=None):
-    common.main(run, argv)
+    driver.main(run, argv)
 
 
 if __name__ == "__main__":

@@ -1,4 +1,4 @@
-"""Beam transforms shared by the keras_det pipelines (proposals, predict, evaluate).
+"""Where the keras_det Beam pipelines' records come from: input specs, reading, decoding, dead letters.
 
 Nothing here is runner-specific: the same transforms run on the DirectRunner
 (in-process or ``--direct_running_mode=multi_processing``), Dataflow, Flink
@@ -55,15 +55,13 @@ Input specs (`ReadImages`)
 
 import hashlib
 import json
-import logging
 import os
-import time
 
 import apache_beam as beam
-from apache_beam.io import fileio
 from apache_beam.io.filesystems import FileSystems
 from apache_beam.metrics import Metrics
 
+from keras_det.beam.tf_example import parse_example
 from keras_det.identity import file_image_id, input_root, normalize_file_name, relative_file_name
 
 NAMESPACE = "keras_det"
@@ -497,203 +495,3 @@ class WriteDeadLetters(beam.PTransform):
             | "ToJson" >> beam.Map(lambda d: json.dumps(d, sort_keys=True))
             | "WriteJsonl" >> beam.io.WriteToText(self.prefix, file_name_suffix=".jsonl", shard_name_template="-SSSSS-of-NNNNN")
         )
-
-
-# -- tf.Example without TensorFlow ---------------------------------------------
-# Importing TensorFlow costs seconds per worker process, so the pipelines build
-# and parse ``tf.train.Example`` with a wire-compatible copy of its schema
-# (tensorflow/core/example/{example,feature}.proto) in a private descriptor
-# pool (no clash with TensorFlow's own classes when both are loaded).
-
-_EXAMPLE_CLASSES = None
-
-
-def _example_classes():
-    global _EXAMPLE_CLASSES
-    if _EXAMPLE_CLASSES is None:
-        from google.protobuf import descriptor_pb2, descriptor_pool, message_factory
-
-        F = descriptor_pb2.FieldDescriptorProto
-        fdp = descriptor_pb2.FileDescriptorProto(name="keras_det_example.proto", package="tensorflow", syntax="proto3")
-
-        def message(name, fields, nested=()):
-            msg = fdp.message_type.add(name=name)
-            for fname, number, ftype, label, type_name, packed in fields:
-                field = msg.field.add(name=fname, number=number, type=ftype, label=label)
-                if type_name:
-                    field.type_name = type_name
-                if packed:
-                    field.options.packed = True
-            for n in nested:
-                msg.nested_type.add().CopyFrom(n)
-            return msg
-
-        rep, opt = F.LABEL_REPEATED, F.LABEL_OPTIONAL
-        message("BytesList", [("value", 1, F.TYPE_BYTES, rep, None, False)])
-        message("FloatList", [("value", 1, F.TYPE_FLOAT, rep, None, True)])
-        message("Int64List", [("value", 1, F.TYPE_INT64, rep, None, True)])
-        feature = message("Feature", [
-            ("bytes_list", 1, F.TYPE_MESSAGE, opt, ".tensorflow.BytesList", False),
-            ("float_list", 2, F.TYPE_MESSAGE, opt, ".tensorflow.FloatList", False),
-            ("int64_list", 3, F.TYPE_MESSAGE, opt, ".tensorflow.Int64List", False),
-        ])
-        feature.oneof_decl.add(name="kind")
-        for field in feature.field:
-            field.oneof_index = 0
-        entry = descriptor_pb2.DescriptorProto(name="FeatureEntry")
-        entry.field.add(name="key", number=1, type=F.TYPE_STRING, label=opt)
-        entry.field.add(name="value", number=2, type=F.TYPE_MESSAGE, label=opt, type_name=".tensorflow.Feature")
-        entry.options.map_entry = True
-        message("Features", [("feature", 1, F.TYPE_MESSAGE, rep, ".tensorflow.Features.FeatureEntry", False)], nested=[entry])
-        message("Example", [("features", 1, F.TYPE_MESSAGE, opt, ".tensorflow.Features", False)])
-        pool = descriptor_pool.DescriptorPool()
-        pool.Add(fdp)
-        get = lambda name: message_factory.GetMessageClass(pool.FindMessageTypeByName(f"tensorflow.{name}"))  # noqa: E731
-        _EXAMPLE_CLASSES = {name: get(name) for name in ("Example", "Feature", "BytesList", "FloatList", "Int64List")}
-    return _EXAMPLE_CLASSES
-
-
-def make_example(features):
-    """Serialized ``tf.train.Example`` from ``{key: list of bytes | float | int}``.
-
-    The value type picks the list: ``bytes`` → ``bytes_list``, ``float`` (or
-    a float NumPy array) → ``float_list``, ``int`` → ``int64_list``.
-    """
-    import numpy as np
-
-    classes = _example_classes()
-    example = classes["Example"]()
-    for key, values in features.items():
-        feature = example.features.feature[key]
-        arr = values if isinstance(values, np.ndarray) else None
-        values = list(values)
-        if arr is not None and np.issubdtype(arr.dtype, np.floating):
-            feature.float_list.value.extend(arr.astype(np.float32).ravel().tolist())
-        elif arr is not None and np.issubdtype(arr.dtype, np.integer):
-            feature.int64_list.value.extend(int(v) for v in arr.ravel())
-        elif values and isinstance(values[0], (bytes, bytearray)):
-            feature.bytes_list.value.extend(bytes(v) for v in values)
-        elif values and isinstance(values[0], (float, np.floating)):
-            feature.float_list.value.extend(float(v) for v in values)
-        elif values:
-            feature.int64_list.value.extend(int(v) for v in values)
-        else:
-            feature.bytes_list.SetInParent()
-    return example.SerializeToString()
-
-
-def parse_example(serialized):
-    """``{key: list}`` from a serialized ``tf.train.Example`` (no TensorFlow needed)."""
-    example = _example_classes()["Example"].FromString(serialized)
-    out = {}
-    for key, feature in example.features.feature.items():
-        kind = feature.WhichOneof("kind")
-        out[key] = list(getattr(feature, kind).value) if kind else []
-    return out
-
-
-def pipeline_options(beam_args):
-    """``PipelineOptions`` from the Beam command-line arguments.
-
-    Without ``--runner`` the local ``FnApiRunner`` is used: it is the engine
-    the DirectRunner falls back to, honours ``--direct_running_mode``
-    (``in_memory``, ``multi_threading``, ``multi_processing``) and
-    ``--direct_num_workers``, and never tries to download the Prism runner
-    binary (the DirectRunner's first choice since Beam 2.6x, which needs the
-    network). Any ``--runner`` given (``DirectRunner``, ``DataflowRunner``,
-    ``FlinkRunner``, ``SparkRunner``, ...) is used as is.
-    """
-    from apache_beam.options.pipeline_options import PipelineOptions, StandardOptions
-
-    options = PipelineOptions(list(beam_args))
-    if not options.view_as(StandardOptions).runner:
-        options.view_as(StandardOptions).runner = "FnApiRunner"
-    return options
-
-
-def read_text_lines(pattern):
-    """All lines of the files matching ``pattern`` (driver side, any filesystem)."""
-    lines = []
-    for match in FileSystems.match([pattern])[0].metadata_list:
-        with FileSystems.open(match.path) as f:
-            lines.extend(line for line in f.read().decode("utf-8").splitlines() if line.strip())
-    return lines
-
-
-def write_text(path, text):
-    """Writes ``text`` to ``path`` (driver side, any filesystem)."""
-    with FileSystems.create(path) as f:
-        f.write(text.encode("utf-8"))
-
-
-def log_counters(result, namespace=NAMESPACE):
-    """The committed counters of ``namespace`` in a finished pipeline ``result``, as a dict."""
-    from apache_beam.metrics.metric import MetricsFilter
-
-    out = {}
-    try:
-        counters = result.metrics().query(MetricsFilter().with_namespace(namespace))["counters"]
-    except Exception as error:  # some runners do not report metrics
-        logging.warning("Could not query Beam metrics: %s", error)
-        return out
-    for counter in counters:
-        value = counter.committed if counter.committed is not None else counter.attempted
-        out[counter.key.metric.name] = out.get(counter.key.metric.name, 0) + int(value or 0)
-    return out
-
-
-def execute(build, args, beam_args):
-    """Builds a pipeline with ``build(pipeline, args)`` and runs it to the end.
-
-    Args:
-        build: function adding the transforms to a ``beam.Pipeline``.
-        args: the pipeline's own parsed arguments.
-        beam_args: the remaining command-line arguments (runner options).
-
-    Returns:
-        ``(result, seconds)``: the finished ``PipelineResult`` and the wall time.
-    """
-    start = time.time()
-    pipeline = beam.Pipeline(options=pipeline_options(beam_args))
-    build(pipeline, args)
-    result = pipeline.run()
-    result.wait_until_finish()
-    return result, time.time() - start
-
-
-def pop_stats(out):
-    """Reads and removes the ``_stats.json`` a pipeline wrote into ``out``."""
-    path = FileSystems.join(out, "_stats.json")
-    stats = json.loads(read_text_lines(path)[0])
-    FileSystems.delete([path])
-    return stats
-
-
-def finish_summary(out, name, summary, result, seconds, summary_name="summary.json"):
-    """Adds timing and counters to ``summary``, writes ``out/summary.json``, logs it.
-
-    ``images_per_second`` is added when the summary counts ``images``.
-    """
-    summary["seconds"] = round(seconds, 3)
-    if "images" in summary:
-        summary["images_per_second"] = round(summary["images"] / seconds, 4) if seconds > 0 else None
-    summary["counters"] = log_counters(result)
-    write_text(FileSystems.join(out, summary_name), json.dumps(summary, indent=2, sort_keys=True))
-    logging.info("%s summary: %s", name, json.dumps(summary, sort_keys=True))
-    return summary
-
-
-def main(run, argv=None, render=None):
-    """Command-line entry point: INFO logging, ``run(argv)``, print the summary.
-
-    An `InputError` (a glob matching nothing, ...) prints one line and exits 2.
-    """
-    import sys
-
-    logging.getLogger().setLevel(logging.INFO)
-    try:
-        summary = run(argv)
-    except InputError as error:
-        print(f"error: {error}", file=sys.stderr)
-        sys.exit(2)
-    print(render(summary) if render else json.dumps(summary, indent=2, sort_keys=True))

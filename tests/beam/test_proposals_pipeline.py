@@ -13,8 +13,8 @@ import tensorflow as tf
 from keras_det import data as kd_data
 from keras_det.data.proposal_io import read_proposals
 from keras_det.identity import file_image_id
-from pipelines import common
-from pipelines import proposals as pipeline
+from keras_det.beam import sources, tf_example
+from keras_det.beam import proposals as pipeline
 
 FAST = ["--method", "selective_search_fast", "--max_side", "96", "--max_proposals", "50"]
 
@@ -71,7 +71,7 @@ def test_pipeline_on_image_files_with_dead_letters(image_dir, tmp_path):
     np.testing.assert_allclose(chelsea["boxes"], propose(image, max_side=96, max_proposals=50), atol=1e-4)
     # --include_image keeps the input bytes.
     record = next(iter(tf.data.TFRecordDataset(glob.glob(os.path.join(out, "proposals-*.tfrecord")))))
-    parsed = common.parse_example(record.numpy())
+    parsed = tf_example.parse_example(record.numpy())
     assert parsed["image/encoded"][0][:4] == b"\x89PNG"
 
 
@@ -81,8 +81,8 @@ def test_pipeline_on_tfrecords_and_join(tmp_path):
     assert kd_data.write_images(ds, images) == 3
     # Two broken records: an Example without image, and one whose image does not decode.
     with tf.io.TFRecordWriter(str(tmp_path / "broken.tfrecord")) as writer:
-        writer.write(common.make_example({"image/source_id": [b"noimage"]}))
-        writer.write(common.make_example({"image/source_id": [b"garbage"], "image/encoded": [b"garbage"]}))
+        writer.write(tf_example.make_example({"image/source_id": [b"noimage"]}))
+        writer.write(tf_example.make_example({"image/source_id": [b"garbage"], "image/encoded": [b"garbage"]}))
     out = str(tmp_path / "out")
     summary = pipeline.run(["--input", str(tmp_path / "*.tfrecord"), "--output", out, *FAST])
     dead = {d["file_name"]: d["stage"] for d in _dead_letters(out)}
@@ -126,9 +126,9 @@ def test_pipeline_features_step(image_dir, tmp_path):
 
 
 def test_input_kinds_and_bad_method(tmp_path):
-    assert common.input_kind("/a/*.jpg") == "images"
-    assert common.input_kind("gs://b/train-*.tfrecord") == "tfrecord"
-    assert common.input_kind("tfds:voc/2007:validation") == "tfds"
+    assert sources.input_kind("/a/*.jpg") == "images"
+    assert sources.input_kind("gs://b/train-*.tfrecord") == "tfrecord"
+    assert sources.input_kind("tfds:voc/2007:validation") == "tfds"
     with pytest.raises(ValueError, match="edge_model"):
         pipeline.run(["--input", "x", "--output", str(tmp_path), "--method", "edge_boxes"])
 

@@ -1,6 +1,6 @@
 """Distributed COCO / VOC box evaluation as an Apache Beam pipeline.
 
-``python -m pipelines.evaluate --gt instances.json --detections 'out/detections-*.jsonl'
+``python -m keras_det.beam.evaluate --gt instances.json --detections 'out/detections-*.jsonl'
 --output out/eval [--metric coco|voc] [Beam options]``
 
 Steps (nothing runner-specific):
@@ -10,7 +10,7 @@ Steps (nothing runner-specific):
    (also images without annotations); its category ids become a side input.
 2. Detections are read from COCO results JSON files (a JSON list, as
    pycocotools' ``loadRes`` takes) or JSON-lines files (one detection per
-   line, as ``pipelines.predict`` writes), any number of shards (a glob).
+   line, as ``keras_det.beam.predict`` writes), any number of shards (a glob).
    Each detection keeps its position (file path, index) so that equal scores
    are broken in file order, as pycocotools does.
 3. Both are keyed by image id — a detection with a ``file_name`` that the
@@ -32,7 +32,7 @@ that is not one of its categories becomes a dead letter
 ``detections_unknown_image``, ``detections_unknown_category``). pycocotools
 (and `evaluate_coco`) refuse such files; the pipeline scores the rest. A
 ``--detections`` glob that matches nothing, or a missing ``--gt``, is an
-`pipelines.common.InputError` before the run; a ground truth that is not a
+`keras_det.beam.sources.InputError` before the run; a ground truth that is not a
 COCO JSON fails the run with an error naming its path.
 
 Output directory: ``metrics.json`` (the metric dict), ``summary.json``
@@ -46,7 +46,7 @@ from apache_beam.io import fileio
 from apache_beam.io.filesystems import FileSystems
 from apache_beam.metrics import Metrics
 
-from pipelines import common
+from keras_det.beam import driver, sources
 
 DEAD_LETTER_PREFIX = "dead_letter"
 SUMMARY_NAME = "summary.json"
@@ -83,7 +83,7 @@ class _ReadGroundTruth(beam.DoFn):
                 raise ValueError("expected a COCO object with an 'images' list")
             gt = load_coco_ground_truth(data, iou_type=self.iou_type)
         except Exception as error:  # the ground truth is not per-record: fail, naming the file
-            raise common.InputError(
+            raise sources.InputError(
                 f"ground truth {path} is not a usable COCO JSON: {type(error).__name__}: {error}"
             ) from None
         difficult = np.zeros(len(gt["image_id"]), bool)
@@ -165,8 +165,8 @@ class _ReadDetections(beam.DoFn):
 
     def __init__(self, iou_type="bbox"):
         self.iou_type = iou_type
-        self.read = Metrics.counter(common.NAMESPACE, "detections_read")
-        self.invalid = Metrics.counter(common.NAMESPACE, "detections_invalid")
+        self.read = Metrics.counter(sources.NAMESPACE, "detections_read")
+        self.invalid = Metrics.counter(sources.NAMESPACE, "detections_invalid")
 
     def process(self, readable):
         from keras_det.metrics.coco_io import check_result
@@ -177,7 +177,7 @@ class _ReadDetections(beam.DoFn):
         except UnicodeDecodeError as error:
             self.invalid.inc()
             reason = f"not UTF-8 text (byte {error.start}); the whole file is skipped"
-            yield beam.pvalue.TaggedOutput(common.DEAD_LETTER, common.dead_letter({"source": path}, STAGE, reason))
+            yield beam.pvalue.TaggedOutput(sources.DEAD_LETTER, sources.dead_letter({"source": path}, STAGE, reason))
             return
         stripped = text.lstrip()
         entries = []
@@ -186,7 +186,7 @@ class _ReadDetections(beam.DoFn):
                 data = json.loads(stripped)
             except ValueError as error:
                 self.invalid.inc()
-                yield beam.pvalue.TaggedOutput(common.DEAD_LETTER, common.dead_letter({"source": path}, STAGE, f"not valid JSON: {error}"))
+                yield beam.pvalue.TaggedOutput(sources.DEAD_LETTER, sources.dead_letter({"source": path}, STAGE, f"not valid JSON: {error}"))
                 return
             entries = [(i, d, None) for i, d in enumerate(data)]
         else:
@@ -203,7 +203,7 @@ class _ReadDetections(beam.DoFn):
             if reason:
                 self.invalid.inc()
                 record = {"image_id": det.get("image_id", "") if isinstance(det, dict) else "", "source": source}
-                yield beam.pvalue.TaggedOutput(common.DEAD_LETTER, {**common.dead_letter(record, STAGE, reason), "detection": det})
+                yield beam.pvalue.TaggedOutput(sources.DEAD_LETTER, {**sources.dead_letter(record, STAGE, reason), "detection": det})
                 continue
             self.read.inc()
             yield det["image_id"], ((path, i), det)
@@ -214,7 +214,7 @@ class _ReadDetections(beam.DoFn):
 
 def _unknown(det, position, reason):
     record = {"image_id": det["image_id"], "source": f"{position[0]}:{position[1]}"}
-    return beam.pvalue.TaggedOutput(common.DEAD_LETTER, {**common.dead_letter(record, STAGE, reason), "detection": det})
+    return beam.pvalue.TaggedOutput(sources.DEAD_LETTER, {**sources.dead_letter(record, STAGE, reason), "detection": det})
 
 
 class _JoinImages(beam.DoFn):
@@ -222,11 +222,11 @@ class _JoinImages(beam.DoFn):
 
     def __init__(self, iou_type="bbox"):
         self.iou_type = iou_type
-        self.invalid = Metrics.counter(common.NAMESPACE, "detections_invalid")
-        self.unknown_image = Metrics.counter(common.NAMESPACE, "detections_unknown_image")
-        self.unknown_category = Metrics.counter(common.NAMESPACE, "detections_unknown_category")
-        self.images = Metrics.counter(common.NAMESPACE, "images_evaluated")
-        self.detections = Metrics.counter(common.NAMESPACE, "detections_evaluated")
+        self.invalid = Metrics.counter(sources.NAMESPACE, "detections_invalid")
+        self.unknown_image = Metrics.counter(sources.NAMESPACE, "detections_unknown_image")
+        self.unknown_category = Metrics.counter(sources.NAMESPACE, "detections_unknown_category")
+        self.images = Metrics.counter(sources.NAMESPACE, "images_evaluated")
+        self.detections = Metrics.counter(sources.NAMESPACE, "detections_evaluated")
 
     def process(self, joined, categories):
         image_id, groups = joined
@@ -525,7 +525,7 @@ def build(pipeline, args):
         pipeline
         | "MatchDetections" >> fileio.MatchFiles(args.detections)
         | "ReadMatches" >> fileio.ReadMatches()
-        | "ReadDetections" >> beam.ParDo(_ReadDetections(args.iou_type)).with_outputs(common.DEAD_LETTER, main="detections")
+        | "ReadDetections" >> beam.ParDo(_ReadDetections(args.iou_type)).with_outputs(sources.DEAD_LETTER, main="detections")
     )
     keyed = dets.detections | "KeyByFileName" >> beam.Map(
         rekey_by_file_name, beam.pvalue.AsSingleton(gt[_ReadGroundTruth.FILE_NAMES])
@@ -534,7 +534,7 @@ def build(pipeline, args):
         {"gt": gt.images, "dt": keyed}
         | "JoinByImage" >> beam.CoGroupByKey()
         | "Join" >> beam.ParDo(_JoinImages(args.iou_type), beam.pvalue.AsSingleton(gt[_ReadGroundTruth.CATEGORIES])).with_outputs(
-            common.DEAD_LETTER, main="images"
+            sources.DEAD_LETTER, main="images"
         )
     )
     records = (
@@ -544,8 +544,8 @@ def build(pipeline, args):
     )
     combine = COCOCombineFn() if args.metric == "coco" else VOCCombineFn(not args.voc_area)
     metrics = records | "Combine" >> beam.CombineGlobally(combine)
-    dead = (dets[common.DEAD_LETTER], joined[common.DEAD_LETTER]) | "AllDeadLetters" >> beam.Flatten()
-    dead | "WriteDeadLetters" >> common.WriteDeadLetters(FileSystems.join(out, DEAD_LETTER_PREFIX))
+    dead = (dets[sources.DEAD_LETTER], joined[sources.DEAD_LETTER]) | "AllDeadLetters" >> beam.Flatten()
+    dead | "WriteDeadLetters" >> sources.WriteDeadLetters(FileSystems.join(out, DEAD_LETTER_PREFIX))
     n_dead = dead | "CountDead" >> beam.combiners.Count.Globally()
     (
         metrics
@@ -593,7 +593,7 @@ def ground_truth_json(source, split, out):
 
     Built on the driver with ``keras_det.data.load`` + ``to_coco`` (category
     ids ``label + 1``, the exported models' ``detection_classes``; image ids
-    and ``file_name``\ s as ``load`` gives them, which ``pipelines.predict``
+    and ``file_name``\ s as ``load`` gives them, which ``keras_det.beam.predict``
     gives the same files).
     """
     from keras_det import data
@@ -601,9 +601,9 @@ def ground_truth_json(source, split, out):
     try:
         dataset, info = data.load(source, split, bounding_box_format="xywh", with_info=True)
     except data.DataError as error:
-        raise common.InputError(f"--gt {source!r}: {error}") from None
+        raise sources.InputError(f"--gt {source!r}: {error}") from None
     path = FileSystems.join(out, "ground_truth.json")
-    common.write_text(path, json.dumps(data.to_coco(dataset, info)))
+    driver.write_text(path, json.dumps(data.to_coco(dataset, info)))
     return path
 
 
@@ -611,21 +611,21 @@ def run(argv=None):
     """Runs the pipeline; returns the summary dict (also written to ``summary.json``)."""
     args, beam_args = parser().parse_known_args(argv)
     out = args.output.rstrip("/")
-    common.require_matches(args.detections, "--detections")
+    sources.require_matches(args.detections, "--detections")
     if args.iou_type != "bbox" and (args.metric != "coco" or not args.gt.lower().endswith(".json")):
-        raise common.InputError(f"--iou_type {args.iou_type} needs --metric coco and a COCO JSON --gt.")
+        raise sources.InputError(f"--iou_type {args.iou_type} needs --metric coco and a COCO JSON --gt.")
     if args.gt.lower().endswith(".json") and not FileSystems.exists(args.gt):
-        raise common.InputError(f"--gt {args.gt!r} does not exist.")
+        raise sources.InputError(f"--gt {args.gt!r} does not exist.")
     if not args.gt.lower().endswith(".json"):
         args.gt = ground_truth_json(args.gt, args.gt_split, out)
-    result, seconds = common.execute(build, args, beam_args)
-    metrics = json.loads(common.read_text_lines(FileSystems.join(out, METRICS_NAME))[0])
+    result, seconds = driver.execute(build, args, beam_args)
+    metrics = json.loads(driver.read_text_lines(FileSystems.join(out, METRICS_NAME))[0])
     summary = {**metrics, "gt": args.gt, "detections_input": args.detections}
-    return common.finish_summary(out, "evaluate", summary, result, seconds, SUMMARY_NAME)
+    return driver.finish_summary(out, "evaluate", summary, result, seconds, SUMMARY_NAME)
 
 
 def main(argv=None):
-    common.main(run, argv, render=format_table)
+    driver.main(run, argv, render=format_table)
 
 
 if __name__ == "__main__":

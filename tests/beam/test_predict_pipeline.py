@@ -14,8 +14,8 @@ from keras_det.export import export_saved_model
 from keras_det.identity import file_image_id
 from keras_det.metrics.coco import STAT_NAMES, evaluate_coco
 from keras_det.models.faster_rcnn import FasterRCNN
-from pipelines import evaluate as evaluate_pipeline
-from pipelines import predict as pipeline
+from keras_det.beam import evaluate as evaluate_pipeline
+from keras_det.beam import predict as pipeline
 
 from ..models.test_faster_rcnn import SMALL
 from ..metrics.coco_cases import pycocotools_stats
@@ -109,12 +109,12 @@ def test_category_mapping_and_helpers():
 
 
 def test_tfrecord_input_and_failed_batches_are_dead_letters(saved_model, image_dir, tmp_path):
-    from pipelines import common
+    from keras_det.beam import tf_example
 
     records = str(tmp_path / "images.tfrecord")
     with tf.io.TFRecordWriter(records) as writer:
         for name in ("1.png", "2.jpg", "5.jpg"):
-            writer.write(common.make_example({"image/encoded": [(image_dir / name).read_bytes()],
+            writer.write(tf_example.make_example({"image/encoded": [(image_dir / name).read_bytes()],
                                               "image/source_id": [name.split(".")[0].encode()]}))
     out = str(tmp_path / "tfrecord")
     summary = pipeline.run(["--model", saved_model, "--input", records, "--output", out, "--direct_num_workers=1",

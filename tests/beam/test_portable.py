@@ -1,17 +1,18 @@
 """Each pipeline on Beam's portable runner (job service + external SDK worker
 pool, the path of Flink / Spark / Dataflow) gives the outputs and counters of
-the in-process run (``portable_runner`` in conftest.py)."""
+the in-process run (``portable_runner`` in conftest.py); `worker_env` gives the
+workers the keras_det this process imports."""
 
 import glob
 import json
 import os
+import sys
 
 import numpy as np
 
-from keras_det.identity import file_image_id
-
+from keras_det.beam import evaluate, portable, predict, proposals
 from keras_det.data.proposal_io import read_proposals
-from pipelines import evaluate, predict, proposals
+from keras_det.identity import file_image_id
 
 from ..metrics.coco_cases import make_case
 from .test_evaluate_pipeline import _write_case
@@ -65,3 +66,22 @@ def test_evaluate_on_the_portable_runner(tmp_path, portable_runner):
     assert _stable(remote) == _stable(local)
     assert remote["counters"]["detections_read"] == len(results) and remote["dead_letters"] == 1
     assert _lines(b, "dead_letter") == _lines(a, "dead_letter")
+
+
+def test_worker_env_puts_this_checkout_first_on_pythonpath():
+    """Run from a checkout, the workers import this keras_det (not another install) and run this Python."""
+    root = os.path.dirname(os.path.dirname(os.path.dirname(os.path.abspath(__file__))))
+    assert portable.import_root() == root
+    env = portable.worker_env({"PYTHONPATH": "/elsewhere", "PATH": "/usr/bin"})
+    assert env["PYTHONPATH"].split(os.pathsep) == [root, "/elsewhere"]
+    assert env["PATH"].split(os.pathsep) == [os.path.dirname(sys.executable), "/usr/bin"]
+
+
+def test_worker_env_adds_nothing_for_an_installed_keras_det(monkeypatch):
+    """Installed in site-packages, the workers find keras_det without PYTHONPATH (which would put
+    site-packages before the standard library)."""
+    import sysconfig
+
+    monkeypatch.setattr(portable, "import_root", lambda: sysconfig.get_paths()["purelib"])
+    assert "PYTHONPATH" not in portable.worker_env({"PATH": "/usr/bin"})
+    assert portable.worker_env({"PYTHONPATH": "/elsewhere"})["PYTHONPATH"] == "/elsewhere"

@@ -8,12 +8,17 @@ API; it runs the pipeline with Beam's ``FnApiRunner``) and
 both listen, and stops them (their process groups, by pid) on exit.
 ``services.args`` are the runner options of a pipeline run:
 ``--runner=PortableRunner --job_endpoint=... --environment_type=EXTERNAL
---environment_config=...``. ``tests/pipelines/conftest.py`` (fixture
+--environment_config=...``. ``tests/beam/conftest.py`` (fixture
 ``portable_runner``) and ``benchmarks/beam_scaling.py`` use it.
 
 The pool starts each worker with the ``python`` it finds on ``PATH``: this
-Python's directory is put first, and ``PYTHONPATH`` starts at the repository
-root so workers import ``pipelines`` and ``keras_det``.
+Python's directory is put first (`worker_env`), so the workers run this
+interpreter and import ``keras_det`` from where this process does. An
+installed ``keras_det`` (a wheel in site-packages) needs nothing more; one
+imported from elsewhere (a checkout run with ``PYTHONPATH`` or from its root,
+an editable install) has that folder put first on the workers' ``PYTHONPATH``
+(`import_root`). The services and workers run in the caller's working
+directory.
 
 Parallelism: Beam 2.77's Python job service calls
 ``FnApiRunner.run_via_runner_api``, which keeps one worker (it reads
@@ -29,9 +34,9 @@ import signal
 import socket
 import subprocess
 import sys
+import sysconfig
 import time
 
-ROOT = os.path.dirname(os.path.dirname(os.path.abspath(__file__)))
 STARTUP_TIMEOUT = 90.0
 # worker_pool_main logs this (WARNING) for every SDK worker process it starts.
 WORKER_START_LINE = "Starting worker with command"
@@ -42,6 +47,34 @@ def free_port():
     with socket.socket() as s:
         s.bind(("127.0.0.1", 0))
         return s.getsockname()[1]
+
+
+def import_root():
+    """The folder holding the ``keras_det`` package this process imported (a checkout's root, site-packages)."""
+    import keras_det
+
+    return os.path.dirname(os.path.dirname(os.path.abspath(keras_det.__file__)))
+
+
+def _site_dirs():
+    paths = sysconfig.get_paths()
+    return {os.path.realpath(paths[key]) for key in ("purelib", "platlib") if paths.get(key)}
+
+
+def worker_env(environ=None):
+    """The environment of the job service, the worker pool and its SDK workers.
+
+    ``environ`` (default ``os.environ``) with this Python's directory first on
+    ``PATH`` and, unless it is this Python's site-packages, `import_root`
+    first on ``PYTHONPATH`` (site-packages itself is not added: on
+    ``PYTHONPATH`` it would come before the standard library).
+    """
+    environ = dict(os.environ if environ is None else environ)
+    root = import_root()
+    if os.path.realpath(root) not in _site_dirs():
+        environ["PYTHONPATH"] = os.pathsep.join([root, environ.get("PYTHONPATH", "")]).rstrip(os.pathsep)
+    environ["PATH"] = os.pathsep.join([os.path.dirname(sys.executable), environ.get("PATH", "")])
+    return environ
 
 
 def _listening(port):
@@ -83,9 +116,7 @@ class LocalPortable:
     def __enter__(self):
         os.makedirs(self.log_dir, exist_ok=True)
         job_port, pool_port = free_port(), free_port()
-        env = {**os.environ,
-               "PYTHONPATH": os.pathsep.join([ROOT, os.environ.get("PYTHONPATH", "")]).rstrip(os.pathsep),
-               "PATH": os.pathsep.join([os.path.dirname(sys.executable), os.environ.get("PATH", "")])}
+        env = worker_env()
         commands = {
             "job_service": [sys.executable, "-m", "apache_beam.runners.portability.local_job_service_main",
                             f"--port={job_port}"],
@@ -95,7 +126,7 @@ class LocalPortable:
         for name, command in commands.items():
             self.logs[name] = os.path.join(self.log_dir, f"{name}.log")
             with open(self.logs[name], "wb") as log:
-                self.procs[name] = subprocess.Popen(command, cwd=ROOT, env=env, stdout=log, stderr=subprocess.STDOUT,
+                self.procs[name] = subprocess.Popen(command, env=env, stdout=log, stderr=subprocess.STDOUT,
                                                     start_new_session=True)
         try:
             deadline = time.time() + self.timeout

@@ -9,7 +9,7 @@ import pytest
 
 from keras_det.metrics.coco import STAT_NAMES, evaluate_coco
 from keras_det.metrics.voc import VOCEvaluator
-from pipelines import evaluate as pipeline
+from keras_det.beam import evaluate as pipeline
 
 from ..metrics.coco_cases import make_case, pycocotools_stats
 
@@ -136,7 +136,7 @@ def test_voc_folder_ground_truth(tmp_path):
 
     from keras_det import data
     from keras_det.metrics import evaluate_coco
-    from pipelines import evaluate
+    from keras_det.beam import evaluate
 
     from ..data.folders import write_voc_devkit
 
@@ -159,7 +159,7 @@ def test_voc_folder_ground_truth(tmp_path):
 
 def test_detections_join_by_file_name(tmp_path):
     """A detection naming its file joins the GT image of that file even under another id (COCO's own ids)."""
-    from pipelines import evaluate
+    from keras_det.beam import evaluate
 
     gt = {"images": [{"id": 7, "file_name": "a/x.jpg", "width": 100, "height": 100},
                      {"id": 9, "file_name": "y.jpg", "width": 100, "height": 100}],
