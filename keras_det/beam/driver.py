@@ -3,7 +3,7 @@
 `execute` builds and runs a pipeline with `pipeline_options` (the local
 ``FnApiRunner`` unless ``--runner`` is given); `finish_summary` adds timing and
 the Beam counters (`log_counters`) to a pipeline's summary and writes it;
-`main` is every pipeline's command-line entry point (an
+`main` is every pipeline's command-line entry point (a
 `keras_det.beam.sources.InputError` prints one line and exits 2). File access
 goes through Beam's ``FileSystems`` (`read_text_lines`, `write_text`), so
 ``gs://``, ``s3://`` and local paths all work.
