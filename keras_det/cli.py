@@ -276,10 +276,10 @@ def cmd_export(args):
         if trained is None:
             raise ValueError(f"export: {args.model!r} does not record its training image size; pass --image-size H [W].")
         size = tuple(trained)
-    elif len(args.image_size) in (1, 2):
-        size = tuple(args.image_size) if len(args.image_size) == 2 else (args.image_size[0],) * 2
     else:
-        raise ValueError(f"--image-size takes one size or height width, got {len(args.image_size)} values {args.image_size}.")
+        from keras_det.ops.image import image_hw
+
+        size = image_hw(args.image_size, "--image-size")
     if trained is not None and tuple(size) != tuple(trained):
         _say(f"warning: exporting at {size[0]}x{size[1]} but the model was trained at {trained[0]}x{trained[1]}: "
              "accuracy may change (omit --image-size to export at the training size)")
@@ -1058,8 +1058,11 @@ def check_arguments(args):
             continue
         values = list(value) if isinstance(value, (list, tuple)) else [value]
         flag = "--" + name.replace("_", "-")
-        if name == "image_size" and len(values) > 2:
-            raise ValueError(f"{flag} takes one size S or a height and width H W, got {len(values)} values {values}.")
+        if name == "image_size":
+            from keras_det.ops.image import image_hw  # imports TensorFlow: only when the flag is given
+
+            image_hw(values, flag)
+            continue
         for v in values:
             if not isinstance(v, int) or v < minimum:
                 raise ValueError(f"{flag} must be an integer >= {minimum}, got {v!r}.")

@@ -42,22 +42,6 @@ WARMUP_FILE = "tf_serving_warmup_requests"
 PREDICTION_KEYS = ("boxes", "scores", "labels", "num_detections")
 
 
-def check_image_size(image_size):
-    """``(height, width)`` from one positive int or two, else a ValueError naming the value."""
-    size = (image_size, image_size) if isinstance(image_size, (int, np.integer)) else image_size
-    try:
-        size = tuple(size)
-    except TypeError:
-        size = None
-    ok = (
-        size is not None and len(size) == 2
-        and all(isinstance(s, (int, np.integer)) and not isinstance(s, bool) and s >= 1 for s in size)
-    )
-    if not ok:
-        raise ValueError(f"`image_size` must be (height, width), two positive ints, got {image_size!r}.")
-    return int(size[0]), int(size[1])
-
-
 def check_detector(model, image_size):
     """The shapes of ``model``'s prediction dict on one ``image_size`` image (building the model).
 
@@ -229,7 +213,7 @@ def export_saved_model(model, export_dir, version=None, image_size=None, class_n
         image_size = getattr(model, "image_size", None)
     if image_size is None:
         raise ValueError("`image_size` (height, width) is required: the model does not define `image_size`.")
-    image_size = check_image_size(image_size)
+    image_size = image_ops.image_hw(image_size)
     if version is None:
         version = next_version(export_dir)
     if not isinstance(version, int) or version < 0:

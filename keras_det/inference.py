@@ -148,7 +148,9 @@ def load_predictor(path, image_size=None):
     size = getattr(model, "image_size", None) or image_size
     if not size:
         raise ValueError(f"model {path} does not remember its image size: pass --image-size (the training size).")
-    size = (int(size[0]), int(size[-1]))
+    from keras_det.ops.image import image_hw
+
+    size = image_hw(size, "--image-size")
     serving = _Serving(model, size)
     function = tf.function(serving.serve_tensor, input_signature=[tf.TensorSpec([None, None, None, 3], tf.uint8)])
     return Predictor(path, "keras", function, keras_class_names(model, path), size)

@@ -138,7 +138,7 @@ def test_train_on_a_voc_folder_validates_remembers_and_exports(tmp_path, capsys,
     assert "rocket" in labels and "person" in labels
     assert cli.main(["export", os.path.join(run, "model.keras"), export, "--image-size", "96"]) == 0
     assert "trained at 64x64: accuracy may change" in capsys.readouterr().out and sizes[-1] == (96, 96)
-    with pytest.raises(ValueError, match=r"--image-size takes one size S or a height and width H W, got 3 values"):
+    with pytest.raises(ValueError, match=r"--image-size must be one positive integer S \(square\) or two, height and width; got \[64, 64, 3\]"):
         cli.main(["--verbose", "export", os.path.join(run, "model.keras"), export, "--image-size", "64", "64", "3"])
 
 

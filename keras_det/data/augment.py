@@ -330,19 +330,12 @@ class ResizePad:
     """
 
     def __init__(self, image_size, bounding_box_format, pad_value=0.0):
-        self.height, self.width = _size(image_size)
+        self.height, self.width = image_ops.image_hw(image_size)
         self.fmt = box_ops.check_format(bounding_box_format)
         self.pad_value = float(pad_value)
 
     def __call__(self, data):
         return resize_pad(data, self.height, self.width, self.fmt, self.pad_value)
-
-
-def _size(image_size):
-    if isinstance(image_size, int):
-        return image_size, image_size
-    height, width = image_size
-    return int(height), int(width)
 
 
 class Compose:

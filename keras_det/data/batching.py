@@ -11,6 +11,7 @@ import tensorflow as tf
 
 from keras_det.data.augment import resize_pad
 from keras_det.ops import boxes as box_ops
+from keras_det.ops.image import image_hw
 
 
 def _padding_values(element_spec):
@@ -76,7 +77,7 @@ def batch(
                 "`batch(..., image_size=...)` needs the elements' `bounding_box_format`."
             )
         fmt = box_ops.check_format(bounding_box_format)
-        height, width = (image_size, image_size) if isinstance(image_size, int) else image_size
+        height, width = image_hw(image_size)
         dataset = dataset.map(
             lambda d: resize_pad(d, height, width, fmt),
             num_parallel_calls=num_parallel_calls or tf.data.AUTOTUNE,

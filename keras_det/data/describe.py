@@ -10,6 +10,7 @@ from keras_det.data.augment import resize_pad
 from keras_det.data.core import DataError
 from keras_det.data.loader import SPLITS, load
 from keras_det.ops.anchors import kmeans_anchor_sizes
+from keras_det.ops.image import image_hw
 
 PERCENTILES = (5, 25, 50, 75, 95)
 
@@ -34,7 +35,7 @@ def split_boxes(source, split, image_size=None, **options):
     """
     ds, info = load(source, split, "xyxy", with_info=True, **options)
     if image_size is not None:
-        height, width = (image_size, image_size) if isinstance(image_size, int) else image_size
+        height, width = image_hw(image_size)
 
         def resized(d):
             shape = tf.shape(d["images"])[:2]

@@ -2,6 +2,8 @@
 
 import inspect
 
+from keras_det.ops.image import image_hw
+
 # What a trained model remembers about its data, beyond its constructor
 # arguments: set by `keras-det train` (or by hand) as attributes and saved in
 # the config, so that `.keras` files carry them.
@@ -22,10 +24,7 @@ def remember(model, image_size=None, class_names=None):
             class names that do not match ``model.num_classes``.
     """
     if image_size is not None:
-        size = (image_size, image_size) if isinstance(image_size, int) else tuple(image_size)
-        if len(size) != 2 or min(int(s) for s in size) < 1:
-            raise ValueError(f"`image_size` must be a positive size or (height, width), got {image_size!r}.")
-        model.image_size = (int(size[0]), int(size[1]))
+        model.image_size = image_hw(image_size)
     if class_names is not None:
         names = tuple(str(n) for n in class_names)
         num_classes = getattr(model, "num_classes", None)

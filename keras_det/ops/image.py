@@ -6,7 +6,46 @@ call `resize_pad` here, so a model sees the same pixels and box mapping when it
 trains and when it serves.
 """
 
+import numbers
+
 import tensorflow as tf
+
+
+def image_hw(image_size, name="image_size"):
+    """``(height, width)`` Python ints from one positive int ``S`` (square) or two.
+
+    The one parser of an image size for the whole package: the training
+    pipeline (`keras_det.data.batch`, `Resize`), `keras_det.data.describe`,
+    a model's remembered size (`keras_det.models.config.remember`), the
+    serving export and the command line all take a size through here, so they
+    accept and reject the same values.
+
+    Args:
+        image_size: an int ``S``, a one-item sequence ``[S]`` (argparse's
+            ``nargs="+"``) or a pair ``(H, W)`` of ints, each ``>= 1`` (NumPy
+            integers count; bools and floats do not).
+        name: how the error message names the value (``"--image-size"``).
+
+    Returns:
+        ``(height, width)``, two Python ints.
+
+    Raises:
+        ValueError: naming ``name`` and the value, for anything else.
+    """
+
+    def positive(s):
+        return isinstance(s, numbers.Integral) and not isinstance(s, bool) and int(s) >= 1
+
+    size = (image_size, image_size) if isinstance(image_size, numbers.Integral) else image_size
+    try:
+        size = tuple(size)
+    except TypeError:
+        size = None
+    if size is not None and len(size) == 1:
+        size = size * 2
+    if size is None or len(size) != 2 or not all(positive(s) for s in size):
+        raise ValueError(f"{name} must be one positive integer S (square) or two, height and width; got {image_size!r}.")
+    return int(size[0]), int(size[1])
 
 
 def fit_size(hw, size):

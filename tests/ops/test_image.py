@@ -1,6 +1,7 @@
 """keras_det.ops.image: the one resize of training and serving."""
 
 import numpy as np
+import pytest
 import tensorflow as tf
 
 from keras_det import data
@@ -46,3 +47,30 @@ def test_training_and_serving_map_boxes_alike():
     served = _Serving(Fixed(), (4, 4)).serve_tensor(tf.zeros((1, 3, 7, 3), tf.uint8))
     # normalised [ymin, xmin, ymax, xmax] of the 3x7 original: (0, 0, 1.5/3, 3.5/7)
     np.testing.assert_allclose(served["detection_boxes"].numpy()[0, 0], [0, 0, 0.5, 0.5], rtol=1e-6)
+
+
+def test_image_hw_is_the_one_size_parser():
+    from keras_det import export
+    from keras_det.models.config import remember
+
+    assert image_ops.image_hw(96) == (96, 96)
+    assert image_ops.image_hw([64]) == (64, 64)
+    assert image_ops.image_hw((48, np.int64(80))) == (48, 80)
+    for bad in (0, -3, (64, 0), (64, 64, 3), 64.0, True, (64.0, 64), "64", None, []):
+        with pytest.raises(ValueError, match=r"image_size must be one positive integer"):
+            image_ops.image_hw(bad)
+    with pytest.raises(ValueError, match=r"^--image-size must be .* got \[1, 2, 3\]"):
+        image_ops.image_hw([1, 2, 3], "--image-size")
+
+    # Every caller rejects the same value the same way.
+    class Model:
+        num_classes = 1
+
+    with pytest.raises(ValueError, match="image_size must be"):
+        remember(Model(), image_size=(64, 0))
+    with pytest.raises(ValueError, match="image_size must be"):
+        export.export_saved_model(None, "unused", image_size=(64, 64, 3))
+    ds = data.load("shapes", "train", num_images=2, image_size=32)
+    with pytest.raises(ValueError, match="image_size must be"):
+        data.batch(ds, 2, image_size=(32, -1), bounding_box_format="xyxy")
+    assert remember(Model(), image_size=[40, 50]).image_size == (40, 50)
