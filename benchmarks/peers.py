@@ -371,6 +371,8 @@ def accuracy_table(a):
     if stalled:
         lines.append(f"\nBelow AP50 0.05, i.e. not yet learned within {a['budget_cpu_s']:g} CPU-s from scratch: "
                      + ", ".join(stalled) + ".")
+    # Hand-written remarks on particular rows, kept in the JSON so the report regenerates them.
+    lines.extend("\n" + note for note in a.get("notes", ()))
     return "\n".join(lines)
 
 

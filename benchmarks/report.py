@@ -346,7 +346,7 @@ def render(ladder, peers_result, images_rel="images", beam=None, real=None):
         "",
         "| script | measures |",
         "|---|---|",
-        "| `eval_speed.py` | COCO evaluation vs pycocotools and faster-coco-eval (5,000 images) |",
+        "| `eval_speed.py` | COCO evaluation vs pycocotools and faster-coco-eval (5,000 images); `--iou-types bbox,segm,keypoints` adds mask and keypoint rows vs pycocotools' `COCOeval` of that type (`results/eval_speed_iou_types.json`) |",
         "| `beam_eval.py` | the Beam evaluation pipeline vs `evaluate_coco` and pycocotools |",
         "| `data_throughput.py` | `keras_det.data` input pipelines, images/s |",
         "| `real_data.py` | transfer learning on BCCD photos with a pretrained VGG16 (section above) |",
