@@ -4,8 +4,13 @@ Every step is a callable ``element -> element`` for ``dataset.map``, where an
 element is ``{"images": float32 [H, W, 3], "bounding_boxes": {"boxes": [N, 4],
 "labels": int32 [N], ...}, "masks": [N, H, W] (optional), ...}``. Steps keep
 every per-box field consistent: ``labels`` and any other ``bounding_boxes``
-entry (``difficult``, ``is_crowd``) and ``masks`` are gathered with the boxes
-that survive; other keys (``image_id``) pass through.
+entry (``difficult``, ``is_crowd``), ``masks`` and ``keypoints`` are gathered
+with the boxes that survive; other keys (``image_id``) pass through.
+Keypoints (``[N, K, 3]`` COCO ``x, y, v``, absolute pixels) move with the
+pixels in `ResizePad`, `RandomExpand`, `RandomIoUCrop` and `RandomFlip`
+(which also permutes the slots by the dataset's ``flip_indices``); a point
+that leaves the image becomes ``(0, 0, 0)``. The Keras layers do not
+transform keypoints, so `KerasLayer` refuses elements that carry them.
 
 * `KerasLayer` wraps a Keras 3 box-aware preprocessing layer
   (``keras.layers.RandomFlip``, ``RandomTranslation``, ``RandomZoom``,
@@ -20,6 +25,7 @@ that survive; other keys (``image_id``) pass through.
   `Compose` wraps Keras layers automatically.
 * `RandomIoUCrop`: the SSD random crop (Liu et al., 2016).
 * `RandomExpand`: the SSD "zoom out" onto a mean-filled canvas.
+* `RandomFlip`: horizontal flip of images, boxes, masks and keypoints.
 * `ResizePad`: aspect-preserving resize, padded at the bottom / right to a
   fixed size (boxes are only scaled, so predictions map back by dividing by
   the scale); the batcher uses it.
@@ -68,7 +74,24 @@ def _generator(seed):
     return tf.random.Generator.from_seed(seed)
 
 
-def _with_boxes(data, image, boxes_yxyx, fmt, keep=None, masks=None):
+def move_keypoints(keypoints, scale_xy=(1.0, 1.0), offset_xy=(0.0, 0.0), image_hw=None):
+    """Keypoints ``[N, K, 3]`` mapped by ``x' = x * sx + ox``, ``y' = y * sy + oy``.
+
+    Unlabelled points (``v == 0``) stay ``(0, 0, 0)``; with ``image_hw``,
+    points that land outside ``[0, W) x [0, H)`` become ``(0, 0, 0)`` too.
+    """
+    keypoints = tf.cast(keypoints, tf.float32)
+    xy = keypoints[..., :2] * tf.cast(scale_xy, tf.float32) + tf.cast(offset_xy, tf.float32)
+    v = keypoints[..., 2]
+    labelled = v > 0
+    if image_hw is not None:
+        h, w = tf.cast(image_hw[0], tf.float32), tf.cast(image_hw[1], tf.float32)
+        labelled &= (xy[..., 0] >= 0) & (xy[..., 0] < w) & (xy[..., 1] >= 0) & (xy[..., 1] < h)
+    out = tf.concat([xy, v[..., None]], -1)
+    return tf.where(labelled[..., None], out, tf.zeros_like(out))
+
+
+def _with_boxes(data, image, boxes_yxyx, fmt, keep=None, masks=None, keypoints=None):
     """New element with ``image``, ``boxes`` and the per-box fields gathered by ``keep``."""
     out = dict(data)
     out["images"] = image
@@ -82,6 +105,10 @@ def _with_boxes(data, image, boxes_yxyx, fmt, keep=None, masks=None):
         out["masks"] = masks
     elif "masks" in data and keep is not None:
         out["masks"] = tf.gather(data["masks"], keep)
+    if keypoints is not None:
+        out["keypoints"] = keypoints
+    elif "keypoints" in data and keep is not None:
+        out["keypoints"] = tf.gather(data["keypoints"], keep)
     return out
 
 
@@ -105,6 +132,12 @@ class KerasLayer:
 
     def __call__(self, data):
         _check_unbatched(data, type(self.layer).__name__)
+        if "keypoints" in data:
+            raise ValueError(
+                f"keras.layers.{type(self.layer).__name__} does not transform keypoints; use the "
+                "keypoint-aware steps of keras_det.data.augment (RandomFlip, ResizePad, RandomExpand, "
+                "RandomIoUCrop) or drop the element's 'keypoints'."
+            )
         if (
             isinstance(self.layer, keras.layers.RandomZoom)
             and not data["images"].shape[:2].is_fully_defined()
@@ -231,7 +264,11 @@ class RandomIoUCrop:
         offset = tf.stack([crop[0], crop[1], crop[0], crop[1]])
         kept = box_ops.clip(kept - offset, tf.stack([crop[2] - crop[0], crop[3] - crop[1]]))
         masks = tf.gather(data["masks"], keep)[:, iy0:iy1, ix0:ix1] if "masks" in data else None
-        return _with_boxes(data, new_image, kept, self.fmt, keep, masks)
+        keypoints = None
+        if "keypoints" in data:
+            keypoints = move_keypoints(tf.gather(data["keypoints"], keep), offset_xy=tf.stack([-crop[1], -crop[0]]),
+                                       image_hw=tf.stack([iy1 - iy0, ix1 - ix0]))
+        return _with_boxes(data, new_image, kept, self.fmt, keep, masks, keypoints)
 
 
 class RandomExpand:
@@ -288,7 +325,10 @@ class RandomExpand:
         boxes = _to_yxyx(data["bounding_boxes"]["boxes"], self.fmt, image)
         shift = tf.cast(tf.stack([top, left, top, left]), tf.float32)
         masks = tf.pad(data["masks"], [[0, 0]] + paddings) if "masks" in data else None
-        return _with_boxes(data, canvas, boxes + shift, self.fmt, None, masks)
+        keypoints = None
+        if "keypoints" in data:
+            keypoints = move_keypoints(data["keypoints"], offset_xy=tf.cast(tf.stack([left, top]), tf.float32))
+        return _with_boxes(data, canvas, boxes + shift, self.fmt, None, masks, keypoints)
 
 
 def resize_pad(data, height, width, bounding_box_format, pad_value=0.0, interpolation="bilinear"):
@@ -317,7 +357,55 @@ def resize_pad(data, height, width, bounding_box_format, pad_value=0.0, interpol
         m = tf.pad(m[..., 0], [[0, 0], [0, height - new_hw[0]], [0, width - new_hw[1]]])
         masks = tf.cast(m, data["masks"].dtype)
         masks.set_shape([None, height, width])
-    return _with_boxes(data, out_image, boxes, fmt, None, masks)
+    keypoints = None
+    if "keypoints" in data:
+        keypoints = move_keypoints(data["keypoints"], scale_xy=tf.reverse(factors, [0]))
+    return _with_boxes(data, out_image, boxes, fmt, None, masks, keypoints)
+
+
+class RandomFlip:
+    """Horizontal flip with probability ``probability``, keypoint-aware.
+
+    Flips the image, the boxes (``x -> W - x``), the masks and the keypoints
+    (``x -> W - x`` on labelled points, then the slots permuted:
+    ``new[:, i] = old[:, flip_indices[i]]``, COCO's left/right swap).
+
+    Args:
+        bounding_box_format: format of the elements' boxes.
+        flip_indices: ``[K]`` slot permutation of the keypoints (the
+            dataset's ``DatasetInfo.keypoints["flip_indices"]``); ``None``:
+            keypoints keep their slots.
+        probability: chance of flipping an element.
+        seed: seed of the step's random generator.
+    """
+
+    def __init__(self, bounding_box_format, flip_indices=None, probability=0.5, seed=None):
+        self.fmt = box_ops.check_format(bounding_box_format)
+        self.flip_indices = None if flip_indices is None else [int(i) for i in flip_indices]
+        self.probability = float(probability)
+        self.rng = _generator(seed)
+
+    def __call__(self, data):
+        _check_unbatched(data, "RandomFlip")
+        flip = self.rng.uniform([]) < self.probability
+        image = data["images"]
+        width = tf.cast(_hw(image)[1], tf.float32)
+        boxes = _to_yxyx(data["bounding_boxes"]["boxes"], self.fmt, image)
+        y1, x1, y2, x2 = tf.unstack(boxes, axis=-1)
+        flipped = tf.stack([y1, width - x2, y2, width - x1], axis=-1)
+        boxes = tf.where(flip, flipped, boxes)
+        image = tf.cond(flip, lambda: tf.reverse(image, [1]), lambda: image)
+        masks = keypoints = None
+        if "masks" in data:
+            m = data["masks"]
+            masks = tf.cond(flip, lambda: tf.reverse(m, [2]), lambda: m)
+        if "keypoints" in data:
+            k = tf.cast(data["keypoints"], tf.float32)
+            mirrored = move_keypoints(k, scale_xy=(-1.0, 1.0), offset_xy=tf.stack([width, 0.0]))
+            if self.flip_indices is not None:
+                mirrored = tf.gather(mirrored, self.flip_indices, axis=1)
+            keypoints = tf.where(flip, mirrored, k)
+        return _with_boxes(data, image, boxes, self.fmt, None, masks, keypoints)
 
 
 class ResizePad:

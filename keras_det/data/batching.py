@@ -2,9 +2,9 @@
 
 A batch is ``{"images": float32 [B, H, W, 3], "bounding_boxes": {"boxes":
 float32 [B, M, 4], "labels": int32 [B, M], ...}, "image_id": int64 [B],
-"file_name": string [B], "masks": [B, M, H, W]}``. Padding rows have label ``-1`` and box
-``[0, 0, 0, 0]``; other per-box fields (``difficult``, ``is_crowd``) pad with
-``False``, masks with 0.
+"file_name": string [B], "masks": [B, M, H, W], "keypoints": [B, M, K, 3]}``. Padding rows
+have label ``-1`` and box ``[0, 0, 0, 0]``; other per-box fields (``difficult``, ``is_crowd``)
+pad with ``False``, masks and keypoints with 0.
 """
 
 import tensorflow as tf
@@ -12,6 +12,10 @@ import tensorflow as tf
 from keras_det.data.augment import resize_pad
 from keras_det.ops import boxes as box_ops
 from keras_det.ops.image import image_hw
+
+
+# Per-box element keys outside "bounding_boxes" (first axis = the boxes).
+_PER_BOX = ("masks", "keypoints")
 
 
 def _padding_values(element_spec):
@@ -35,8 +39,9 @@ def _truncate(max_boxes):
     def fn(data):
         data = dict(data)
         data["bounding_boxes"] = {k: v[:max_boxes] for k, v in data["bounding_boxes"].items()}
-        if "masks" in data:
-            data["masks"] = data["masks"][:max_boxes]
+        for key in _PER_BOX:
+            if key in data:
+                data[key] = data[key][:max_boxes]
         return data
 
     return fn
@@ -91,8 +96,9 @@ def batch(
             k: tf.TensorShape([max_boxes]).concatenate(s[1:])
             for k, s in shapes["bounding_boxes"].items()
         }
-        if "masks" in shapes:
-            shapes["masks"] = tf.TensorShape([max_boxes]).concatenate(shapes["masks"][1:])
+        for key in _PER_BOX:
+            if key in shapes:
+                shapes[key] = tf.TensorShape([max_boxes]).concatenate(shapes[key][1:])
     return dataset.padded_batch(
         batch_size,
         padded_shapes=shapes,

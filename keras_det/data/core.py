@@ -158,6 +158,11 @@ class DatasetInfo:
         category_ids: COCO only: the COCO ``category_id`` of each label.
         stats: counts of what the bad-input policy did (``"zero_area_dropped"``,
             ``"clipped"``, ``"crowd_dropped"``, ``"invalid_dropped"``, ...).
+        keypoints: when the elements carry ``"keypoints"`` ``[N, K, 3]``, their
+            definition: ``{"names": K names, "flip_indices": the slot
+            permutation of a horizontal flip, "sigmas": K OKS sigmas,
+            "skeleton": 1-based pairs}`` (``shapes``: its
+            ``keypoint_metadata()``); else ``None``.
     """
 
     name: str
@@ -172,6 +177,7 @@ class DatasetInfo:
     image_ids: tuple = ()
     category_ids: tuple = ()
     stats: dict = dataclasses.field(default_factory=dict)
+    keypoints: dict = None
 
     @property
     def num_classes(self):

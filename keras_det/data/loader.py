@@ -51,7 +51,8 @@ def load(source="shapes", split="train", bounding_box_format="xyxy", with_info=F
                             "difficult": bool [N] (VOC only),
                             "is_crowd": bool [N] (COCO with include_crowd=True)},
          "image_id": int64 scalar,
-         "masks": uint8 [N, H, W] (shapes; COCO with with_masks=True)}
+         "masks": uint8 [N, H, W] (shapes; COCO with with_masks=True),
+         "keypoints": float32 [N, K, 3] (shapes with with_keypoints=True)}
 
     Args:
         source: ``"shapes"`` (embedded synthetic set), a local folder or COCO
@@ -68,7 +69,8 @@ def load(source="shapes", split="train", bounding_box_format="xyxy", with_info=F
             structure only, ``False``: no load-time check, errors at
             iteration name the file),
             ``num_parallel_calls``. shapes: ``num_images``, ``image_size``,
-            ``seed``, ``with_masks``, ``min_objects``, ``max_objects``.
+            ``seed``, ``with_masks``, ``min_objects``, ``max_objects``,
+            ``with_keypoints``.
             COCO: ``image_dir``, ``include_crowd``, ``with_masks``. VOC/LabelImg:
             ``one_based``; LabelImg and single-pool YOLO: ``val_fraction``,
             ``test_fraction``, ``split_seed``. TFDS: ``data_dir``, ``download``,

@@ -25,8 +25,34 @@ columns ``x1 .. x2 - 1``). Instance masks are the visible pixels, so masks
 of one image never overlap.
 
 Elements follow the data contract, plus ``"masks"`` (uint8 ``[N, H, W]``,
-0/1) when ``with_masks=True`` and ``"image_id"`` (int64, the index in the
-split).
+0/1) when ``with_masks=True``, ``"keypoints"`` (float32 ``[N, K, 3]``) when
+``with_keypoints=True`` and ``"image_id"`` (int64, the index in the split).
+
+Keypoints (COCO layout ``(x, y, v)``, absolute continuous pixels like the
+boxes, so a cv2 vertex at pixel ``(i, j)`` is ``(i + 0.5, j + 0.5)``): the
+same `NUM_KEYPOINTS` = 6 slots for every class, one place defines them
+(`KEYPOINT_NAMES`, `KEYPOINT_FLIP_INDICES`, `KEYPOINT_SIGMAS`,
+`KEYPOINT_SKELETON`, `keypoint_metadata`). The points of an object are
+  * triangle: its 3 vertices; square: its 4 corners; star: its 5 tips;
+    cross: the centres of its 4 arm ends; circle: the 4 compass points
+    (top, right, bottom, left of the circle, in the image frame);
+placed in the slots by geometry, not by the random rotation: slot 0
+(``top``) is the topmost point, slots 1, 2 (``cw1``, ``cw2``) the next
+points clockwise on screen, slots 5, 4 (``ccw1``, ``ccw2``) the next ones
+counter-clockwise, slot 3 (``opposite``) the point opposite ``top`` of a
+4-point object. Unused slots are ``(0, 0, 0)``: triangles use 0, 1, 5;
+squares, crosses and circles 0, 1, 3, 5; stars 0, 1, 2, 4, 5. A horizontal
+flip keeps ``top`` and ``opposite`` and turns clockwise into
+counter-clockwise, so it is the fixed slot permutation
+`KEYPOINT_FLIP_INDICES` ``(0, 5, 4, 3, 2, 1)`` (COCO's left/right swap);
+resizing, padding and translation keep the order. (The one discontinuity:
+a rotation that makes two points equally high swaps which one is ``top``.)
+
+Visibility: ``v = 0`` (and ``x = y = 0``) for a slot the class does not use
+or a point outside the image (``x`` or ``y`` outside ``[0, S)``); ``v = 1``
+(labelled, occluded) when the pixel under the point shows a later-painted
+object; ``v = 2`` otherwise (the point's pixel shows the object itself, an
+earlier object or the background: vertices sit on the outline).
 """
 
 import functools
@@ -46,6 +72,40 @@ _SPLIT_CODES = {"train": 0, "validation": 1, "val": 1, "test": 2}
 _MIN_VISIBLE_FRACTION = 0.5
 _MIN_PIXELS = 16
 _MAX_TRIES = 20
+
+# -- keypoints: the one place that defines them (see the module docstring) ---
+KEYPOINT_NAMES = ("top", "cw1", "cw2", "opposite", "ccw2", "ccw1")
+NUM_KEYPOINTS = len(KEYPOINT_NAMES)
+# new[slot] = old[KEYPOINT_FLIP_INDICES[slot]] under a horizontal flip.
+KEYPOINT_FLIP_INDICES = (0, 5, 4, 3, 2, 1)
+# OKS sigma of every slot (uniform: the points are all sharp corners / tips).
+# A prediction ``d`` px away scores exp(-d**2 / (8 sigma**2 area)): OKS 0.5 at
+# d = 0.118 sqrt(area), i.e. 2.4 px on a 20 x 20 box, 7 px on a 60 x 60 one
+# (COCO's person sigmas are 0.025 for eyes to 0.107 for hips).
+KEYPOINT_SIGMAS = (0.05,) * NUM_KEYPOINTS
+# Outline edges (1-based, COCO's `skeleton` convention): the slots in
+# clockwise order, consecutive used slots joined.
+KEYPOINT_SKELETON = ((1, 2), (2, 3), (3, 4), (4, 5), (5, 6), (6, 1))
+# The slots of an object with n points, in clockwise order from `top`.
+_SLOTS = {3: (0, 1, 5), 4: (0, 1, 3, 5), 5: (0, 1, 2, 4, 5)}
+
+
+def keypoint_metadata():
+    """The keypoint definition of ``shapes`` as a dict.
+
+    Returns:
+        ``{"names", "flip_indices", "sigmas", "skeleton", "slots"}``:
+        `KEYPOINT_NAMES`, `KEYPOINT_FLIP_INDICES`, `KEYPOINT_SIGMAS`,
+        `KEYPOINT_SKELETON` and per class name the slots it uses.
+    """
+    counts = {"circle": 4, "square": 4, "triangle": 3, "star": 5, "cross": 4}
+    return {
+        "names": KEYPOINT_NAMES,
+        "flip_indices": KEYPOINT_FLIP_INDICES,
+        "sigmas": KEYPOINT_SIGMAS,
+        "skeleton": KEYPOINT_SKELETON,
+        "slots": {name: _SLOTS[counts[name]] for name in CLASS_NAMES},
+    }
 
 
 def _split_code(split):
@@ -76,6 +136,49 @@ def _polygon(class_name, cx, cy, radius, angle):
         raise ValueError(class_name)
     px, py = cx + r * np.cos(t), cy + r * np.sin(t)
     return np.round(np.stack([px, py], -1) * 16).astype(np.int32)
+
+
+def _shape_points(class_name, cx, cy, radius, angle):
+    """The keypoints (float64 ``[n, 2]`` cv2 pixel coordinates) of a shape, in any order."""
+    if class_name == "circle":
+        return np.array([[cx, cy - radius], [cx + radius, cy], [cx, cy + radius], [cx - radius, cy]])
+    if class_name == "cross":
+        xs, ys = np.array([0.0, 1, 0, -1]) * radius, np.array([1.0, 0, -1, 0]) * radius
+        ca, sa = math.cos(angle), math.sin(angle)
+        return np.stack([cx + xs * ca - ys * sa, cy + xs * sa + ys * ca], -1)
+    n, step = {"square": (4, 1), "triangle": (3, 1), "star": (5, 2)}[class_name]
+    t = angle + np.arange(n * step)[::step] * {"square": math.pi / 2, "triangle": 2 * math.pi / 3,
+                                              "star": math.pi / 5}[class_name]
+    if class_name == "square":
+        t = t + math.pi / 4
+    return np.stack([cx + radius * np.cos(t), cy + radius * np.sin(t)], -1)
+
+
+def _slot_points(points, cx, cy):
+    """``[NUM_KEYPOINTS, 2]`` with ``points`` in their slots (topmost, then clockwise) and the used slots."""
+    top = int(np.lexsort((points[:, 0], points[:, 1]))[0])  # smallest y, then smallest x
+    theta = np.arctan2(points[:, 1] - cy, points[:, 0] - cx)  # y down: increasing = clockwise on screen
+    order = np.argsort(np.mod(theta - theta[top], 2 * math.pi), kind="stable")
+    order = np.concatenate([[top], order[order != top]])
+    slots = _SLOTS[len(points)]
+    out = np.zeros((NUM_KEYPOINTS, 2))
+    out[list(slots)] = points[order]
+    return out, slots
+
+
+def _keypoints(objects, idmap):
+    """COCO keypoints float32 ``[N, NUM_KEYPOINTS, 3]`` of the painted ``objects`` (see the module docstring)."""
+    size = idmap.shape[0]
+    out = np.zeros((len(objects), NUM_KEYPOINTS, 3), np.float32)
+    for k, (class_name, cx, cy, radius, angle) in enumerate(objects):
+        xy, slots = _slot_points(_shape_points(class_name, cx, cy, radius, angle), cx, cy)
+        for slot in slots:
+            x, y = xy[slot] + 0.5  # cv2 pixel centres are integers; boxes' pixel i covers [i, i + 1)
+            if not (0 <= x < size and 0 <= y < size):
+                continue
+            occluded = idmap[int(y), int(x)] > k + 1
+            out[k, slot] = (x, y, 1 if occluded else 2)
+    return out
 
 
 def _shape_mask(class_name, size, cx, cy, radius, angle):
@@ -114,7 +217,7 @@ def _generate_one(rng, size, min_objects, max_objects):
     idmap = np.zeros((size, size), np.uint8)
     full_areas = []
     visible = np.zeros(0, np.int64)  # visible pixels of each object so far
-    labels = []
+    labels, objects = [], []
     target = int(rng.integers(min_objects, max_objects + 1))
     min_r, max_r = 4.0, 0.3 * size
     for _ in range(target):
@@ -148,13 +251,14 @@ def _generate_one(rng, size, min_objects, max_objects):
             visible = np.append(left, area)
             full_areas.append(area)
             labels.append(label)
+            objects.append((CLASS_NAMES[label], cx, cy, radius, angle))
             break
     boxes = np.zeros((len(labels), 4), np.float32)
     for k in range(len(labels)):
         ys, xs = np.nonzero(idmap == k + 1)
         boxes[k] = (xs.min(), ys.min(), xs.max() + 1, ys.max() + 1)
     image = np.clip(image, 0, 255).astype(np.uint8)
-    return image, idmap, boxes, np.asarray(labels, np.int32)
+    return image, idmap, boxes, np.asarray(labels, np.int32), _keypoints(objects, idmap)
 
 
 @functools.lru_cache(maxsize=8)
@@ -165,7 +269,9 @@ def generate(num_images, image_size=128, seed=0, split="train", min_objects=1, m
         dict with ``images`` uint8 ``[num, S, S, 3]``, ``idmaps`` uint8
         ``[num, S, S]`` (0 background, ``k + 1`` visible pixels of object
         ``k``), ``boxes`` float32 ``[total, 4]`` absolute ``xyxy``, ``labels``
-        int32 ``[total]``, ``row_splits`` int64 ``[num + 1]``.
+        int32 ``[total]``, ``keypoints`` float32 ``[total, NUM_KEYPOINTS, 3]``
+        (COCO ``x, y, v``, see the module docstring), ``row_splits`` int64
+        ``[num + 1]``.
     """
     if not 1 <= min_objects <= max_objects <= 254:
         raise ValueError(
@@ -176,12 +282,13 @@ def generate(num_images, image_size=128, seed=0, split="train", min_objects=1, m
     code = _split_code(split)
     images = np.zeros((num_images, image_size, image_size, 3), np.uint8)
     idmaps = np.zeros((num_images, image_size, image_size), np.uint8)
-    all_boxes, all_labels, counts = [], [], []
+    all_boxes, all_labels, all_keypoints, counts = [], [], [], []
     for i in range(num_images):
         rng = np.random.default_rng([seed, code, i])
-        images[i], idmaps[i], b, l = _generate_one(rng, image_size, min_objects, max_objects)
+        images[i], idmaps[i], b, l, k = _generate_one(rng, image_size, min_objects, max_objects)
         all_boxes.append(b)
         all_labels.append(l)
+        all_keypoints.append(k)
         counts.append(len(l))
     for arr in (images, idmaps):
         arr.setflags(write=False)
@@ -190,6 +297,7 @@ def generate(num_images, image_size=128, seed=0, split="train", min_objects=1, m
         "idmaps": idmaps,
         "boxes": np.concatenate(all_boxes).reshape(-1, 4),
         "labels": np.concatenate(all_labels),
+        "keypoints": np.concatenate(all_keypoints).reshape(-1, NUM_KEYPOINTS, 3),
         "row_splits": np.concatenate([[0], np.cumsum(counts)]).astype(np.int64),
     }
 
@@ -203,6 +311,7 @@ def load_shapes(
     with_masks=True,
     min_objects=1,
     max_objects=8,
+    with_keypoints=False,
 ):
     """The ``shapes`` split as an unbatched data-contract dataset.
 
@@ -216,6 +325,9 @@ def load_shapes(
         with_masks: add ``"masks"`` uint8 ``[N, S, S]``.
         min_objects, max_objects: objects per image (fewer when an image is
             too crowded to place them under the occlusion policy).
+        with_keypoints: add ``"keypoints"`` float32 ``[N, NUM_KEYPOINTS, 3]``
+            (COCO ``x, y, v``, absolute pixels whatever the box format; see
+            the module docstring), and the keypoint definition to the info.
 
     Returns:
         ``(dataset, DatasetInfo)``.
@@ -228,6 +340,7 @@ def load_shapes(
     )
     boxes_t = tf.constant(data["boxes"])
     labels_t = tf.constant(data["labels"])
+    keypoints_t = tf.constant(data["keypoints"])
     splits = data["row_splits"]
     image_shape = (image_size, image_size)
     slices = {
@@ -253,6 +366,8 @@ def load_shapes(
             n = tf.cast(item["end"] - item["start"], tf.int32)
             ids = tf.range(1, n + 1, dtype=tf.int32)[:, None, None]
             out["masks"] = tf.cast(tf.equal(tf.cast(item["idmap"], tf.int32)[None], ids), tf.uint8)
+        if with_keypoints:
+            out["keypoints"] = keypoints_t[item["start"] : item["end"]]
         return out
 
     ds = tf.data.Dataset.from_tensor_slices(slices).map(
@@ -265,5 +380,6 @@ def load_shapes(
         bounding_box_format=fmt,
         num_examples=int(num_images),
         source="shapes",
+        keypoints=keypoint_metadata() if with_keypoints else None,
     )
     return ds, info
