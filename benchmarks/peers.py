@@ -37,7 +37,9 @@ measured float32 matmul peak (and the nominal peak, in the JSON).
 backbone from scratch) and keras-cv's YOLOV8Detector (the same xs
 architecture, from scratch) trained on the same ``shapes`` images (128 px)
 for the same ``--budget`` of process CPU seconds, then COCO AP / AP50 on the
-200 test images and ms/image at batch 1.
+200 test images and ms/image at batch 1; Mask R-CNN also mask AP (COCO
+``segm``), and ``mask_rcnn_keypoints`` (accuracy only) keypoint AP (COCO
+``keypoints``, OKS with the ``shapes`` sigmas).
 
 Writes ``benchmarks/results/peers.json`` (sections not re-measured are kept).
 """
@@ -128,7 +130,7 @@ def speed(args):
     info, flops = {}, {}
     bench.add(SELECTIVE_SEARCH, lambda n: [_timed(lambda: propose(image, "selective_search_fast",
                                                                  max_proposals=args.proposals)) for _ in range(n)])
-    for name in args.models:
+    for name in [n for n in args.models if n in zoo.DETECTORS]:  # zoo.ACCURACY_ONLY: no speed configuration
         model = zoo.speed_detector(name, 91, SIZE)
         x = with_props if name in zoo.PROPOSAL_DETECTORS else batch
         fn = tf.function(lambda t, m=model: m(t, training=False))
@@ -331,7 +333,8 @@ def train_kerascv(task, budget, timing_runs, steps_per_call=50):
 
 def accuracy(args):
     task = zoo.ShapesTask(args.train_images, args.test_images, need_proposals=bool(set(args.models) & set(zoo.PROPOSAL_DETECTORS)),
-                          need_masks="mask_rcnn" in args.models)
+                          need_masks=bool(set(args.models) & set(zoo.MASK_DETECTORS)),
+                          need_keypoints=bool(set(args.models) & set(zoo.KEYPOINT_DETECTORS)))
     rows = {}
     for name in args.models:
         rows[name], _ = zoo.train_on_shapes(name, task, args.budget, steps_per_call=args.steps_per_call)
@@ -353,19 +356,32 @@ def accuracy(args):
     return out
 
 
+def _instance_scores(r):
+    """`` mask AP 0.123 (AP50 0.456) keypoint AP ...`` of a row's ``segm`` / ``keypoints`` entries."""
+    return "".join(f", {what} AP {r[t]['AP']:.3f} (AP50 {r[t]['AP50']:.3f})"
+                   for t, what in (("segm", "mask"), ("keypoints", "keypoint")) if t in r)
+
+
 def _log_row(r, key=None):
     print(f"{LABELS[key or r['model']]}: {r['steps']} steps in {r['cpu_s']:.0f} CPU-s ({r['wall_s']:.0f} s wall), "
-          f"AP {r['AP']:.3f} AP50 {r['AP50']:.3f}, {r['infer_ms']:.1f} ms/image", flush=True)
+          f"AP {r['AP']:.3f} AP50 {r['AP50']:.3f}{_instance_scores(r)}, {r['infer_ms']:.1f} ms/image", flush=True)
+
+
+def _ap_cells(r, iou_type):
+    """``AP50 / AP`` of a row's ``segm`` or ``keypoints`` entry, ``–`` without it."""
+    return f"{r[iou_type]['AP50']:.3f} / {r[iou_type]['AP']:.3f}" if iou_type in r else "–"
 
 
 def accuracy_table(a):
     lines = [
-        f"| detector | AP50 | AP | training steps | training images/s | ms/image ({a['image_size']} px, batch 1) | params |",
-        "|---|---|---|---|---|---|---|",
+        f"| detector | AP50 | AP | mask AP50 / AP | keypoint AP50 / AP (OKS) | training steps | training images/s "
+        f"| ms/image ({a['image_size']} px, batch 1) | params |",
+        "|---|---|---|---|---|---|---|---|---|",
     ]
     for name, r in sorted(a["rows"].items(), key=lambda kv: -kv[1]["AP50"]):
         ms = f"{r['infer_ms']:.1f}" + (f" + {r['proposal_ms']:.0f} selective search" if "proposal_ms" in r else "")
-        lines.append(f"| {LABELS[name]} | {r['AP50']:.3f} | {r['AP']:.3f} | {r['steps']} | {r['train_images_per_s']:.1f} "
+        lines.append(f"| {LABELS[name]} | {r['AP50']:.3f} | {r['AP']:.3f} | {_ap_cells(r, 'segm')} "
+                     f"| {_ap_cells(r, 'keypoints')} | {r['steps']} | {r['train_images_per_s']:.1f} "
                      f"| {ms} | {r['params'] / 1e6:.2f} M |")
     stalled = [LABELS[n] for n, r in a["rows"].items() if r["AP50"] < 0.05]
     if stalled:
@@ -379,7 +395,9 @@ def accuracy_table(a):
 def main(argv=None):
     parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
     parser.add_argument("--part", nargs="+", choices=("speed", "accuracy"), default=["speed", "accuracy"])
-    parser.add_argument("--models", nargs="+", choices=zoo.DETECTORS, default=list(zoo.DETECTORS))
+    parser.add_argument("--models", nargs="+", choices=zoo.DETECTORS + zoo.ACCURACY_ONLY,
+                        default=list(zoo.DETECTORS + zoo.ACCURACY_ONLY),
+                        help="zoo.ACCURACY_ONLY detectors (mask_rcnn_keypoints) are skipped by --part speed")
     parser.add_argument("--warmup", type=int, default=5)
     parser.add_argument("--rounds", type=int, default=5)
     parser.add_argument("--runs-per-round", type=int, default=4)

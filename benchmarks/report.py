@@ -330,7 +330,10 @@ def render(ladder, peers_result, images_rel="images", beam=None, real=None):
             "default box-aware augmentation (keras-cv also with its example's `global_clipnorm=10`, and its decoder's "
             "confidence threshold lowered from 0.2 to 0.01 for evaluation, as keras_det's SSD); two-stage models "
             "batch 8, Adam 2e-3, no augmentation. Classification + localization predicts one object per image; its "
-            "second row trains and tests it on `shapes` images with one object each. ms/image: the trained model at "
+            "second row trains and tests it on `shapes` images with one object each. Mask R-CNN's masks are scored "
+            "with COCO `segm` (mask IoU, the test split's instance masks); Mask R-CNN + keypoints (the keypoint head "
+            "on the 6 `shapes` keypoint slots, `mask_rcnn_keypoints_cpu`) also with COCO `keypoints` (OKS, sigma "
+            "0.05 for every slot; see keras_det/data/shapes.py). ms/image: the trained model at "
             "batch 1 (R-CNN and Fast R-CNN: + selective search).",
             [peers.accuracy_table(a)],
             f"![speed vs AP50]({images_rel}/speed_vs_ap.png)",

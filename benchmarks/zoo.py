@@ -13,6 +13,11 @@ Two configurations of every keras_det detector:
 R-CNN and Fast R-CNN take selective-search proposals (`selective_search`):
 computed once per image outside the training budget, their time per image
 is reported separately (the seed's "with / without proposals").
+
+Mask R-CNN is also scored on its masks (COCO ``segm``), and
+``mask_rcnn_keypoints`` (Mask R-CNN with the keypoint head, trained on the
+``shapes`` keypoints; accuracy only, `ACCURACY_ONLY`) on its keypoints as
+well (COCO ``keypoints``: OKS with the ``shapes`` sigmas): `iou_types`.
 """
 
 import statistics
@@ -28,10 +33,15 @@ DETECTORS = (
     "classify_localize", "sliding_window", "rcnn", "fast_rcnn", "faster_rcnn", "mask_rcnn",
     "ssd", "ssdlite", "yolo_v1", "yolo_multiscale",
 )
+# Trained and scored on shapes only (no 320-px speed configuration).
+ACCURACY_ONLY = ("mask_rcnn_keypoints",)
 PROPOSAL_DETECTORS = ("rcnn", "fast_rcnn")
+MASK_DETECTORS = ("mask_rcnn", "mask_rcnn_keypoints")
+KEYPOINT_DETECTORS = ("mask_rcnn_keypoints",)
 LABELS = {
     "classify_localize": "Classify+localize", "sliding_window": "Sliding window", "rcnn": "R-CNN",
-    "fast_rcnn": "Fast R-CNN", "faster_rcnn": "Faster R-CNN", "mask_rcnn": "Mask R-CNN", "ssd": "SSD",
+    "fast_rcnn": "Fast R-CNN", "faster_rcnn": "Faster R-CNN", "mask_rcnn": "Mask R-CNN",
+    "mask_rcnn_keypoints": "Mask R-CNN + keypoints", "ssd": "SSD",
     "ssdlite": "SSDLite", "yolo_v1": "YOLO v1", "yolo_multiscale": "YOLO multiscale",
 }
 # Training recipes (batch size, Adam learning rate, augmentation), those of
@@ -42,13 +52,14 @@ RECIPES = {
     "single_stage": {"batch_size": 16, "learning_rate": 1e-3, "augment": "default"},
 }
 FAMILY = {name: ("single_stage" if name in ("ssd", "ssdlite", "yolo_v1", "yolo_multiscale", "sliding_window",
-                                            "classify_localize") else "two_stage") for name in DETECTORS}
+                                            "classify_localize") else "two_stage")
+          for name in DETECTORS + ACCURACY_ONLY}
 NUM_PROPOSALS = 300
 
 
-def _check(name):
-    if name not in DETECTORS:
-        raise ValueError(f"unknown detector {name!r}; expected one of {DETECTORS}")
+def _check(name, names=DETECTORS + ACCURACY_ONLY):
+    if name not in names:
+        raise ValueError(f"unknown detector {name!r}; expected one of {names}")
 
 
 def shapes_detector(name, num_classes, train_boxes_wh=None, backbone="tiny", image_size=SHAPES_SIZE):
@@ -94,7 +105,7 @@ def speed_detector(name, num_classes=91, size=320):
     """
     from keras_det import presets
 
-    _check(name)
+    _check(name, DETECTORS)
     options = dict(bounding_box_format=FORMAT)
     if name in ("ssd", "ssdlite", "yolo_v1", "yolo_multiscale"):
         options["image_size"] = (size, size)
@@ -133,11 +144,11 @@ def kerascv_yolov8(num_classes, fpn_depth=1, confidence_threshold=None):
 # ---------------------------------------------------------------------------
 
 
-def shapes_split(split, num_images, with_masks=False, max_objects=8):
+def shapes_split(split, num_images, with_masks=False, max_objects=8, with_keypoints=False):
     from keras_det import data
 
     return data.load("shapes", split, FORMAT, num_images=num_images, image_size=SHAPES_SIZE, with_masks=with_masks,
-                     max_objects=max_objects, with_info=True)
+                     max_objects=max_objects, with_keypoints=with_keypoints, with_info=True)
 
 
 def boxes_wh(dataset):
@@ -179,14 +190,63 @@ def model_inputs(batch):
     return batch["images"]
 
 
-def evaluate(model, batches):
-    """COCO metrics (floats) of ``model`` on batched data-contract ``batches``."""
+def iou_types(model):
+    """The COCO evaluations of a model's outputs: ``bbox``, + ``segm`` (masks), + ``keypoints`` (keypoint head)."""
+    from keras_det.models import MaskRCNN
+
+    types = ("bbox",)
+    if isinstance(model, MaskRCNN):
+        types += ("segm",)
+    if getattr(model, "num_keypoints", 0):
+        types += ("keypoints",)
+    return types
+
+
+def pasted_masks(prediction, image_shape):
+    """``[B, K, H, W]`` bool: the predicted box-frame masks pasted into the images (boxes in `FORMAT`)."""
+    from keras_det.ops import boxes as box_ops
+    from keras_det.ops.instances import paste_masks
+
+    boxes = box_ops.convert_format(np.asarray(prediction["boxes"], np.float32), FORMAT, "yxyx")
+    masks = np.asarray(prediction["masks"], np.float32)
+    return np.stack([paste_masks(m, b, image_shape).numpy() for m, b in zip(masks, np.asarray(boxes))])
+
+
+def evaluate_all(model, batches, types=("bbox",), sigmas=None):
+    """COCO metrics (floats) of ``model`` on batched ``batches``, one dict per evaluation type.
+
+    Args:
+        model: predicts the keras_det contract (``masks`` ``[B, K, h, w]`` in
+            the box frame for ``segm``; ``keypoints`` ``[B, K, P, 3]`` for
+            ``keypoints``).
+        batches: batched data-contract elements (with ``masks`` /
+            ``keypoints`` for ``segm`` / ``keypoints``).
+        types: COCO ``iou_type`` names (see `iou_types`).
+        sigmas: the OKS sigmas of the keypoints (``shapes``'
+            ``KEYPOINT_SIGMAS``).
+
+    Returns:
+        ``{iou_type: {metric: float}}``: the 12 COCO numbers for ``bbox`` /
+        ``segm``, the 10 of ``keypoints``; the same numbers as
+        ``keras_det.metrics.evaluate_coco`` of the ``to_coco`` ground truth
+        (box areas) and the results.
+    """
     from keras_det.metrics import COCOEvaluator
 
-    evaluator = COCOEvaluator(bounding_box_format=FORMAT)
+    evaluators = {t: COCOEvaluator(bounding_box_format=FORMAT, iou_type=t, sigmas=sigmas if t == "keypoints" else None)
+                  for t in types}
     for batch in batches:
-        evaluator.update_state(batch["bounding_boxes"], model.predict_on_batch(model_inputs(batch)))
-    return {k: float(v) for k, v in evaluator.result().items()}
+        prediction = model.predict_on_batch(model_inputs(batch))
+        if "segm" in evaluators:
+            prediction = {**prediction, "masks": pasted_masks(prediction, batch["images"].shape[1:3])}
+        for t, evaluator in evaluators.items():
+            evaluator.update_state(batch if t != "bbox" else batch["bounding_boxes"], prediction)
+    return {t: {k: float(v) for k, v in e.result().items()} for t, e in evaluators.items()}
+
+
+def evaluate(model, batches):
+    """COCO box metrics (floats) of ``model`` on batched data-contract ``batches``."""
+    return evaluate_all(model, batches)["bbox"]
 
 
 # ---------------------------------------------------------------------------
@@ -194,8 +254,8 @@ def evaluate(model, batches):
 # ---------------------------------------------------------------------------
 
 
-def _without_masks(element):
-    return {k: v for k, v in element.items() if k != "masks"}
+def _without(*keys):
+    return lambda element: {k: v for k, v in element.items() if k not in keys}
 
 
 class ShapesTask:
@@ -204,14 +264,20 @@ class ShapesTask:
     Args:
         num_train, num_test: images of the train / test splits.
         need_proposals: compute selective search for R-CNN / Fast R-CNN.
-        need_masks: load instance masks (Mask R-CNN).
+        need_masks: load instance masks (Mask R-CNN: training, and the test
+            split for its ``segm`` evaluation).
         max_objects: objects per image are 1..max_objects (8: the default set).
+        need_keypoints: load the ``shapes`` keypoints (``mask_rcnn_keypoints``).
     """
 
-    def __init__(self, num_train=1000, num_test=200, need_proposals=True, need_masks=True, max_objects=8):
-        self.train, info = shapes_split("train", num_train, with_masks=need_masks, max_objects=max_objects)
-        self.test, _ = shapes_split("test", num_test, with_masks=False, max_objects=max_objects)
+    def __init__(self, num_train=1000, num_test=200, need_proposals=True, need_masks=True, max_objects=8,
+                 need_keypoints=False):
+        self.train, info = shapes_split("train", num_train, with_masks=need_masks, max_objects=max_objects,
+                                        with_keypoints=need_keypoints)
+        self.test, _ = shapes_split("test", num_test, with_masks=need_masks, max_objects=max_objects,
+                                    with_keypoints=need_keypoints)
         self.class_names = list(info.class_names)
+        self.keypoints = info.keypoints  # the keypoint definition (sigmas), None without keypoints
         self.num_train, self.num_test = num_train, num_test
         self.train_wh = boxes_wh(self.train)
         self.proposals = None
@@ -231,8 +297,8 @@ class ShapesTask:
         split = self.train if training else self.test
         if name in PROPOSAL_DETECTORS:
             split = with_proposals(split, self.proposals["train" if training else "test"])
-        if name != "mask_rcnn" and training:
-            split = split.map(_without_masks)
+        drop = (() if name in MASK_DETECTORS else ("masks",)) + (() if name in KEYPOINT_DETECTORS else ("keypoints",))
+        split = split.map(_without(*drop))
         if not training:
             return data.batch(split, 16)
         recipe = RECIPES[FAMILY[name]]
@@ -251,8 +317,10 @@ def train_on_shapes(name, task, budget, model=None, timing_runs=30, steps_per_ca
 
     Returns:
         a result row: budget, steps, training images/s, AP, AP50 (and all 12
-        COCO numbers under ``coco``), inference ms/image at batch 1 (model
-        only; R-CNN / Fast R-CNN also ``proposal_ms``), params.
+        COCO numbers under ``coco``; Mask R-CNN the mask numbers under
+        ``segm``, with the keypoint head the OKS numbers under
+        ``keypoints``), inference ms/image at batch 1 (model only; R-CNN /
+        Fast R-CNN also ``proposal_ms``), params.
     """
     import keras
 
@@ -274,7 +342,10 @@ def train_on_shapes(name, task, budget, model=None, timing_runs=30, steps_per_ca
     else:
         model.compile(optimizer=keras.optimizers.Adam(recipe["learning_rate"]))
         run = harness.train_for_cpu_seconds(model, train, budget, steps_per_call)
-    metrics = evaluate(model, task.batches(name, training=False))
+    types = iou_types(model)
+    sigmas = task.keypoints["sigmas"] if "keypoints" in types else None
+    scores = evaluate_all(model, task.batches(name, training=False), types, sigmas)
+    metrics = scores["bbox"]
     row = {
         "model": name,
         "budget_cpu_s": budget,
@@ -287,6 +358,8 @@ def train_on_shapes(name, task, budget, model=None, timing_runs=30, steps_per_ca
         "params": int(model.count_params()),
         "infer_ms": inference_ms(model, task, name, timing_runs),
     }
+    for t in types[1:]:  # "segm": mask AP; "keypoints": OKS AP (the 10 COCO keypoint numbers)
+        row[t] = scores[t]
     row["cpu_steal_percent"] = harness.steal_percent(ticks, harness.cpu_ticks())
     if name in PROPOSAL_DETECTORS:
         row["proposal_ms"] = task.proposal_info["ms_per_image_median"]

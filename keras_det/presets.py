@@ -69,6 +69,8 @@ PRESETS = {
     # -- CPU-sized: demo, keras-det train, accuracy benchmarks ----------------
     "faster_rcnn_cpu": ("FasterRCNN", _TWO_STAGE_CPU),
     "mask_rcnn_cpu": ("MaskRCNN", {**_TWO_STAGE_CPU, "mask_conv_dims": 64}),
+    # + the keypoint head on the 6 keypoint slots of `shapes` (keras_det.data.shapes.NUM_KEYPOINTS).
+    "mask_rcnn_keypoints_cpu": ("MaskRCNN", {**_TWO_STAGE_CPU, "mask_conv_dims": 64, "num_keypoints": 6}),
     "fast_rcnn_cpu": ("FastRCNN", {k: v for k, v in _TWO_STAGE_CPU.items() if k not in _RPN_KEYS}),
     # 64-px warps of the 128-px images (the paper warps 227 px of ~500-px
     # images), 4 px of context (16/227 of the window in the paper).
@@ -98,6 +100,8 @@ PRESETS = {
     # -- the smallest that exercise every path: tests, toy benchmarks ----------
     "faster_rcnn_test": ("FasterRCNN", _TWO_STAGE_TEST),
     "mask_rcnn_test": ("MaskRCNN", {**_TWO_STAGE_TEST, "mask_conv_dims": 16, "mask_num_convs": 2}),
+    "mask_rcnn_keypoints_test": ("MaskRCNN", {**_TWO_STAGE_TEST, "mask_conv_dims": 16, "mask_num_convs": 2,
+                                              "num_keypoints": 6}),
     "fast_rcnn_test": ("FastRCNN", dict(backbone="tiny", fc_dims=(64, 64), roi_batch_size_per_image=32,
                                         max_detections=10)),
     "rcnn_test": ("RCNN", dict(backbone="tiny", warp_size=48, context_padding=4, finetune_rois_per_image=12,

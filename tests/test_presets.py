@@ -48,3 +48,13 @@ def test_speed_presets_name_real_arguments(name):
         if "__init__" in vars(cls):
             accepted |= set(inspect.signature(cls.__init__).parameters)
     assert set(presets.arguments(name)) <= accepted - {"self", "args", "kwargs"}
+
+
+def test_keypoint_presets_match_the_shapes_keypoints():
+    from keras_det.data import shapes
+
+    for name in ("mask_rcnn_keypoints_cpu", "mask_rcnn_keypoints_test"):
+        assert presets.arguments(name)["num_keypoints"] == shapes.NUM_KEYPOINTS
+    # The keypoint preset is Mask R-CNN's plus the keypoint head, nothing else.
+    assert {k: v for k, v in presets.arguments("mask_rcnn_keypoints_cpu").items() if k != "num_keypoints"} == \
+        presets.arguments("mask_rcnn_cpu")

@@ -126,7 +126,7 @@ def test_report_writes_page_and_plots(tmp_path):
     # Accuracy rows are sorted by AP50, the keras-cv peer included.
     acc = text[text.index("| detector | AP50"):]
     assert acc.index("keras-cv YOLOV8 xs") < acc.index("Fast R-CNN") < acc.index("| SSD |")
-    assert "| Fast R-CNN | 0.300 | 0.150 | 200 | 50.0 | 11.0 + 80 selective search | 1.50 M |" in acc
+    assert "| Fast R-CNN | 0.300 | 0.150 | – | – | 200 | 50.0 | 11.0 + 80 selective search | 1.50 M |" in acc
     assert "not yet learned" not in acc  # every row here is above AP50 0.05
 
 
@@ -134,3 +134,17 @@ def test_report_without_results_still_writes_a_page(tmp_path):
     page = report.write_report(str(tmp_path / "none.json"), str(tmp_path / "none2.json"), str(tmp_path / "docs"))
     text = open(page).read()
     assert text.startswith("# Benchmarks") and "## The ladder" not in text and "## Other benchmarks" in text
+
+
+def test_accuracy_table_shows_mask_and_keypoint_ap():
+    a = accuracy_section()
+    base = {"steps": 10, "train_images_per_s": 5.0, "infer_ms": 20.0, "params": 2_000_000}
+    a["rows"]["mask_rcnn"] = {"model": "mask_rcnn", "AP50": 0.5, "AP": 0.25, **base,
+                              "segm": {"AP50": 0.4, "AP": 0.2}}
+    a["rows"]["mask_rcnn_keypoints"] = {"model": "mask_rcnn_keypoints", "AP50": 0.45, "AP": 0.2, **base,
+                                        "segm": {"AP50": 0.35, "AP": 0.15}, "keypoints": {"AP50": 0.3, "AP": 0.1}}
+    table = peers.accuracy_table(a)
+    assert "| detector | AP50 | AP | mask AP50 / AP | keypoint AP50 / AP (OKS) |" in table
+    assert "| Mask R-CNN | 0.500 | 0.250 | 0.400 / 0.200 | – | 10 |" in table
+    assert "| Mask R-CNN + keypoints | 0.450 | 0.200 | 0.350 / 0.150 | 0.300 / 0.100 | 10 |" in table
+    assert "| SSD | 0.200 | 0.100 | – | – |" in table

@@ -61,6 +61,27 @@ def test_peers_speed_and_accuracy_run(tmp_path):
         assert 0 <= r["AP50"] <= 1 and r["infer_ms"] > 0 and r["steps"] >= 2
 
 
+@pytest.mark.slow
+def test_peers_accuracy_scores_masks_and_keypoints(tmp_path):
+    out = tmp_path / "peers.json"
+    peers.main(["--part", "accuracy", "--models", "mask_rcnn", "mask_rcnn_keypoints", "--no-kerascv"] + TINY
+               + ["--output", str(out)])
+    rows = json.loads(out.read_text())["accuracy"]["rows"]
+    assert set(rows) == {"mask_rcnn", "mask_rcnn_keypoints"}
+    # Mask R-CNN: box and mask AP; with the keypoint head also the 10 OKS numbers.
+    assert "segm" in rows["mask_rcnn"] and "keypoints" not in rows["mask_rcnn"]
+    assert set(rows["mask_rcnn_keypoints"]["keypoints"]) == {"AP", "AP50", "AP75", "APm", "APl", "AR", "AR50", "AR75",
+                                                             "ARm", "ARl"}
+    for r in rows.values():
+        assert len(r["segm"]) == 12 and r["steps"] >= 2
+        for scores in (r["coco"], r["segm"], r.get("keypoints", {})):
+            for k, v in scores.items():
+                # -1: no ground truth in that area range (pycocotools), else a number in [0, 1].
+                assert v == -1.0 or 0.0 <= v <= 1.0, (k, v)
+    table = peers.accuracy_table(json.loads(out.read_text())["accuracy"])
+    assert "| Mask R-CNN + keypoints |" in table
+
+
 def test_bench_command_finds_the_new_scripts():
     from keras_det.cli import main
 

@@ -1,5 +1,6 @@
 import keras
 import numpy as np
+import pytest
 import tensorflow as tf
 
 from keras_det.models.mask_rcnn import MaskRCNN
@@ -152,3 +153,45 @@ def test_branches_run_on_the_used_detection_slots_only():
     # The traced graph (export / predict) keeps the static K.
     traced = tf.function(model).get_concrete_function(tf.TensorSpec([None, 64, 64, 3], tf.float32))
     assert traced.structured_outputs["masks"].shape.as_list() == [None, 20, 28, 28]
+
+
+def test_keypoint_head_trains_on_shapes_keypoints_and_is_scored_with_oks():
+    """Mask R-CNN + keypoint head on `shapes` keypoints: a few steps, predictions, COCO keypoint (OKS) evaluation."""
+    from keras_det import data, presets
+    from keras_det.data import shapes
+    from keras_det.metrics import COCOEvaluator, evaluate_coco
+
+    keras.utils.set_random_seed(0)
+    train, info = data.load("shapes", "train", "xyxy", with_info=True, num_images=8, image_size=64, max_objects=3,
+                            with_keypoints=True)
+    batches = data.batch(train, 4, max_boxes=4).repeat()
+    model = presets.build("mask_rcnn_keypoints_test", info.num_classes, bounding_box_format="xyxy")
+    assert model.num_keypoints == shapes.NUM_KEYPOINTS
+    model.compile(optimizer=keras.optimizers.Adam(2e-3))
+    model(next(iter(batches))["images"])
+    before = [w.numpy().copy() for w in model.keypoint_head.weights]
+    history = model.fit(batches, steps_per_epoch=3, epochs=2, verbose=0).history
+    assert all(np.isfinite(v).all() for v in history.values()) and len(history["keypoint_loss"]) == 2
+    assert any(not np.allclose(b, w.numpy()) for b, w in zip(before, model.keypoint_head.weights))
+
+    test, test_info = data.load("shapes", "test", "xywh", with_info=True, num_images=4, image_size=64, max_objects=3,
+                                with_keypoints=True)
+    gt = data.to_coco(test, test_info)
+    sigmas = test_info.keypoints["sigmas"]
+    results, evaluator = [], COCOEvaluator(bounding_box_format="xywh", iou_type="keypoints", sigmas=sigmas)
+    model.decoder.score_threshold = 0.0  # an untrained model's scores are low: keep its detections
+    for batch in data.batch(test, 4):
+        out = model.predict_on_batch(batch["images"])
+        assert out["keypoints"].shape[2:] == (shapes.NUM_KEYPOINTS, 3)
+        for i, image_id in enumerate(batch["image_id"].numpy()):
+            for j in range(int(out["num_detections"][i])):
+                results.append({"image_id": int(image_id), "category_id": int(out["labels"][i, j]) + 1,
+                                "keypoints": [float(v) for v in out["keypoints"][i, j].reshape(-1)],
+                                "score": float(out["scores"][i, j])})
+        # The in-memory evaluator (the benchmarks' path) sees the same ground truth (box areas) and points.
+        evaluator.update_state(batch, {k: out[k] for k in ("scores", "labels", "num_detections", "keypoints")})
+    assert results
+    stats = evaluate_coco(gt, results, iou_type="keypoints", sigmas=sigmas)
+    assert evaluator.result() == pytest.approx(stats, abs=1e-12)
+    assert set(stats) == {"AP", "AP50", "AP75", "APm", "APl", "AR", "AR50", "AR75", "ARm", "ARl"}
+    assert all(v == -1.0 or 0.0 <= v <= 1.0 for v in stats.values()), stats
