@@ -222,7 +222,8 @@ def test_to_coco_keypoints_and_ground_truth_scores_one():
     stats = evaluate_coco(gt, results, iou_type="keypoints", sigmas=info.keypoints["sigmas"])
     assert stats["AP"] == 1.0 and stats["AP50"] == 1.0 and stats["AR"] == 1.0
     # Shifted points score less, and still in [0, 1].
-    moved = [{**r, "keypoints": [v + (2.0 if i % 3 < 2 else 0.0) for i, v in enumerate(r["keypoints"])]} for r in results]
+    shift = lambda kps: [v + (2.0 if i % 3 < 2 else 0.0) for i, v in enumerate(kps)]  # noqa: E731  x, y + 2 px
+    moved = [{**r, "keypoints": shift(r["keypoints"])} for r in results]
     shifted = evaluate_coco(gt, moved, iou_type="keypoints", sigmas=info.keypoints["sigmas"])
     assert 0.0 <= shifted["AP"] < 1.0
     # Without keypoints the export is as before.
