@@ -52,7 +52,10 @@ Visibility: ``v = 0`` (and ``x = y = 0``) for a slot the class does not use
 or a point outside the image (``x`` or ``y`` outside ``[0, S)``); ``v = 1``
 (labelled, occluded) when the pixel under the point shows a later-painted
 object; ``v = 2`` otherwise (the point's pixel shows the object itself, an
-earlier object or the background: vertices sit on the outline).
+earlier object or the background: vertices sit on the outline). Boxes are
+the visible extent, so an occluded (``v = 1``) point may lie outside its
+object's box (137 of 177 in 200 training images; visible points at most
+1 px outside, on the box's edge).
 """
 
 import functools
