@@ -24,8 +24,20 @@ def with_lr_multipliers(optimizer, multipliers):
     multipliers = dict(multipliers or {})
     base_update = getattr(optimizer, "_keras_det_base_update_step", None) or optimizer.update_step
 
+    def variable_path(variable):
+        # The TensorFlow backend hands update_step the backing tf.Variable,
+        # which has no ``path``: find the Keras variable it backs by the
+        # optimizer's own index (as Adam finds its slots).
+        path = getattr(variable, "path", None)
+        if path is None:
+            try:
+                path = optimizer._trainable_variables[optimizer._get_variable_index(variable)].path
+            except (AttributeError, IndexError, KeyError):
+                path = None
+        return path
+
     def update_step(gradient, variable, learning_rate):
-        factor = multipliers.get(getattr(variable, "path", None), 1.0)
+        factor = multipliers.get(variable_path(variable), 1.0)
         if factor != 1.0:
             learning_rate = learning_rate * factor
         return base_update(gradient, variable, learning_rate)
