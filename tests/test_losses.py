@@ -123,3 +123,78 @@ def test_yolo_v1_loss_on_a_hand_computed_2x2_grid():
     assert one["noobj_loss"] == pytest.approx(noobj / 0.5, rel=1e-5)
     with pytest.raises(ValueError, match="confidence_target"):
         L.yolo_v1_loss(*args, confidence_target="two")
+
+
+def test_giou_hand_computed():
+    a = [[0, 0, 2, 2], [0, 0, 2, 2], [0, 0, 1, 1], [0, 0, 2, 2]]
+    b = [[1, 1, 3, 3], [0, 0, 2, 2], [0, 2, 1, 3], [0, 0, 1, 1]]
+    # overlap 1/7 in a 3x3 enclosing box; identical; disjoint 1x1 boxes, gap 1 in a 1x3
+    # enclosing box: 0 - (3 - 2)/3; nested: 1/4 and the enclosing box is the union.
+    expected = [1 / 7 - 2 / 9, 1.0, -1 / 3, 0.25]
+    np.testing.assert_allclose(L.giou(a, b), expected, atol=1e-6)
+    np.testing.assert_allclose(L.elementwise_iou(a, b), [1 / 7, 1, 0, 0.25], atol=1e-6)
+    # format conversion: the same pairs in xyxy
+    xa = np.asarray(a, np.float32)[:, [1, 0, 3, 2]]
+    xb = np.asarray(b, np.float32)[:, [1, 0, 3, 2]]
+    np.testing.assert_allclose(L.giou(xa, xb, bounding_box_format="xyxy"), expected, atol=1e-6)
+
+
+def test_diou_ciou_hand_computed():
+    a = tf.constant([[0, 0, 2, 2], [0, 0, 2, 2], [0, 0, 2, 2]], tf.float32)
+    b = tf.constant([[0, 0, 2, 4], [1, 1, 3, 3], [0, 0, 2, 2]], tf.float32)
+    # pair 0: IoU 1/2, centres (1,1) vs (1,2): rho^2 = 1, enclosing 2x4: c^2 = 20
+    v0 = 4 / math.pi**2 * (math.atan(2.0) - math.atan(1.0)) ** 2
+    alpha0 = v0 / (0.5 + v0)
+    # pair 1: IoU 1/7, rho^2 = 2, enclosing 3x3: c^2 = 18, same aspect: v = 0
+    np.testing.assert_allclose(L.diou(a, b), [0.5 - 1 / 20, 1 / 7 - 2 / 18, 1.0], atol=1e-6)
+    np.testing.assert_allclose(L.ciou(a, b), [0.5 - 1 / 20 - alpha0 * v0, 1 / 7 - 2 / 18, 1.0], atol=1e-6)
+
+
+def test_gradients_exist_for_disjoint_boxes():
+    pred = tf.Variable([[0.0, 0.0, 1.0, 1.0]])
+    target = tf.constant([[0.0, 3.0, 1.0, 4.0]])
+    for fn in (L.giou, L.ciou):
+        with tf.GradientTape() as tape:
+            loss = tf.reduce_sum(1.0 - fn(pred, target))
+        grad = tape.gradient(loss, pred).numpy()
+        assert np.all(np.isfinite(grad)) and np.abs(grad).sum() > 0
+        # moving right (towards the target) lowers the loss
+        assert grad[0, 3] < 0
+
+
+def test_svm_squared_hinge_loss_on_two_windows_and_two_classes():
+    # One GT window of class 0 with margins (0.5, 0.2): targets (+1, -1), hinge² (1 - 0.5)² + (1 + 0.2)² = 1.69;
+    # a padded GT slot (-1) takes no part. Two background windows (all targets -1): margins (-2, 0.5) give
+    # 0 + 1.5² = 2.25, margins (0, -0.5) give 1 + 0.5² = 1.25.
+    pos = tf.constant([[[0.5, 0.2], [9.0, 9.0]]])
+    labels = tf.constant([[0, -1]])
+    neg = tf.constant([[[-2.0, 0.5], [0.0, -0.5]]])
+    valid = tf.constant([[True, True]])
+    # ratio 1: the hardest negative only, (1.69 + 2.25) / 2.
+    np.testing.assert_allclose(L.svm_squared_hinge_loss(pos, labels, neg, valid, negative_ratio=1), 1.97, rtol=1e-6)
+    # ratio 3 wants 3, both exist: (1.69 + 2.25 + 1.25) / 3; L2 0.1 on the kernel (1, 2) adds 0.1 * 5.
+    got = L.svm_squared_hinge_loss(pos, labels, neg, valid, negative_ratio=3, kernel=tf.constant([[1.0, 2.0]]), l2=0.1)
+    np.testing.assert_allclose(got, 5.19 / 3 + 0.5, rtol=1e-6)
+    # an invalid background window is never picked
+    masked = L.svm_squared_hinge_loss(pos, labels, neg, tf.constant([[False, True]]), negative_ratio=1)
+    np.testing.assert_allclose(masked, (1.69 + 1.25) / 2, rtol=1e-6)
+
+
+def test_mask_loss_hand_values():
+    # Two RoIs of 1×2 pixels: logits (0, 0) against (1, 0) give ln 2 per pixel; logits (2, -1) against
+    # (1, 1) give ln(1 + e^-2) and ln(1 + e).
+    logits = tf.constant([[[[0.0, 0.0]], [[2.0, -1.0]]]])
+    targets = tf.constant([[[[1.0, 0.0]], [[1.0, 1.0]]]])
+    roi1 = (math.log1p(math.exp(-2.0)) + math.log1p(math.e)) / 2
+    np.testing.assert_allclose(L.mask_loss(logits, targets, tf.constant([[1.0, 0.0]])), math.log(2), rtol=1e-6)
+    np.testing.assert_allclose(L.mask_loss(logits, targets, tf.constant([[1.0, 1.0]])), (math.log(2) + roi1) / 2, rtol=1e-6)
+
+
+def test_keypoint_loss_hand_values():
+    # One RoI, a 1×2 heatmap, 2 keypoint types: type 0 has logits (0, 0) over the cells (CE ln 2 for any
+    # target), type 1 has (1, 0) and its target is cell 1: CE = ln(1 + e).
+    logits = tf.constant([[[[[0.0, 1.0], [0.0, 0.0]]]]])  # [B=1, R=1, h=1, w=2, K=2]
+    index = tf.constant([[[0, 1]]])
+    both = L.keypoint_loss(logits, index, tf.constant([[[1.0, 1.0]]]))
+    np.testing.assert_allclose(both, (math.log(2) + math.log1p(math.e)) / 2, rtol=1e-6)
+    np.testing.assert_allclose(L.keypoint_loss(logits, index, tf.constant([[[1.0, 0.0]]])), math.log(2), rtol=1e-6)

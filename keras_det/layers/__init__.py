@@ -8,6 +8,7 @@ all are exported here.
 from keras_det.layers.decoder import DetectionDecoder  # noqa: F401
 from keras_det.layers.fpn import FeaturePyramid  # noqa: F401
 from keras_det.layers.heads import KeypointHead, MaskHead, RoIBoxHead  # noqa: F401
+from keras_det.layers.initializers import BilinearUpsampling  # noqa: F401
 from keras_det.layers.preprocessing import ImagePreprocessing  # noqa: F401
 from keras_det.layers.roi_heads import BoxRoIHead, KeypointRoIHead, MaskRoIHead, RoIHeads  # noqa: F401
 from keras_det.layers.roi_pooling import MultiLevelRoIAlign, RoIAlign, RoIPooler, RoIPooling  # noqa: F401
@@ -18,6 +19,8 @@ from keras_det.layers.rpn import (  # noqa: F401
     RegionProposalNetwork,
     RPNHead,
 )
+from keras_det.layers.ssd_extra import build_extra_layers  # noqa: F401
 from keras_det.layers.ssd_head import SSDHead  # noqa: F401
 from keras_det.layers.warp import WarpRegions  # noqa: F401
+from keras_det.layers.window_classifier import WindowClassifier  # noqa: F401
 from keras_det.layers.yolo_head import YOLOHead, YOLONeck, YOLOv1Head  # noqa: F401

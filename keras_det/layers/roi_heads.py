@@ -196,14 +196,11 @@ class MaskRoIHead(_PartLayer):
         return tf.sigmoid(chosen) * tf.cast(labels >= 0, tf.float32)[..., None, None]
 
     def loss(self, features, rois, t, gt_masks):
-        """BCE on the GT class's mask, averaged over the positive RoIs of ``t``."""
+        """``keras_det.losses.mask_loss`` of the GT class's mask over the positive RoIs of ``t``."""
         logits = self.logits(features, rois)
         targets = mask_targets(gt_masks, t["matched_index"], rois, self.output_size)
         chosen = _chosen_class(logits, tf.maximum(t["labels"] - 1, 0))
-        per_pixel = tf.nn.sigmoid_cross_entropy_with_logits(labels=targets, logits=chosen)
-        per_roi = tf.reduce_mean(per_pixel, axis=[2, 3])
-        weights = t["box_weights"]
-        return tf.reduce_sum(per_roi * weights) / loss_ops.replica_normalizer(tf.reduce_sum(weights))
+        return loss_ops.mask_loss(chosen, targets, t["box_weights"])
 
     def get_config(self):
         config = super().get_config()
@@ -249,14 +246,11 @@ class KeypointRoIHead(MaskRoIHead):
         return decode_keypoints(self.logits(features, boxes), boxes)
 
     def loss(self, features, rois, t, gt_keypoints):
-        """Softmax CE over heatmap cells, averaged over visible keypoints of the positive RoIs of ``t``."""
+        """``keras_det.losses.keypoint_loss`` over the visible keypoints of the positive RoIs of ``t``."""
         logits = self.logits(features, rois)  # [B, S, h, w, K]
-        shape = tf.shape(logits)
-        flat = tf.reshape(tf.transpose(logits, [0, 1, 4, 2, 3]), tf.concat([shape[:2], [shape[4], shape[2] * shape[3]]], 0))
         matched = tf.where(t["box_weights"] > 0, t["matched_index"], -1)
         index, weight = keypoint_targets(gt_keypoints, matched, rois, self.output_size)
-        per = tf.nn.sparse_softmax_cross_entropy_with_logits(labels=index, logits=flat)
-        return tf.reduce_sum(per * weight) / loss_ops.replica_normalizer(tf.reduce_sum(weight))
+        return loss_ops.keypoint_loss(logits, index, weight)
 
     def get_config(self):
         config = super().get_config()

@@ -5,7 +5,8 @@ Each layer is called as ``layer(features, rois)`` with NHWC ``features`` and
 ``rois`` ``[B, R, 4]`` in absolute ``yxyx`` input-image pixels (padding rows of
 zeros allowed) and returns ``[B, R, out_h, out_w, C]``. Values are those of
 ``torchvision.ops.roi_pool`` / ``roi_align`` / ``MultiScaleRoIAlign``; see
-:mod:`keras_det.ops.roi` for the exact semantics.
+:mod:`keras_det.ops.roi_align` and :mod:`keras_det.ops.roi_pool` for the exact
+semantics.
 
 The layers compute in float32 and return the layer's compute dtype; the RoI
 coordinates are never cast to a low-precision dtype under mixed precision.
@@ -16,7 +17,8 @@ import re
 import keras
 import tensorflow as tf
 
-from keras_det.ops import roi as roi_ops
+from keras_det.ops import roi_align as align_ops
+from keras_det.ops import roi_pool as pool_ops
 
 
 def _size_pair(output_size):
@@ -93,7 +95,7 @@ class RoIPooling(_RoILayer):
 
     def call(self, features, rois):
         features = tf.cast(features, tf.float32)
-        return self._finish(roi_ops.roi_pool(features, rois, self.output_size, self.spatial_scale))
+        return self._finish(pool_ops.roi_pool(features, rois, self.output_size, self.spatial_scale))
 
     def get_config(self):
         config = super().get_config()
@@ -115,7 +117,7 @@ class RoIAlign(_RoILayer):
         sampling_ratio: samples per bin along each axis. ``0`` (or negative)
             means adaptive, ``ceil(roi_size / out_size)`` per RoI, like
             torchvision's ``-1``; that path is several times slower (see
-            :mod:`keras_det.ops.roi`), whereas a fixed ratio (the default 2)
+            :mod:`keras_det.ops.roi_align`), whereas a fixed ratio (the default 2)
             is one ``tf.image.crop_and_resize``.
         aligned: shift boxes by -0.5 feature pixel (Detectron2 / torchvision
             ``aligned=True``). ``False`` is the legacy Mask R-CNN behaviour
@@ -147,7 +149,7 @@ class RoIAlign(_RoILayer):
 
     def call(self, features, rois):
         features = tf.cast(features, tf.float32)
-        out = roi_ops.roi_align(
+        out = align_ops.roi_align(
             features,
             rois,
             self.output_size,
@@ -248,7 +250,7 @@ class MultiLevelRoIAlign(_RoILayer):
     def call(self, features, rois):
         maps, levels = self._split(features)
         maps = [tf.cast(m, tf.float32) for m in maps]
-        out = roi_ops.multilevel_roi_align(
+        out = align_ops.multilevel_roi_align(
             maps,
             levels,
             rois,

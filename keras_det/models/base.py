@@ -24,9 +24,9 @@ import tensorflow as tf
 
 from keras_det import losses as loss_ops
 from keras_det.models.config import ConfigFromArguments
-from keras_det.models.transfer import with_lr_multipliers
 from keras_det.models.validation import check_invalid_boxes, check_targets
 from keras_det.ops import boxes as box_ops
+from keras_det.optimizers import with_lr_multipliers
 
 
 def unpack_batch(data):

@@ -22,7 +22,7 @@ detector is a TensorFlow graph (it exports and serves like the others):
    (0.3) with every GT box (and the GT boxes of the other classes). Hard
    negative mining: ``svm_negative_pool`` random negatives per image are
    scored and the ``svm_negative_ratio`` × #positives with the largest
-   hinge loss are kept (`keras_det.losses.hard_negative_mask`) — the
+   hinge loss are kept (`keras_det.losses.svm_squared_hinge_loss`) — the
    paper's mining, restricted to the pool sampled at each step.
 3. **Box regression** (also ``stage="svm"``, on the same fixed features):
    per-class linear regression of ``BoxCoder`` deltas (weights 1, the
@@ -328,24 +328,9 @@ class RCNN(ProposalInputs, Detector):
         return losses
 
     def _svm_loss(self, pos_feats, pos_labels, neg_feats, neg_valid):
-        """Squared hinge one-vs-rest loss with hard negative mining and L2.
-
-        GT windows are positives of their class and negatives of the others;
-        of the background windows, the ``ratio × #GT`` hardest are kept.
-        """
-        pos_valid = pos_labels >= 0
-        pos_scores = self.svm(pos_feats)  # [B, M, K]
-        neg_scores = self.svm(neg_feats)  # [B, N, K]
-        y = tf.where(tf.one_hot(tf.maximum(pos_labels, 0), self.num_classes) > 0, 1.0, -1.0)
-        pos_loss = tf.reduce_sum(tf.square(tf.nn.relu(1.0 - y * pos_scores)), -1)
-        neg_loss = tf.reduce_sum(tf.square(tf.nn.relu(1.0 + neg_scores)), -1)
-        hard = loss_ops.hard_negative_mask(
-            tf.stop_gradient(neg_loss), pos_valid, neg_valid,
-            ratio=self.svm_negative_ratio, min_negatives=self.svm_negative_ratio,
+        """``keras_det.losses.svm_squared_hinge_loss`` of the SVMs on positive / background window features."""
+        return loss_ops.svm_squared_hinge_loss(
+            self.svm(pos_feats), pos_labels, self.svm(neg_feats), neg_valid,
+            negative_ratio=self.svm_negative_ratio, kernel=self.svm.kernel, l2=self.svm_l2,
         )
-        pos_w = tf.cast(pos_valid, tf.float32)
-        neg_w = tf.cast(hard, tf.float32)
-        total = tf.reduce_sum(pos_loss * pos_w) + tf.reduce_sum(neg_loss * neg_w)
-        count = loss_ops.replica_normalizer(tf.reduce_sum(pos_w) + tf.reduce_sum(neg_w))
-        return total / count + self.svm_l2 * tf.reduce_sum(tf.square(self.svm.kernel))
 

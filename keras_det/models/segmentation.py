@@ -17,10 +17,10 @@ background, which ``fit`` takes directly.
 """
 
 import keras
-import numpy as np
 import tensorflow as tf
 
 from keras_det.backbones import build_backbone
+from keras_det.layers.initializers import BilinearUpsampling
 from keras_det.models.config import ConfigFromArguments
 
 TAPS = ("C3", "C4", "C5")
@@ -52,33 +52,6 @@ def to_semantic(element):
     semantic = tf.gather(table, top)
     semantic = tf.where(n > 0, semantic, tf.zeros(tf.shape(element["images"])[:2], tf.int32))
     return tf.cast(element["images"], tf.float32), semantic
-
-
-def bilinear_kernel(size, channels):
-    """``[size, size, channels, channels]`` kernel of a bilinear-interpolation
-    transposed convolution (channel ``i`` → channel ``i``)."""
-    factor = (size + 1) // 2
-    center = factor - 1 if size % 2 == 1 else factor - 0.5
-    og = np.arange(size, dtype=np.float64)
-    filt = 1 - np.abs(og - center) / factor
-    kernel2d = np.outer(filt, filt)
-    kernel = np.zeros((size, size, channels, channels), np.float32)
-    for c in range(channels):
-        kernel[:, :, c, c] = kernel2d
-    return kernel
-
-
-@keras.saving.register_keras_serializable(package="keras_det")
-class BilinearUpsampling(keras.initializers.Initializer):
-    """Initializer of a ``Conv2DTranspose`` kernel ``[k, k, C, C]`` to bilinear upsampling."""
-
-    def __call__(self, shape, dtype=None):
-        if len(shape) != 4 or shape[0] != shape[1] or shape[2] != shape[3]:
-            raise ValueError(f"BilinearUpsampling needs a [k, k, C, C] kernel shape, got {shape}.")
-        return tf.constant(bilinear_kernel(int(shape[0]), int(shape[2])), dtype=dtype or "float32")
-
-    def get_config(self):
-        return {}
 
 
 def _crop_to(x, like):

@@ -36,6 +36,7 @@ import tensorflow as tf
 from keras_det import losses as loss_ops
 from keras_det.backbones import build_backbone
 from keras_det.layers.decoder import DetectionDecoder
+from keras_det.layers.ssd_extra import build_extra_layers
 from keras_det.layers.ssd_head import HEAD_KINDS, SSDHead
 from keras_det.models.base import Detector
 from keras_det.ops import anchors as anchor_ops
@@ -62,53 +63,6 @@ def default_aspect_ratios(num_levels):
 def boxes_per_cell(ratios):
     """Default boxes per cell for one level's ratios (an extra box for ratio 1)."""
     return len(ratios) + (1 if 1.0 in [float(r) for r in ratios] else 0)
-
-
-def _extra_block(x, filters, size, kind, index):
-    """1×1 conv (filters/2) then a 3×3 stride-2 conv; a 3×3 map → 1×1 by a 'valid' conv."""
-    name = f"extra{index}"
-    x = keras.layers.Conv2D(max(filters // 2, 1), 1, use_bias=False, name=f"{name}_reduce")(x)
-    x = keras.layers.BatchNormalization(name=f"{name}_reduce_bn")(x)
-    x = keras.layers.ReLU(name=f"{name}_reduce_relu")(x)
-    if size == 3:
-        strides, padding = 1, "valid"
-    else:
-        strides, padding = 2, "same"
-    if kind == "ssdlite":
-        x = keras.layers.DepthwiseConv2D(3, strides=strides, padding=padding, use_bias=False, name=f"{name}_dw")(x)
-        x = keras.layers.BatchNormalization(name=f"{name}_dw_bn")(x)
-        x = keras.layers.ReLU(6.0, name=f"{name}_dw_relu")(x)
-        x = keras.layers.Conv2D(filters, 1, use_bias=False, name=f"{name}_pw")(x)
-    else:
-        x = keras.layers.Conv2D(filters, 3, strides=strides, padding=padding, use_bias=False, name=f"{name}_conv")(x)
-    x = keras.layers.BatchNormalization(name=f"{name}_bn")(x)
-    return keras.layers.ReLU(name=f"{name}_relu")(x)
-
-
-def build_extra_layers(input_shape, filters=256, num_levels=None, kind="ssd"):
-    """The extra feature maps after the backbone.
-
-    Args:
-        input_shape: ``(h, w, C)`` of the last backbone tap (static).
-        filters: output channels of each extra map (an int or one per map).
-        num_levels: how many extra maps; ``None`` adds maps until 1×1.
-        kind: ``"ssd"`` (3×3 convs) or ``"ssdlite"`` (depthwise-separable).
-
-    Returns:
-        ``keras.Model`` mapping ``[B, h, w, C]`` to a list of maps (may be empty).
-    """
-    inputs = keras.Input(shape=tuple(input_shape), name="last_tap")
-    x = inputs
-    size = max(int(input_shape[0]), int(input_shape[1]))
-    outputs = []
-    index = 0
-    while (num_levels is None and size > 1) or (num_levels is not None and index < num_levels):
-        width = filters if isinstance(filters, int) else int(filters[min(index, len(filters) - 1)])
-        x = _extra_block(x, width, size, kind, index)
-        size = 1 if size == 3 else -(-size // 2)
-        outputs.append(x)
-        index += 1
-    return keras.Model(inputs, outputs, name="extra_layers")
 
 
 @keras.saving.register_keras_serializable(package="keras_det")

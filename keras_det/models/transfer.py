@@ -11,18 +11,15 @@ The two strategies of the seed:
   ruin them) and gives the unfrozen backbone variables a learning-rate
   multiplier (0.1 by default: "about a tenth of the original rate").
 
-Keras 3 optimizers have no per-variable learning rate, so
-``with_lr_multipliers`` wraps an optimizer's ``update_step`` (called once per
-variable with the current learning rate by every built-in optimizer) to scale
-the rate of listed variables. It works for SGD, Adam, AdamW, RMSprop, … and,
-unlike scaling gradients, is exact for adaptive optimizers whose step does not
-depend on the gradient's scale.
+The multipliers are applied by ``keras_det.optimizers.with_lr_multipliers``
+(keras_det models and ``TransferClassifier`` call it in ``compile``).
 """
 
 import keras
 
 from keras_det.backbones import build_backbone
 from keras_det.models.config import ConfigFromArguments
+from keras_det.optimizers import with_lr_multipliers
 
 
 def iter_layers(model):
@@ -47,7 +44,7 @@ def fine_tune(model, num_layers, lr_multiplier=0.1):
     BatchNormalization layers stay frozen (and so in inference mode) and do
     not count towards ``num_layers``. The unfrozen variables get
     ``lr_multiplier``; the mapping is returned and also stored as
-    ``model.lr_multipliers`` for ``with_lr_multipliers`` (keras_det models
+    ``model.lr_multipliers`` for ``keras_det.optimizers.with_lr_multipliers`` (keras_det models
     apply it in ``compile``).
 
     Args:
@@ -77,31 +74,6 @@ def fine_tune(model, num_layers, lr_multiplier=0.1):
     multipliers = {v.path: float(lr_multiplier) for layer in chosen for v in layer.trainable_weights}
     model.lr_multipliers = multipliers
     return multipliers
-
-
-def with_lr_multipliers(optimizer, multipliers):
-    """Scales the learning rate of the variables named in ``multipliers``.
-
-    Args:
-        optimizer: a ``keras.optimizers.Optimizer`` (modified in place).
-        multipliers: dict ``{variable.path: factor}``, e.g. from ``fine_tune``.
-
-    Returns:
-        ``optimizer``.
-    """
-    multipliers = dict(multipliers or {})
-    base_update = getattr(optimizer, "_keras_det_base_update_step", None) or optimizer.update_step
-
-    def update_step(gradient, variable, learning_rate):
-        factor = multipliers.get(getattr(variable, "path", None), 1.0)
-        if factor != 1.0:
-            learning_rate = learning_rate * factor
-        return base_update(gradient, variable, learning_rate)
-
-    optimizer._keras_det_base_update_step = base_update
-    optimizer.update_step = update_step
-    optimizer.lr_multipliers = multipliers
-    return optimizer
 
 
 # (small data, similar data) -> advice; the seed's 2×2 table.

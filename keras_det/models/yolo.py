@@ -42,7 +42,6 @@ from keras_det.layers.yolo_head import YOLOHead, YOLONeck
 from keras_det.models.base import Detector
 from keras_det.models.yolo_v1 import YOLOv1
 from keras_det.ops import boxes as box_ops
-from keras_det.ops import iou_losses
 from keras_det.ops.anchors import prior_grid  # noqa: F401  (re-exported: it lived here)
 from keras_det.ops.grid_coders import PriorCellCoder
 from keras_det.ops.matching import Matcher
@@ -274,7 +273,7 @@ class YOLO(Detector):
         positive = t["box_weights"]  # [B, N]
         num_pos = tf.reduce_sum(positive)
         boxes, objectness, class_logits = self.decode(raw)
-        overlap = iou_losses.ciou if self.box_loss_kind == "ciou" else iou_losses.giou
+        overlap = loss_ops.ciou if self.box_loss_kind == "ciou" else loss_ops.giou
         box_terms = 1.0 - overlap(boxes, tf.where(positive[..., None] > 0, t["matched_boxes"], boxes))
         box_loss = tf.reduce_sum(box_terms * positive) / loss_ops.replica_normalizer(num_pos)
         valid = gt_labels >= 0

@@ -4,7 +4,7 @@ import pytest
 import tensorflow as tf
 
 from keras_det import presets
-from keras_det.models.sliding_window import SlidingWindowDetector, WindowClassifier, count_windows, window_shapes
+from keras_det.models.sliding_window import SlidingWindowDetector, count_windows
 from keras_det.ops import boxes as box_ops
 
 from .synthetic import rectangles, dataset as _dataset, check_prediction_contract as _check_contract
@@ -20,15 +20,6 @@ def test_count_windows_hand_computed():
     assert count_windows((600, 800), (64, 128, 256), (0.5, 1.0, 2.0), 8) == 41734
     with pytest.raises(ValueError, match="stride"):
         count_windows((10, 10), (4,), (1.0,), 0)
-
-
-def test_window_kernels_cover_the_footprint():
-    layer = WindowClassifier(2, window_shapes((16, 64, 100), (1.0, 4.0)), stride=16)
-    # (h, w) = (16, 16) (64, 64) (100, 100) (32, 8) (128, 32) (200, 50) -> odd cell counts
-    assert layer.kernel_sizes == [(1, 1), (5, 5), (7, 7), (3, 1), (9, 3), (13, 3)]
-    logits, deltas = layer(np.zeros((2, 5, 6, 8), np.float32))
-    assert logits.shape == (2, 5 * 6 * 6, 3) and deltas.shape == (2, 5 * 6 * 6, 4)
-    assert WindowClassifier.from_config(layer.get_config()).kernel_sizes == layer.kernel_sizes
 
 
 def test_window_targets_follow_iou():

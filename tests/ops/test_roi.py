@@ -1,4 +1,4 @@
-"""keras_det.ops.roi against torchvision fixtures and hand-computed values.
+"""keras_det.ops.roi_align and keras_det.ops.roi_pool against torchvision fixtures and hand-computed values.
 
 The fixture ``tests/fixtures/roi_reference.npz`` is written by
 ``python tests/tools/make_reference.py roi`` (torch + torchvision); these tests
@@ -9,7 +9,8 @@ import numpy as np
 import pytest
 import tensorflow as tf
 
-from keras_det.ops import roi
+from keras_det.ops import roi_align as align_ops
+from keras_det.ops import roi_pool as pool_ops
 from tests.conftest import load_fixture
 
 TOL = 1e-4
@@ -58,7 +59,7 @@ def test_roi_align_matches_torchvision(key, graph):
     sampling = int(grid[1:])
     got = _call(
         graph,
-        roi.roi_align,
+        align_ops.roi_align,
         REF["features"],
         REF[f"rois_{scale}"],
         output_size=_parse_size(size),
@@ -78,11 +79,11 @@ def test_both_adaptive_methods_match_torchvision(key, method):
     rois = tf.constant(REF[f"rois_{scale}"])
     args = (_parse_size(size), 1.0 / int(scale[1:]), aligned == "a1")
     if method == "crop":
-        flat, images = roi._flatten_rois(rois)
-        got = roi._roi_align_adaptive_crop(features, flat, images, *args)
+        flat, images = align_ops._flatten_rois(rois)
+        got = align_ops._roi_align_adaptive_crop(features, flat, images, *args)
         got = tf.reshape(got, REF[key].shape)
     else:
-        got = roi._roi_align_adaptive(features, rois, *args)
+        got = align_ops._roi_align_adaptive(features, rois, *args)
     _report(f"{key} {method}", got.numpy(), REF[key])
 
 
@@ -92,7 +93,7 @@ def test_roi_pool_matches_torchvision(key, graph):
     _, scale, size = key.split("_")
     got = _call(
         graph,
-        roi.roi_pool,
+        pool_ops.roi_pool,
         REF["features"],
         REF[f"rois_{scale}"],
         output_size=_parse_size(size),
@@ -112,7 +113,7 @@ def test_multilevel_roi_align_matches_torchvision(key, graph):
     maps, levels = _pyramid()
     got = _call(
         graph,
-        lambda rois, *maps: roi.multilevel_roi_align(
+        lambda rois, *maps: align_ops.multilevel_roi_align(
             list(maps),
             levels,
             rois,
@@ -128,7 +129,7 @@ def test_multilevel_roi_align_matches_torchvision(key, graph):
 
 def test_multilevel_level_order_does_not_matter():
     maps, levels = _pyramid()
-    got = roi.multilevel_roi_align(
+    got = align_ops.multilevel_roi_align(
         maps[::-1], levels[::-1], REF["ml_rois"], (7, 7), 2, aligned=False
     )
     _report("ml reversed", got.numpy(), REF["ml_g2_o7x7"])
@@ -136,7 +137,7 @@ def test_multilevel_level_order_does_not_matter():
 
 @pytest.mark.parametrize("graph", MODES)
 def test_fpn_level_matches_torchvision_level_mapper(graph):
-    got = _call(graph, roi.fpn_level, REF["ml_rois"], min_level=2, max_level=5)
+    got = _call(graph, align_ops.fpn_level, REF["ml_rois"], min_level=2, max_level=5)
     np.testing.assert_array_equal(got, REF["ml_levels"])
 
 
@@ -146,9 +147,9 @@ def test_fpn_level_hand_computed():
 
     sides = (224, 112, 111.9, 448, 2000, 10, 0)
     rois = np.array([box(s) for s in sides], np.float32)
-    np.testing.assert_array_equal(roi.fpn_level(rois, 2, 5).numpy(), [4, 3, 2, 5, 5, 2, 2])
+    np.testing.assert_array_equal(align_ops.fpn_level(rois, 2, 5).numpy(), [4, 3, 2, 5, 5, 2, 2])
     # Non-square: sqrt(56 * 224) = 112 → level 3.
-    np.testing.assert_array_equal(roi.fpn_level([[0.0, 0.0, 56.0, 224.0]], 2, 5).numpy(), [3])
+    np.testing.assert_array_equal(align_ops.fpn_level([[0.0, 0.0, 56.0, 224.0]], 2, 5).numpy(), [3])
 
 
 def _ramp():
@@ -158,7 +159,7 @@ def _ramp():
 
 
 def _align(box, size, sampling, aligned):
-    out = roi.roi_align(_ramp(), np.array([[box]], np.float32), size, 1.0, sampling, aligned)
+    out = align_ops.roi_align(_ramp(), np.array([[box]], np.float32), size, 1.0, sampling, aligned)
     return out.numpy()[0, 0, :, :, 0]
 
 
@@ -207,7 +208,7 @@ def test_roi_align_empty_adaptive_grid_is_zero():
 
 
 def _pool(box, size):
-    out = roi.roi_pool(_ramp(), np.array([[box]], np.float32), size, 1.0)
+    out = pool_ops.roi_pool(_ramp(), np.array([[box]], np.float32), size, 1.0)
     return out.numpy()[0, 0, :, :, 0]
 
 
@@ -229,7 +230,7 @@ def test_roi_pool_negative_features_and_all_bins():
     rng = np.random.default_rng(3)
     features = -np.abs(rng.normal(size=(1, 9, 11, 2))).astype(np.float32) - 1.0
     rois = np.array([[[0, 0, 8, 10], [2, 3, 6, 9]]], np.float32)
-    got = roi.roi_pool(features, rois, (3, 2), 1.0).numpy()
+    got = pool_ops.roi_pool(features, rois, (3, 2), 1.0).numpy()
     # Brute force with torchvision's bin rule.
     for r, (y1, x1, y2, x2) in enumerate(rois[0].astype(int)):
         hb, wb = (y2 - y1 + 1) / 3, (x2 - x1 + 1) / 2
@@ -248,15 +249,15 @@ def test_dynamic_shapes_under_tf_function():
 
     @tf.function(input_signature=[spec_f, spec_r])
     def pool(f, r):
-        return roi.roi_pool(f, r, (7, 7), 0.25)
+        return pool_ops.roi_pool(f, r, (7, 7), 0.25)
 
     @tf.function(input_signature=[spec_f, spec_r])
     def align(f, r):
-        return roi.roi_align(f, r, (7, 7), 0.25, 2, True)
+        return align_ops.roi_align(f, r, (7, 7), 0.25, 2, True)
 
     @tf.function(input_signature=[spec_f, spec_r])
     def adaptive(f, r):
-        return roi.roi_align(f, r, (2, 3), 0.25, 0, False)
+        return align_ops.roi_align(f, r, (2, 3), 0.25, 0, False)
 
     _report("pool dynamic", pool(features, rois).numpy(), REF["pool_s4_o7x7"])
     _report("align dynamic", align(features, rois).numpy(), REF["align_a1_g2_s4_o7x7"])
@@ -267,20 +268,20 @@ def test_multilevel_single_level_populated_and_empty_rois():
     maps, levels = _pyramid()
     # Every RoI on level 2 (others empty partitions).
     rois = np.tile(np.array([[[4.0, 4.0, 20.0, 30.0]]], np.float32), (2, 3, 1))
-    got = roi.multilevel_roi_align(maps, levels, rois, (7, 7), 2, aligned=True)
-    want = roi.roi_align(maps[0], rois, (7, 7), 0.25, 2, True)
+    got = align_ops.multilevel_roi_align(maps, levels, rois, (7, 7), 2, aligned=True)
+    want = align_ops.roi_align(maps[0], rois, (7, 7), 0.25, 2, True)
     np.testing.assert_allclose(got.numpy(), want.numpy(), atol=1e-6)
     # No RoIs at all.
     empty = np.zeros((2, 0, 4), np.float32)
-    assert roi.multilevel_roi_align(maps, levels, empty, (7, 7)).shape == (2, 0, 7, 7, 2)
-    assert roi.roi_align(maps[0], empty, (7, 7), sampling_ratio=0).shape == (2, 0, 7, 7, 2)
-    assert roi.roi_pool(maps[0], empty, (7, 7)).shape == (2, 0, 7, 7, 2)
+    assert align_ops.multilevel_roi_align(maps, levels, empty, (7, 7)).shape == (2, 0, 7, 7, 2)
+    assert align_ops.roi_align(maps[0], empty, (7, 7), sampling_ratio=0).shape == (2, 0, 7, 7, 2)
+    assert pool_ops.roi_pool(maps[0], empty, (7, 7)).shape == (2, 0, 7, 7, 2)
 
 
 def test_multilevel_rejects_gaps():
     maps, _ = _pyramid()
     with pytest.raises(ValueError, match="consecutive"):
-        roi.multilevel_roi_align(maps[:2], [2, 4], REF["ml_rois"])
+        align_ops.multilevel_roi_align(maps[:2], [2, 4], REF["ml_rois"])
 
 
 def test_fixed_and_adaptive_paths_agree_with_gradients():
@@ -296,7 +297,7 @@ def test_fixed_and_adaptive_paths_agree_with_gradients():
     for sampling in (2, 0):
         with tf.GradientTape() as tape:
             tape.watch(features)
-            out = roi.roi_align(features, rois, (7, 7), 1.0, sampling, True)
+            out = align_ops.roi_align(features, rois, (7, 7), 1.0, sampling, True)
             loss = tf.reduce_sum(out * weights)
         results.append((out.numpy(), tape.gradient(loss, features).numpy()))
     np.testing.assert_allclose(results[0][0], results[1][0], atol=1e-4)
@@ -311,7 +312,7 @@ def test_multilevel_dynamic_shapes_under_tf_function():
 
         @tf.function(input_signature=[rois_spec] + specs)
         def run(rois, *maps):
-            return roi.multilevel_roi_align(
+            return align_ops.multilevel_roi_align(
                 list(maps), levels, rois, (7, 7), sampling, aligned=False
             )
 
@@ -323,10 +324,10 @@ def test_saved_model_round_trip(tmp_path):
     spec_r = tf.TensorSpec([None, None, 4], tf.float32)
     module = tf.Module()
     module.pool = tf.function(
-        lambda f, r: roi.roi_pool(f, r, (7, 7), 0.25), input_signature=[spec_f, spec_r]
+        lambda f, r: pool_ops.roi_pool(f, r, (7, 7), 0.25), input_signature=[spec_f, spec_r]
     )
     module.align = tf.function(
-        lambda f, r: roi.roi_align(f, r, (7, 7), 0.25, 2, True), input_signature=[spec_f, spec_r]
+        lambda f, r: align_ops.roi_align(f, r, (7, 7), 0.25, 2, True), input_signature=[spec_f, spec_r]
     )
     tf.saved_model.save(module, str(tmp_path))
     loaded = tf.saved_model.load(str(tmp_path))

@@ -1,4 +1,4 @@
-"""torchvision reference for keras_det.ops.roi (RoIAlign, RoIPool, FPN RoIAlign).
+"""torchvision reference for keras_det.ops.roi_align / roi_pool (RoIAlign, RoIPool, FPN RoIAlign).
 
 Writes ``roi_reference.npz`` with, in keras_det's layout:
 

@@ -1,9 +1,11 @@
-"""IoU-family similarities for box losses: elementwise IoU, GIoU, DIoU, CIoU.
+"""Box losses: smooth-L1 / L2 on deltas and the IoU family (IoU, GIoU, DIoU, CIoU).
 
-Unlike ``keras_det.ops.boxes.iou`` (pairwise, ``[N, M]``), these compare
-boxes *elementwise*: ``boxes1[..., 4]`` with ``boxes2[..., 4]`` of the same
-(broadcastable) shape, which is what a box loss on matched predictions needs.
-The loss is ``1 - giou`` or ``1 - ciou``.
+``smooth_l1`` and ``box_regression_loss`` compare encoded deltas
+(``keras_det.ops.boxes.BoxCoder``). The IoU-family functions compare boxes
+*elementwise*: ``boxes1[..., 4]`` with ``boxes2[..., 4]`` of the same
+(broadcastable) shape, which is what a box loss on matched predictions needs
+(unlike ``keras_det.ops.boxes.iou``, pairwise ``[N, M]``). They return the
+similarity; the loss is ``1 - giou`` or ``1 - ciou``.
 
 * GIoU (Rezatofighi et al., 2019): ``IoU - |C \\ (A ∪ B)| / |C|`` with ``C`` the
   smallest box enclosing both; in ``(-1, 1]``, and still informative (and
@@ -15,19 +17,60 @@ The loss is ``1 - giou`` or ``1 - ciou``.
   ``α = v / ((1 - IoU) + v)``; ``α`` is a trade-off weight and gets no gradient,
   as in the authors' code.
 
-All inputs are absolute ``yxyx`` by default; ``bounding_box_format`` names
-another format (relative formats are read as if the image were 1×1, which
-leaves IoU and GIoU unchanged but changes the distance and aspect terms of
-DIoU / CIoU on non-square images: give those absolute boxes).
+IoU-family inputs are absolute ``yxyx`` by default; ``bounding_box_format``
+names another format (relative formats are read as if the image were 1×1,
+which leaves IoU and GIoU unchanged but changes the distance and aspect terms
+of DIoU / CIoU on non-square images: give those absolute boxes).
+``elementwise_iou`` lives here rather than in ``keras_det.ops.boxes``: it
+shares the intersection / union / enclosing-box arithmetic with GIoU, DIoU
+and CIoU, and only losses use it (YOLO v1's responsible predictor and
+confidence target).
 """
 
 import math
 
 import tensorflow as tf
 
+from keras_det.losses.replica import replica_normalizer
 from keras_det.ops import boxes as box_ops
 
 _EPS = 1e-7
+
+
+def smooth_l1(x, beta=1.0 / 9.0):
+    """Huber-style smooth L1 per element: ``0.5 x² / β`` if ``|x| < β`` else ``|x| - 0.5 β``.
+
+    ``beta=1/9`` is the Faster R-CNN / torchvision choice; ``beta=0`` is L1.
+    """
+    x = tf.abs(x)
+    if beta == 0:
+        return x
+    return tf.where(x < beta, 0.5 * tf.square(x) / beta, x - 0.5 * beta)
+
+
+def box_regression_loss(pred_deltas, target_deltas, weights, normalizer, kind="smooth_l1", beta=1.0 / 9.0):
+    """Weighted box regression loss.
+
+    Args:
+        pred_deltas, target_deltas: float ``[B, N, 4]``.
+        weights: float ``[B, N]`` (1 for positives).
+        normalizer: scalar the summed loss is divided by (clamped to >= 1;
+            summed over replicas under ``tf.distribute``, see ``replica_normalizer``).
+        kind: ``"smooth_l1"`` or ``"l2"`` (sum of squares, the
+            classification + localization model's loss).
+        beta: smooth-L1 transition point.
+
+    Returns:
+        float32 scalar.
+    """
+    diff = tf.cast(pred_deltas, tf.float32) - tf.cast(target_deltas, tf.float32)
+    if kind == "smooth_l1":
+        per = tf.reduce_sum(smooth_l1(diff, beta), axis=-1)
+    elif kind == "l2":
+        per = tf.reduce_sum(tf.square(diff), axis=-1)
+    else:
+        raise ValueError(f"`kind` must be 'smooth_l1' or 'l2', got {kind!r}.")
+    return tf.reduce_sum(per * tf.cast(weights, tf.float32)) / replica_normalizer(normalizer)
 
 
 def _prepare(boxes1, boxes2, bounding_box_format):

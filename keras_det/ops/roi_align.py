@@ -1,9 +1,9 @@
-"""RoI feature extraction: RoIAlign, RoIPool and the FPN level rule.
+"""RoIAlign (three exact algorithms), the FPN level rule and RoIAlign over a pyramid.
 
 All functions take NHWC ``features`` ``[B, H, W, C]`` and ``rois`` ``[B, R, 4]``
 in absolute ``yxyx`` input-image pixels (the keras_det canonical format) and
 return ``[B, R, out_h, out_w, C]``. Values are those of
-``torchvision.ops.roi_align`` / ``roi_pool`` (CPU kernels) called on the same
+``torchvision.ops.roi_align`` (CPU kernel) called on the same
 data in NCHW with rois ``[K, 5] = (batch_index, x1, y1, x2, y2)`` and the same
 ``spatial_scale`` / ``sampling_ratio`` / ``aligned``; the tests check this to
 1e-4 on fixtures made with torchvision.
@@ -18,10 +18,6 @@ Semantics, per RoI (torchvision's)::
                value = bilinear(y, x) with: 0 if y < -1 or y > H (or x), y
                clamped to [0, H - 1]; bin = mean over its G_h x G_w samples
                (0 when the grid is empty).
-    RoIPool    start = round(y1 * scale) (half away from zero),
-               roi_h = max(round(y2 * scale) - start + 1, 1), bin_h = roi_h / out_h,
-               rows [floor(ph * bin_h), ceil((ph + 1) * bin_h)) + start clipped to
-               [0, H]; bin = max over its rectangle, 0 if the rectangle is empty.
 
 The same on the x axis. Gradients flow to ``features`` (not to ``rois``, as in
 torchvision). Padding rows (all-zero boxes) give finite values.
@@ -48,24 +44,20 @@ Implementation notes:
   and ``Wx [B, R, out_w, W]`` (bilinear interpolation and the validity test
   are separable), costing ``R * out_h * H * W * C`` and
   ``[B, R, out_h, G, H]`` weights.
-* RoIPool takes an exact max over arbitrary rectangles with a 2-D sparse table
-  (range-max table) of the feature map: ``(floor(log2 h) + 1) * (floor(log2 w)
-  + 1)`` max-reduced copies of the map for the largest bin ``h x w`` present
-  (at most ``H x W``), then four gathers per bin. Memory is that many times
-  the feature map (9 copies when no bin exceeds 7 x 7 feature pixels).
-* Bin edges, grids and sample positions are computed in torchvision's float32
-  operation order, with divisions and integer multiples done via float64 so
-  that Grappler (which rewrites ``x / c`` as ``x * (1 / c)`` inside a
-  ``tf.function``) cannot move a floor / ceil decision.
+* Bin edges, grids and sample positions follow torchvision's float32 operation
+  order (``keras_det.ops._roi_common``).
+* ``fpn_level`` (FPN eq. 1) assigns each RoI a pyramid level; ``multilevel_roi_align``
+  pools each RoI once, on its level.
 """
 
 import math
 
 import tensorflow as tf
 
+from keras_det.ops._roi_common import check_inputs, dim, div, output_shape, pair, times
+
 __all__ = [
     "roi_align",
-    "roi_pool",
     "fpn_level",
     "multilevel_roi_align",
 ]
@@ -74,39 +66,6 @@ __all__ = [
 # every sample torchvision considers valid ([-1, H]) is inside the padded image
 # even after float rounding of the normalised box coordinates.
 _PAD = 2
-
-
-def _pair(output_size, name="output_size"):
-    if isinstance(output_size, int):
-        output_size = (output_size, output_size)
-    output_size = tuple(int(s) for s in output_size)
-    if len(output_size) != 2 or min(output_size) < 1:
-        raise ValueError(
-            f"`{name}` must be a positive int or (height, width), got {output_size!r}."
-        )
-    return output_size
-
-
-def _check_inputs(features, rois):
-    features = tf.convert_to_tensor(features)
-    if not features.dtype.is_floating:
-        features = tf.cast(features, tf.float32)
-    rois = tf.stop_gradient(tf.cast(tf.convert_to_tensor(rois), tf.float32))
-    if features.shape.rank is not None and features.shape.rank != 4:
-        raise ValueError(f"`features` must be [B, H, W, C], got shape {features.shape}.")
-    if rois.shape.rank is not None and (rois.shape.rank != 3 or rois.shape[-1] not in (None, 4)):
-        raise ValueError(f"`rois` must be [B, R, 4] (yxyx), got shape {rois.shape}.")
-    return features, rois
-
-
-def _dim(x, axis):
-    """Static size of an axis if known, else the dynamic one."""
-    static = x.shape[axis]
-    return static if static is not None else tf.shape(x)[axis]
-
-
-def _output_shape(features, rois, out_h, out_w):
-    return [_dim(rois, 0), _dim(rois, 1), out_h, out_w, _dim(features, 3)]
 
 
 def _axis_params(lo, hi, scale, out_size, aligned):
@@ -118,33 +77,7 @@ def _axis_params(lo, hi, scale, out_size, aligned):
     size = end - start
     if not aligned:
         size = tf.maximum(size, 1.0)
-    return start, _div(size, out_size), size
-
-
-def _div(x, divisor):
-    """float32 ``x / divisor`` correctly rounded, also inside a ``tf.function``.
-
-    Grappler's constant folding turns a division by a constant into a
-    multiplication by its float32 reciprocal (``6 / 7.0`` then gives
-    0.8571429 instead of 0.85714287), which moves torchvision's floor / ceil
-    decisions. Dividing in float64 (even if rewritten the same way, its
-    error is ~1e-16) and rounding once to float32 gives the correctly
-    rounded float32 quotient for the small divisors used here.
-    """
-    divisor = tf.cast(divisor, tf.float64)
-    return tf.cast(tf.cast(x, tf.float64) / divisor, tf.float32)
-
-
-def _times(x, multipliers):
-    """float32 ``x[..., None] * multipliers`` rounded exactly as in float32.
-
-    ``multipliers`` are small integers or half-integers, so the float64
-    product is exact and casting it back is the float32 product. Going through
-    float64 stops Grappler's constant folding from re-associating
-    ``p * (size / n)`` into ``size * (p / n)``, which changes the last bit and
-    so the floor / ceil of RoIPool's bin edges (and exact-boundary samples).
-    """
-    return tf.cast(tf.cast(x, tf.float64)[..., None] * tf.cast(multipliers, tf.float64), tf.float32)
+    return start, div(size, out_size), size
 
 
 def _sample_coords(start, bin_size, out_size, grid, num_samples):
@@ -162,11 +95,11 @@ def _sample_coords(start, bin_size, out_size, grid, num_samples):
     """
     p = tf.range(out_size, dtype=tf.float64)
     i = tf.cast(tf.range(num_samples), tf.float64) + 0.5
-    bin_start = start[..., None] + _times(bin_size, p)  # [..., P]
-    offsets = _times(bin_size, i)  # [..., G]
+    bin_start = start[..., None] + times(bin_size, p)  # [..., P]
+    offsets = times(bin_size, i)  # [..., G]
     if tf.is_tensor(grid) and grid.shape.rank:
         grid = grid[..., None]
-    offsets = _div(offsets, grid)
+    offsets = div(offsets, grid)
     return bin_start[..., :, None] + offsets[..., None, :]
 
 
@@ -252,7 +185,7 @@ def _axis_weights(start, bin_size, size, out_size, length):
         the bin's samples of ``valid * max(0, 1 - |clamp(y) - h|)`` divided by
         ``max(grid, 1)``.
     """
-    grid = tf.maximum(tf.math.ceil(_div(size, out_size)), 0.0)  # [B, R]
+    grid = tf.maximum(tf.math.ceil(div(size, out_size)), 0.0)  # [B, R]
     max_grid = tf.cast(tf.reduce_max(tf.concat([tf.reshape(grid, [-1]), [1.0]], 0)), tf.int32)
     safe_grid = tf.maximum(grid, 1.0)
     coords = _sample_coords(start, bin_size, out_size, safe_grid, max_grid)  # [B, R, P, G]
@@ -292,7 +225,7 @@ def _adaptive_axis(lo, hi, scale, out_size, aligned, length):
         and the number of points (int32 scalar).
     """
     start, bin_size, size = _axis_params(lo, hi, scale, out_size, aligned)
-    grid = tf.maximum(tf.math.ceil(_div(size, out_size)), 0.0)  # [K]
+    grid = tf.maximum(tf.math.ceil(div(size, out_size)), 0.0)  # [K]
     max_grid = tf.cast(tf.reduce_max(tf.concat([grid, [1.0]], 0)), tf.int32)
     count = out_size * max_grid
     safe = tf.maximum(grid, 1.0)
@@ -304,7 +237,7 @@ def _adaptive_axis(lo, hi, scale, out_size, aligned, length):
     bin64 = tf.cast(bin_size, tf.float64)[:, None]
     # torchvision's float32 order: (start + p * bin) + ((i + 0.5) * bin) / grid.
     bin_start = start[:, None] + tf.cast(p * bin64, tf.float32)
-    offset = _div(tf.cast((i + 0.5) * bin64, tf.float32), safe[:, None])
+    offset = div(tf.cast((i + 0.5) * bin64, tf.float32), safe[:, None])
     coords = bin_start + offset  # [K, N]
     lf = tf.cast(length, tf.float32)
     keep = (p < out_size) & (j < tf.cast(out_size * grid, tf.float64)[:, None])
@@ -313,7 +246,7 @@ def _adaptive_axis(lo, hi, scale, out_size, aligned, length):
     reduce = tf.cast(tf.equal(p[:, None, :], bins) & keep[:, None, :], tf.float32)
     reduce = reduce / safe[:, None, None]
     # crop_and_resize's evenly spaced points: start + (j + 0.5) * bin / grid.
-    step = _div(bin_size, safe)
+    step = div(bin_size, safe)
     first = start + 0.5 * step
     last = start + (tf.cast(count, tf.float32) - 0.5) * step
     return first, last, reduce, count
@@ -352,7 +285,7 @@ def _roi_align_adaptive_crop(features, rois, box_indices, output_size, spatial_s
     crops = tf.image.crop_and_resize(
         padded, boxes, box_indices, crop_size=tf.stack([n_h, n_w]), extrapolation_value=0.0
     )
-    channels = _dim(features, 3)
+    channels = dim(features, 3)
     # [K, oh, n_h] @ [K, n_h, n_w * C], then [K, 1, ow, n_w] @ [K, oh, n_w, C]:
     # batched matmuls with no transposes.
     rows = tf.matmul(reduce_y, tf.reshape(crops, [tf.shape(crops)[0], n_h, -1]))
@@ -395,8 +328,8 @@ def roi_align(
     Returns:
         ``[B, R, out_h, out_w, C]`` in the dtype of ``features``.
     """
-    out_h, out_w = _pair(output_size)
-    features, rois = _check_inputs(features, rois)
+    out_h, out_w = pair(output_size)
+    features, rois = check_inputs(features, rois)
     dtype = features.dtype
     f32 = tf.cast(features, tf.float32)
     if int(sampling_ratio) > 0:
@@ -404,7 +337,7 @@ def roi_align(
         out = _roi_align_fixed(
             f32, flat, box_indices, (out_h, out_w), spatial_scale, sampling_ratio, aligned
         )
-        out = tf.reshape(out, _output_shape(features, rois, out_h, out_w))
+        out = tf.reshape(out, output_shape(features, rois, out_h, out_w))
     else:
         out = _roi_align_adaptive_either(f32, rois, (out_h, out_w), spatial_scale, aligned)
     return tf.cast(out, dtype)
@@ -423,7 +356,7 @@ def _roi_align_adaptive_either(features, rois, output_size, spatial_scale, align
 
     def max_grid(lo, hi, out_size):
         _, _, size = _axis_params(lo, hi, spatial_scale, out_size, aligned)
-        grid = tf.math.ceil(_div(size, out_size))
+        grid = tf.math.ceil(div(size, out_size))
         return tf.reduce_max(tf.concat([grid, [1.0]], 0))
 
     crop_cost = (out_h * max_grid(y1, y2, out_h)) * (out_w * max_grid(x1, x2, out_w)) * (out_h + 4)
@@ -434,144 +367,13 @@ def _roi_align_adaptive_either(features, rois, output_size, spatial_scale, align
         out = _roi_align_adaptive_crop(
             features, flat, box_indices, output_size, spatial_scale, aligned
         )
-        return tf.reshape(out, _output_shape(features, rois, out_h, out_w))
+        return tf.reshape(out, output_shape(features, rois, out_h, out_w))
 
     def by_matrix():
         out = _roi_align_adaptive(features, rois, output_size, spatial_scale, aligned)
-        return tf.reshape(out, _output_shape(features, rois, out_h, out_w))
+        return tf.reshape(out, output_shape(features, rois, out_h, out_w))
 
     return tf.cond(crop_cost < matrix_cost, by_crop, by_matrix)
-
-
-def _c_round(x):
-    """C ``round``: halves away from zero (``tf.round`` rounds half to even)."""
-    t = tf.where(x < 0, tf.math.ceil(x), tf.math.floor(x))
-    frac = x - t  # exact in float
-    return tf.where(tf.abs(frac) >= 0.5, t + tf.sign(x), t)
-
-
-def _floor_log2(n, max_bits=30):
-    """floor(log2(n)) for int32 ``n >= 1``, exact (no float log)."""
-    powers = tf.bitwise.left_shift(tf.ones([max_bits], tf.int32), tf.range(1, max_bits + 1))
-    return tf.reduce_sum(tf.cast(n[..., None] >= powers, tf.int32), axis=-1)
-
-
-def _range_max_levels(x, axis, num_levels):
-    """Stack of ``T[k][i] = max(x[i : i + 2**k])`` along ``axis`` (edge-clamped).
-
-    Args:
-        x: tensor.
-        axis: non-negative axis of ``x``.
-        num_levels: int32 scalar tensor, ``1 <= num_levels <= floor(log2(n)) + 1``.
-
-    Returns:
-        ``[num_levels] + x.shape``.
-    """
-    n = tf.shape(x)[axis]
-    idx = tf.range(n)
-
-    def step(prev, k):
-        shift = tf.bitwise.left_shift(tf.constant(1), k - 1)
-        shifted = tf.gather(prev, tf.minimum(idx + shift, n - 1), axis=axis)
-        return tf.maximum(prev, shifted)
-
-    array = tf.TensorArray(x.dtype, size=num_levels, element_shape=x.shape)
-    array = array.write(0, x)
-
-    def body(k, prev, array):
-        cur = step(prev, k)
-        return k + 1, cur, array.write(k, cur)
-
-    _, _, array = tf.while_loop(
-        lambda k, prev, array: k < num_levels,
-        body,
-        (tf.constant(1), x, array),
-    )
-    return array.stack()
-
-
-def _pool_bounds(lo, hi, scale, out_size, length):
-    """torchvision roi_pool bin bounds along one axis → int32 (start, end) ``[B, R, P]``."""
-    scale = tf.constant(scale, tf.float32)
-    start = _c_round(lo * scale)
-    end = _c_round(hi * scale)
-    size = tf.maximum(end - start + 1.0, 1.0)
-    bin_size = _div(size, out_size)
-    p = tf.range(out_size, dtype=tf.float64)
-    lf = tf.cast(length, tf.float32)
-    b0 = tf.floor(_times(bin_size, p)) + start[..., None]
-    b1 = tf.math.ceil(_times(bin_size, p + 1.0)) + start[..., None]
-    b0 = tf.clip_by_value(b0, 0.0, lf)
-    b1 = tf.clip_by_value(b1, 0.0, lf)
-    return tf.cast(b0, tf.int32), tf.cast(b1, tf.int32)
-
-
-def roi_pool(features, rois, output_size=(7, 7), spatial_scale=1.0 / 16):
-    """RoIPool (Fast R-CNN) with the semantics of ``torchvision.ops.roi_pool``.
-
-    Box corners are rounded to feature pixels (half away from zero) and each
-    bin is the max over an integer rectangle (0 for a rectangle that is empty
-    after clipping to the map).
-
-    Args:
-        features: float ``[B, H, W, C]`` (NHWC).
-        rois: float ``[B, R, 4]`` absolute ``yxyx`` input-image pixels.
-        output_size: ``(out_h, out_w)`` or an int.
-        spatial_scale: feature-map pixels per image pixel (1/stride).
-
-    Returns:
-        ``[B, R, out_h, out_w, C]`` in the dtype of ``features``.
-
-    The max over a rectangle uses a range-max table with
-    ``(floor(log2 h) + 1) * (floor(log2 w) + 1)`` copies of the feature map,
-    where ``h x w`` is the largest bin (at most ``H x W``), built with a
-    ``tf.while_loop``.
-    """
-    out_h, out_w = _pair(output_size)
-    features, rois = _check_inputs(features, rois)
-    height = _dim(features, 1)
-    width = _dim(features, 2)
-    y1, x1, y2, x2 = tf.unstack(rois, 4, axis=-1)
-    h0, h1 = _pool_bounds(y1, y2, spatial_scale, out_h, height)  # [B, R, oh]
-    w0, w1 = _pool_bounds(x1, x2, spatial_scale, out_w, width)  # [B, R, ow]
-    h0, h1 = h0[..., :, None], h1[..., :, None]
-    w0, w1 = w0[..., None, :], w1[..., None, :]
-    empty = (h1 <= h0) | (w1 <= w0)  # [B, R, oh, ow]
-    len_h = tf.maximum(h1 - h0, 1)
-    len_w = tf.maximum(w1 - w0, 1)
-    kh = _floor_log2(len_h)
-    kw = _floor_log2(len_w)
-    hmax = tf.shape(features)[1] - 1
-    wmax = tf.shape(features)[2] - 1
-    top = tf.minimum(h0, hmax)
-    bottom = tf.clip_by_value(h1 - tf.bitwise.left_shift(tf.ones_like(kh), kh), 0, hmax)
-    left = tf.minimum(w0, wmax)
-    right = tf.clip_by_value(w1 - tf.bitwise.left_shift(tf.ones_like(kw), kw), 0, wmax)
-
-    # table[kw, kh, b, h, w, c] = max of features[b, h:h+2^kh, w:w+2^kw, c],
-    # built only up to the largest bin actually present (data-dependent, so a
-    # tf.while_loop): typically 3 x 3 levels instead of log2(H) x log2(W).
-    levels_h = tf.reduce_max(tf.concat([tf.reshape(kh, [-1]), [0]], 0)) + 1
-    levels_w = tf.reduce_max(tf.concat([tf.reshape(kw, [-1]), [0]], 0)) + 1
-    table = _range_max_levels(features, 1, levels_h)  # [KH, B, H, W, C]
-    table = _range_max_levels(table, 3, levels_w)  # [KW, KH, B, H, W, C]
-
-    shape = tf.shape(empty)
-    b = tf.broadcast_to(tf.range(shape[0])[:, None, None, None], shape)
-    kh = tf.broadcast_to(kh, shape)
-    kw = tf.broadcast_to(kw, shape)
-
-    def corner(rows, cols):
-        rows = tf.broadcast_to(rows, shape)
-        cols = tf.broadcast_to(cols, shape)
-        return tf.gather_nd(table, tf.stack([kw, kh, b, rows, cols], axis=-1))
-
-    out = tf.maximum(
-        tf.maximum(corner(top, left), corner(top, right)),
-        tf.maximum(corner(bottom, left), corner(bottom, right)),
-    )
-    out = tf.where(empty[..., None], tf.zeros_like(out), out)
-    return tf.reshape(out, _output_shape(features, rois, out_h, out_w))
 
 
 def fpn_level(rois, min_level=2, max_level=5, canonical_level=4, canonical_scale=224):
@@ -590,7 +392,7 @@ def fpn_level(rois, min_level=2, max_level=5, canonical_level=4, canonical_scale
     rois = tf.cast(rois, tf.float32)
     y1, x1, y2, x2 = tf.unstack(rois, 4, axis=-1)
     area = tf.maximum((x2 - x1) * (y2 - y1), 0.0)
-    ratio = _div(tf.sqrt(area), canonical_scale)
+    ratio = div(tf.sqrt(area), canonical_scale)
     # log2 in float64 then rounded to float32: exact at powers of two, where
     # the float32 log(x)/log(2) can miss the integer.
     log2 = tf.cast(tf.math.log(tf.cast(ratio, tf.float64)) / math.log(2.0), tf.float32)
@@ -632,13 +434,13 @@ def multilevel_roi_align(
     square RoIs at 14-28 pixels of their level, grid <= 4 for 7 x 7 bins, but
     elongated RoIs raise it), so prefer a fixed ``sampling_ratio``.
     """
-    out_h, out_w = _pair(output_size)
+    out_h, out_w = pair(output_size)
     levels = [int(k) for k in levels]
     if len(features) != len(levels) or not levels:
         raise ValueError(f"Got {len(features)} feature maps for levels {levels}.")
     if sorted(levels) != list(range(min(levels), max(levels) + 1)):
         raise ValueError(f"FPN levels must be distinct and consecutive, got {levels}.")
-    checked = [_check_inputs(f, rois) for f in features]
+    checked = [check_inputs(f, rois) for f in features]
     features = [f for f, _ in checked]
     rois = checked[0][1]
     dtype = features[0].dtype
@@ -676,5 +478,5 @@ def multilevel_roi_align(
                 )
             )
     out = tf.dynamic_stitch(ids, outs)
-    out = tf.reshape(out, _output_shape(features[0], rois, out_h, out_w))
+    out = tf.reshape(out, output_shape(features[0], rois, out_h, out_w))
     return tf.cast(out, dtype)
