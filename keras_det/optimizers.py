@@ -32,8 +32,13 @@ def with_lr_multipliers(optimizer, multipliers):
         if path is None:
             try:
                 path = optimizer._trainable_variables[optimizer._get_variable_index(variable)].path
-            except (AttributeError, IndexError, KeyError):
-                path = None
+            except (AttributeError, IndexError, KeyError) as error:
+                # Loud rather than a silent multiplier of 1 (a Keras upgrade that moves these internals).
+                raise RuntimeError(
+                    f"with_lr_multipliers: cannot name the variable {getattr(variable, 'name', variable)!r} that "
+                    f"{type(optimizer).__name__}.update_step received ({type(error).__name__}: {error}); "
+                    "the per-variable learning rates would not apply"
+                ) from error
         return path
 
     def update_step(gradient, variable, learning_rate):
