@@ -126,9 +126,9 @@ def test_saved_model_cli_shows_both_signatures(exported):
 
 
 def _other_detectors():
-    from keras_det.models import SSD, YOLO, MaskRCNN, SlidingWindowDetector
+    from keras_det import presets
+    from keras_det.models import SSD, YOLO, SlidingWindowDetector
 
-    from .models.test_faster_rcnn import SMALL as TWO_STAGE_SMALL
     from .models.test_sliding_window import SMALL as WINDOW_SMALL
     from .models.test_ssd import SMALL as SSD_SMALL
     from .models.test_yolo import MS
@@ -137,7 +137,7 @@ def _other_detectors():
         ("ssd", lambda: SSD(3, **SSD_SMALL)),
         ("yolo_multiscale", lambda: YOLO(3, **MS)),
         ("sliding_window", lambda: SlidingWindowDetector(3, **WINDOW_SMALL)),
-        ("mask_rcnn", lambda: MaskRCNN(3, mask_conv_dims=16, mask_num_convs=2, **TWO_STAGE_SMALL)),
+        ("mask_rcnn", lambda: presets.build("mask_rcnn_test", 3)),
     ]
 
 

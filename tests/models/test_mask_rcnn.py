@@ -7,7 +7,9 @@ from keras_det.models.mask_rcnn import MaskRCNN
 from keras_det.ops.instances import decode_keypoints, paste_masks
 from keras_det.ops.targets import mask_targets
 
-from .test_faster_rcnn import SMALL
+from keras_det import presets
+
+MASK = presets.arguments("mask_rcnn_test")  # the smallest Mask R-CNN that exercises every path
 from .synthetic import rectangles
 
 
@@ -45,7 +47,7 @@ def test_paste_masks_inverts_the_crop():
 
 def test_mask_rcnn_trains_and_predicts_masks():
     batch = _with_masks(rectangles(num_images=2, size=64))
-    model = MaskRCNN(3, mask_conv_dims=16, mask_num_convs=2, **SMALL)
+    model = MaskRCNN(3, **MASK)
     out = model.predict_on_batch(batch["images"])
     assert out["masks"].shape == (2, 20, 28, 28)
     assert np.all(out["masks"][out["labels"] < 0] == 0)
@@ -76,7 +78,7 @@ def test_keypoint_branch_trains_and_predicts():
     keypoints = np.concatenate([keypoints, np.stack([boxes[..., 2] - 1, boxes[..., 3] - 1, np.ones_like(boxes[..., 0])], -1)[:, :, None]], 2)
     keypoints[batch["bounding_boxes"]["labels"] < 0] = 0
     batch = {**batch, "keypoints": keypoints.astype(np.float32)}  # top-left and bottom-right corners
-    model = MaskRCNN(3, mask_conv_dims=16, mask_num_convs=2, num_keypoints=2, **SMALL)
+    model = MaskRCNN(3, num_keypoints=2, **MASK)
     model.compile(optimizer=keras.optimizers.Adam(2e-3))
     ds = tf.data.Dataset.from_tensor_slices(batch).batch(2).repeat()
     history = model.fit(ds, steps_per_epoch=10, epochs=2, verbose=0).history
@@ -95,8 +97,7 @@ def test_mask_and_keypoint_losses_see_only_positive_rois_and_equal_the_full_sum(
     boxes = batch["bounding_boxes"]["boxes"]
     keypoints = np.stack([boxes[..., 0] + 1, boxes[..., 1] + 1, np.ones_like(boxes[..., 0])], -1)[:, :, None, :]
     keypoints[batch["bounding_boxes"]["labels"] < 0] = 0
-    model = MaskRCNN(3, mask_conv_dims=16, mask_num_convs=2, num_keypoints=1,
-                     **{**SMALL, "roi_batch_size_per_image": 40})
+    model = MaskRCNN(3, num_keypoints=1, **{**MASK, "roi_batch_size_per_image": 40})
     images = tf.constant(batch["images"])
     model(images)
     features = model.features(images, False)
@@ -124,7 +125,7 @@ def test_branches_run_on_the_used_detection_slots_only():
     from keras_det.ops import boxes as box_ops
 
     images = tf.constant(rectangles(num_images=2, size=64)["images"])
-    model = MaskRCNN(3, mask_conv_dims=16, mask_num_convs=2, num_keypoints=2, **SMALL)
+    model = MaskRCNN(3, num_keypoints=2, **MASK)
     scores = model(images)["scores"].numpy()
     # A threshold that keeps a different number of detections per image, fewer than the K = 20 slots
     # (greedy NMS keeps the same higher-scored boxes whatever the threshold): midway between two scores.
