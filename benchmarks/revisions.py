@@ -14,8 +14,9 @@ sides build the detectors from their own configurations.
   (the recipe of `zoo.RECIPES`; R-CNN two thirds fine-tuning, one third
   SVMs) and COCO AP / AP50 on the test split. A fixed step count instead of
   the CPU budget of ``peers.py``: the number of steps then does not depend on
-  the machine's load, so equal code gives equal numbers up to the
-  nondeterminism of threaded float sums.
+  the machine's load; with TensorFlow's deterministic kernels
+  (``enable_op_determinism``, off with ``--nondeterministic``) equal code
+  gives equal numbers, so a difference is a change of behaviour.
 * speed: per detector, the revision's ``zoo.speed_detector`` (320x320,
   91 classes, random weights), batch 1 ``tf.function`` calls with outputs
   fetched; ``--rounds`` rounds, each one process per revision (old, new
@@ -111,6 +112,13 @@ def child(args):
     import keras_det
     import zoo
 
+    if args.child == "accuracy" and not args.nondeterministic:
+        import tensorflow as tf
+
+        # Deterministic kernels and tf.data order: equal code then gives equal numbers, so any
+        # difference between the revisions is a change of behaviour, not run-to-run noise.
+        tf.config.experimental.enable_op_determinism()
+
     if not os.path.abspath(keras_det.__file__).startswith(root + os.sep):
         raise SystemExit(f"revisions: keras_det imported from {keras_det.__file__}, not from {root}")
     if args.child == "accuracy":
@@ -141,6 +149,8 @@ def run_child(root, kind, args, work, tag):
     command = [sys.executable, os.path.abspath(__file__), "--child", kind, "--root", root, "--child-output", output,
                "--models", *args.models, "--steps", str(args.steps), "--train-images", str(args.train_images),
                "--test-images", str(args.test_images), "--warmup", str(args.warmup), "--runs", str(args.runs)]
+    if args.nondeterministic:
+        command.append("--nondeterministic")
     env = {**os.environ, "PYTHONPATH": root, "TF_CPP_MIN_LOG_LEVEL": "2"}
     subprocess.run(command, check=True, env=env, cwd=root)
     with open(output) as f:
@@ -176,6 +186,8 @@ def main(argv=None):
     p.add_argument("--rounds", type=int, default=3, help="speed: rounds (one process per revision each)")
     p.add_argument("--warmup", type=int, default=2)
     p.add_argument("--runs", type=int, default=7, help="speed: timed calls per detector and process")
+    p.add_argument("--nondeterministic", action="store_true",
+                   help="accuracy: TensorFlow's default kernels (faster; equal code then differs run to run)")
     p.add_argument("--output", default=DEFAULT_OUTPUT)
     p.add_argument("--child", choices=("accuracy", "speed"), help=argparse.SUPPRESS)
     p.add_argument("--root", help=argparse.SUPPRESS)
