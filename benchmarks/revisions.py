@@ -48,7 +48,7 @@ DETECTORS = (
 # ---------------------------------------------------------------------------
 
 
-def _child_accuracy(zoo, models, steps, num_train, num_test):
+def _child_accuracy(zoo, models, steps, num_train, num_test, seed=0):
     import keras
 
     task = zoo.ShapesTask(num_train=num_train, num_test=num_test,
@@ -56,7 +56,7 @@ def _child_accuracy(zoo, models, steps, num_train, num_test):
                           need_masks="mask_rcnn" in models)
     rows = {}
     for name in models:
-        keras.utils.set_random_seed(0)
+        keras.utils.set_random_seed(seed)
         model = zoo.shapes_detector(name, len(task.class_names), task.train_wh)
         recipe = zoo.RECIPES[zoo.FAMILY[name]]
         train = task.batches(name, training=True)
@@ -122,7 +122,7 @@ def child(args):
     if not os.path.abspath(keras_det.__file__).startswith(root + os.sep):
         raise SystemExit(f"revisions: keras_det imported from {keras_det.__file__}, not from {root}")
     if args.child == "accuracy":
-        out = _child_accuracy(zoo, args.models, args.steps, args.train_images, args.test_images)
+        out = _child_accuracy(zoo, args.models, args.steps, args.train_images, args.test_images, args.seed)
     else:
         out = _child_speed(zoo, args.models, args.warmup, args.runs)
     with open(args.child_output, "w") as f:
@@ -148,7 +148,8 @@ def run_child(root, kind, args, work, tag):
     output = os.path.join(work, f"{tag}.json")
     command = [sys.executable, os.path.abspath(__file__), "--child", kind, "--root", root, "--child-output", output,
                "--models", *args.models, "--steps", str(args.steps), "--train-images", str(args.train_images),
-               "--test-images", str(args.test_images), "--warmup", str(args.warmup), "--runs", str(args.runs)]
+               "--test-images", str(args.test_images), "--warmup", str(args.warmup), "--runs", str(args.runs),
+               "--seed", str(args.seed)]
     if args.nondeterministic:
         command.append("--nondeterministic")
     env = {**os.environ, "PYTHONPATH": root, "TF_CPP_MIN_LOG_LEVEL": "2"}
@@ -186,6 +187,8 @@ def main(argv=None):
     p.add_argument("--rounds", type=int, default=3, help="speed: rounds (one process per revision each)")
     p.add_argument("--warmup", type=int, default=2)
     p.add_argument("--runs", type=int, default=7, help="speed: timed calls per detector and process")
+    p.add_argument("--seed", type=int, default=0, help="accuracy: keras.utils.set_random_seed before each detector "
+                   "(other seeds of one revision give the seed-to-seed spread a difference is judged against)")
     p.add_argument("--nondeterministic", action="store_true",
                    help="accuracy: TensorFlow's default kernels (faster; equal code then differs run to run)")
     p.add_argument("--output", default=DEFAULT_OUTPUT)
