@@ -19,6 +19,9 @@ Three families, by purpose:
   against torchvision / keras-cv (``benchmarks/peers.py``).
 * ``*_test``: the smallest configurations that still exercise every code path
   (the unit tests and the serving benchmark's toy sizes).
+* ``*_micro``: 64×64 inputs, 16-channel heads, 5 detections: the bad-input
+  fuzz harness and the replica-step equivalence tests, which build every
+  detector many times.
 
 A preset holds no ``num_classes`` (every dataset has its own) and no
 ``bounding_box_format`` (the caller's data decides); ``build`` takes both.
@@ -51,6 +54,17 @@ _RPN_KEYS = ("anchor_sizes", "aspect_ratios", "rpn_filters", "rpn_pre_nms_topk_t
 # 5 anchor sizes, 150 test proposals.
 _MNV3_320 = dict(backbone="mobilenet_v3_large", feature_tap="C4", anchor_sizes=(32, 64, 128, 256, 512),
                  rpn_pre_nms_topk_test=150, rpn_post_nms_topk_test=150)
+_TWO_STAGE_MICRO = dict(
+    backbone="tiny",
+    anchor_sizes=(16, 32, 64),
+    rpn_filters=16,
+    fc_dims=(32, 32),
+    rpn_pre_nms_topk_train=64,
+    rpn_post_nms_topk_train=16,
+    rpn_batch_size_per_image=32,
+    roi_batch_size_per_image=16,
+    max_detections=5,
+)
 _TWO_STAGE_TEST = dict(
     backbone="tiny",
     anchor_sizes=(16, 32, 64),
@@ -117,6 +131,23 @@ PRESETS = {
                                                           aspect_ratios=(0.5, 1.0, 2.0), hidden_dim=32,
                                                           batch_size_per_image=64, max_detections=20,
                                                           allow_low_quality_matches=True)),
+    # -- 64x64, 16-channel heads: the fuzz harness and the replica-step tests -----
+    "classify_localize_micro": ("ClassifyLocalize", dict(backbone="tiny", box_channels=8, box_hidden=16)),
+    "sliding_window_micro": ("SlidingWindowDetector", dict(backbone="tiny", feature_tap="C4", window_sizes=(24,),
+                                                           aspect_ratios=(1.0,), hidden_dim=16, max_detections=5)),
+    "rcnn_micro": ("RCNN", dict(backbone="tiny", warp_size=32, context_padding=4, stage="all",
+                                finetune_rois_per_image=8, svm_negative_pool=8, max_detections=5)),
+    "fast_rcnn_micro": ("FastRCNN", dict(backbone="tiny", fc_dims=(32, 32), roi_batch_size_per_image=8,
+                                         max_detections=5)),
+    "faster_rcnn_micro": ("FasterRCNN", _TWO_STAGE_MICRO),
+    "mask_rcnn_micro": ("MaskRCNN", {**_TWO_STAGE_MICRO, "mask_conv_dims": 8, "mask_num_convs": 1}),
+    "ssd_micro": ("SSD", dict(backbone="tiny", image_size=(64, 64), feature_taps=("C4", "C5"), extra_filters=16,
+                              max_detections=5)),
+    "yolo_v1_micro": ("YOLOv1", dict(backbone="tiny", image_size=(64, 64), grid_size=2, head_filters=16, fc_dim=16,
+                                     dropout=0.0, max_detections=5)),
+    "yolo_micro": ("YOLO", dict(backbone="tiny", image_size=(64, 64), head_filters=16, neck_filters=16,
+                                max_detections=5, priors=(((8, 8), (16, 16), (12, 20)), ((24, 24), (32, 32), (28, 40)),
+                                                          ((48, 48), (64, 64), (60, 60))))),
 }
 
 

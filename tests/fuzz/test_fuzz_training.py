@@ -25,33 +25,17 @@ import numpy as np
 import pytest
 import tensorflow as tf
 
-from keras_det import models
+from keras_det import models, presets
 from keras_det.models.validation import check_targets
 from tests.models.synthetic import rectangles
 
 SIZE = 64
 NUM_CLASSES = 2
-PRIORS = (((8, 8), (16, 16), (12, 20)), ((24, 24), (32, 32), (28, 40)), ((48, 48), (64, 64), (60, 60)))
-RPN = dict(anchor_sizes=(16, 32, 64), rpn_filters=16, fc_dims=(32, 32), rpn_pre_nms_topk_train=64,
-           rpn_post_nms_topk_train=16, rpn_batch_size_per_image=32, roi_batch_size_per_image=16, max_detections=5)
-
+# The detectors as the "<name>_micro" presets (keras_det.presets) build them.
 BUILDERS = {
-    "classify_localize": lambda **kw: models.ClassifyLocalize(NUM_CLASSES, backbone="tiny", box_channels=8, box_hidden=16, **kw),
-    "sliding_window": lambda **kw: models.SlidingWindowDetector(
-        NUM_CLASSES, backbone="tiny", feature_tap="C4", window_sizes=(24,), aspect_ratios=(1.0,), hidden_dim=16,
-        max_detections=5, **kw),
-    "rcnn": lambda **kw: models.RCNN(NUM_CLASSES, backbone="tiny", warp_size=32, context_padding=4, stage="all",
-                                     finetune_rois_per_image=8, svm_negative_pool=8, max_detections=5, **kw),
-    "fast_rcnn": lambda **kw: models.FastRCNN(NUM_CLASSES, backbone="tiny", fc_dims=(32, 32), roi_batch_size_per_image=8,
-                                              max_detections=5, **kw),
-    "faster_rcnn": lambda **kw: models.FasterRCNN(NUM_CLASSES, backbone="tiny", **RPN, **kw),
-    "mask_rcnn": lambda **kw: models.MaskRCNN(NUM_CLASSES, backbone="tiny", mask_conv_dims=8, mask_num_convs=1, **RPN, **kw),
-    "ssd": lambda **kw: models.SSD(NUM_CLASSES, backbone="tiny", image_size=(SIZE, SIZE), feature_taps=("C4", "C5"),
-                                   extra_filters=16, max_detections=5, **kw),
-    "yolo_v1": lambda **kw: models.YOLOv1(NUM_CLASSES, backbone="tiny", image_size=(SIZE, SIZE), grid_size=2,
-                                        head_filters=16, fc_dim=16, dropout=0.0, max_detections=5, **kw),
-    "yolo": lambda **kw: models.YOLO(NUM_CLASSES, backbone="tiny", image_size=(SIZE, SIZE),
-                                     head_filters=16, neck_filters=16, priors=PRIORS, max_detections=5, **kw),
+    name: (lambda preset: lambda **kw: presets.build(preset, NUM_CLASSES, **kw))(f"{name}_micro")
+    for name in ("classify_localize", "sliding_window", "rcnn", "fast_rcnn", "faster_rcnn", "mask_rcnn", "ssd",
+                 "yolo_v1", "yolo")
 }
 MODELS = tuple(BUILDERS)
 NEEDS_PROPOSALS = ("rcnn", "fast_rcnn")

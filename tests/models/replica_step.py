@@ -24,16 +24,16 @@ if __name__ == "__main__":
 import keras  # noqa: E402
 import numpy as np  # noqa: E402
 
-from keras_det import models  # noqa: E402
+from keras_det import models, presets  # noqa: E402
 from keras_det.models.base import Detector  # noqa: E402
 from tests.models.synthetic import rectangles  # noqa: E402
 
 SIZE = 64
 ALL = 10_000  # a sampler budget above every candidate count: nothing is drawn at random
-PRIORS = (((8, 8), (16, 16), (12, 20)), ((24, 24), (32, 32), (28, 40)), ((48, 48), (64, 64), (60, 60)))
-RPN = dict(anchor_sizes=(16, 32, 64), rpn_filters=16, fc_dims=(32, 32), rpn_pre_nms_topk_train=64,
-           rpn_post_nms_topk_train=16, rpn_batch_size_per_image=ALL, rpn_positive_fraction=1.0,
-           roi_batch_size_per_image=ALL, roi_positive_fraction=1.0, max_detections=5)
+# Samplers drawing everything (ALL candidates, positive fraction 1): nothing is random, so the
+# replicas see the same RoIs as one device.
+RPN = dict(rpn_batch_size_per_image=ALL, rpn_positive_fraction=1.0, roi_batch_size_per_image=ALL,
+           roi_positive_fraction=1.0)
 
 
 class MeanBoxDetector(Detector):
@@ -89,23 +89,16 @@ def _batch(name):
 
 BUILDERS = {
     "minimal": lambda: MeanBoxDetector(),
-    "classify_localize": lambda: models.ClassifyLocalize(2, backbone="tiny", box_channels=8, box_hidden=16),
-    "sliding_window": lambda: models.SlidingWindowDetector(
-        2, backbone="tiny", feature_tap="C4", window_sizes=(24,), aspect_ratios=(1.0,), hidden_dim=16,
-        batch_size_per_image=ALL, positive_fraction=1.0, max_detections=5),
-    "rcnn": lambda: models.RCNN(
-        2, backbone="tiny", warp_size=32, context_padding=4, stage="all", finetune_rois_per_image=ALL,
-        finetune_positive_fraction=1.0, svm_negative_pool=ALL, max_detections=5),
-    "fast_rcnn": lambda: models.FastRCNN(2, backbone="tiny", fc_dims=(32, 32), roi_batch_size_per_image=ALL,
-                                         roi_positive_fraction=1.0, max_detections=5),
-    "faster_rcnn": lambda: models.FasterRCNN(2, backbone="tiny", **RPN),
-    "mask_rcnn": lambda: models.MaskRCNN(2, backbone="tiny", mask_conv_dims=8, mask_num_convs=1, **RPN),
-    "ssd": lambda: models.SSD(2, backbone="tiny", image_size=(SIZE, SIZE), feature_taps=("C4", "C5"),
-                              extra_filters=16, max_detections=5),
-    "yolo_v1": lambda: models.YOLOv1(2, backbone="tiny", image_size=(SIZE, SIZE), grid_size=2,
-                                     head_filters=16, fc_dim=16, dropout=0.0, max_detections=5),
-    "yolo": lambda: models.YOLO(2, backbone="tiny", image_size=(SIZE, SIZE), head_filters=16,
-                                neck_filters=16, priors=PRIORS, max_detections=5),
+    "classify_localize": lambda: presets.build("classify_localize_micro", 2),
+    "sliding_window": lambda: presets.build("sliding_window_micro", 2, batch_size_per_image=ALL, positive_fraction=1.0),
+    "rcnn": lambda: presets.build("rcnn_micro", 2, finetune_rois_per_image=ALL, finetune_positive_fraction=1.0,
+                                  svm_negative_pool=ALL),
+    "fast_rcnn": lambda: presets.build("fast_rcnn_micro", 2, roi_batch_size_per_image=ALL, roi_positive_fraction=1.0),
+    "faster_rcnn": lambda: presets.build("faster_rcnn_micro", 2, **RPN),
+    "mask_rcnn": lambda: presets.build("mask_rcnn_micro", 2, **RPN),
+    "ssd": lambda: presets.build("ssd_micro", 2),
+    "yolo_v1": lambda: presets.build("yolo_v1_micro", 2),
+    "yolo": lambda: presets.build("yolo_micro", 2),
     "segmenter": lambda: models.FCNSegmenter(2, backbone="tiny"),
 }
 
