@@ -279,7 +279,7 @@ def cmd_export(args):
     else:
         from keras_det.ops.image import image_hw
 
-        size = image_hw(args.image_size, "--image-size")
+        size = image_hw(args.image_size, "--image-size", one_value_square=True)
     if trained is not None and tuple(size) != tuple(trained):
         _say(f"warning: exporting at {size[0]}x{size[1]} but the model was trained at {trained[0]}x{trained[1]}: "
              "accuracy may change (omit --image-size to export at the training size)")
@@ -1061,7 +1061,7 @@ def check_arguments(args):
         if name == "image_size":
             from keras_det.ops.image import image_hw  # imports TensorFlow: only when the flag is given
 
-            image_hw(values, flag)
+            image_hw(values, flag, one_value_square=True)
             continue
         for v in values:
             if not isinstance(v, int) or v < minimum:

@@ -150,7 +150,7 @@ def load_predictor(path, image_size=None):
         raise ValueError(f"model {path} does not remember its image size: pass --image-size (the training size).")
     from keras_det.ops.image import image_hw
 
-    size = image_hw(size, "--image-size")
+    size = image_hw(size, "--image-size", one_value_square=True)
     serving = _Serving(model, size)
     function = tf.function(serving.serve_tensor, input_signature=[tf.TensorSpec([None, None, None, 3], tf.uint8)])
     return Predictor(path, "keras", function, keras_class_names(model, path), size)

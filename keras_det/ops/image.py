@@ -11,7 +11,7 @@ import numbers
 import tensorflow as tf
 
 
-def image_hw(image_size, name="image_size"):
+def image_hw(image_size, name="image_size", one_value_square=False):
     """``(height, width)`` Python ints from one positive int ``S`` (square) or two.
 
     The one parser of an image size for the whole package: the training
@@ -21,10 +21,11 @@ def image_hw(image_size, name="image_size"):
     accept and reject the same values.
 
     Args:
-        image_size: an int ``S``, a one-item sequence ``[S]`` (argparse's
-            ``nargs="+"``) or a pair ``(H, W)`` of ints, each ``>= 1`` (NumPy
-            integers count; bools and floats do not).
+        image_size: an int ``S`` or a pair ``(H, W)`` of ints, each ``>= 1``
+            (NumPy integers count; bools and floats do not).
         name: how the error message names the value (``"--image-size"``).
+        one_value_square: also take a one-item sequence ``[S]`` as ``S``
+            (a command-line flag with ``nargs="+"``).
 
     Returns:
         ``(height, width)``, two Python ints.
@@ -41,10 +42,11 @@ def image_hw(image_size, name="image_size"):
         size = tuple(size)
     except TypeError:
         size = None
-    if size is not None and len(size) == 1:
+    if size is not None and len(size) == 1 and one_value_square:
         size = size * 2
     if size is None or len(size) != 2 or not all(positive(s) for s in size):
-        raise ValueError(f"{name} must be one positive integer S (square) or two, height and width; got {image_size!r}.")
+        label = name if name.startswith("-") else f"`{name}`"
+        raise ValueError(f"{label} must be one positive integer S (square) or two, height and width; got {image_size!r}.")
     return int(size[0]), int(size[1])
 
 

@@ -54,23 +54,23 @@ def test_image_hw_is_the_one_size_parser():
     from keras_det.models.config import remember
 
     assert image_ops.image_hw(96) == (96, 96)
-    assert image_ops.image_hw([64]) == (64, 64)
+    assert image_ops.image_hw([64], one_value_square=True) == (64, 64)  # a CLI flag's nargs="+"
     assert image_ops.image_hw((48, np.int64(80))) == (48, 80)
-    for bad in (0, -3, (64, 0), (64, 64, 3), 64.0, True, (64.0, 64), "64", None, []):
-        with pytest.raises(ValueError, match=r"image_size must be one positive integer"):
+    for bad in (0, -3, (64, 0), (64, 64, 3), (64,), 64.0, True, (64.0, 64), "64", None, []):
+        with pytest.raises(ValueError, match=r"^`image_size` must be one positive integer"):
             image_ops.image_hw(bad)
     with pytest.raises(ValueError, match=r"^--image-size must be .* got \[1, 2, 3\]"):
-        image_ops.image_hw([1, 2, 3], "--image-size")
+        image_ops.image_hw([1, 2, 3], "--image-size", one_value_square=True)
 
     # Every caller rejects the same value the same way.
     class Model:
         num_classes = 1
 
-    with pytest.raises(ValueError, match="image_size must be"):
+    with pytest.raises(ValueError, match="`image_size` must be"):
         remember(Model(), image_size=(64, 0))
-    with pytest.raises(ValueError, match="image_size must be"):
+    with pytest.raises(ValueError, match="`image_size` must be"):
         export.export_saved_model(None, "unused", image_size=(64, 64, 3))
     ds = data.load("shapes", "train", num_images=2, image_size=32)
-    with pytest.raises(ValueError, match="image_size must be"):
+    with pytest.raises(ValueError, match="`image_size` must be"):
         data.batch(ds, 2, image_size=(32, -1), bounding_box_format="xyxy")
     assert remember(Model(), image_size=[40, 50]).image_size == (40, 50)
