@@ -604,8 +604,9 @@ def cmd_train(args):
     train, val, info, wh = _detection_data(args, size)
     anchors = args.anchor_sizes
     k = len(_default_anchor_sizes())
-    if anchors is None and source is not None and "anchor_sizes" in getattr(source, "config_args", {}):
-        anchors = list(source.config_args["anchor_sizes"])  # the RPN learnt these
+    learnt = source.get_config().get("anchor_sizes") if source is not None else None
+    if anchors is None and learnt is not None:
+        anchors = list(learnt)  # the RPN learnt these
         _say(f"anchor sizes of {args.init_from}: {anchors} (--anchor-sizes overrides)")
     elif anchors is None and args.model in ("faster_rcnn", "mask_rcnn"):
         if len(wh) >= k:

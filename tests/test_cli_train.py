@@ -113,7 +113,7 @@ def test_train_on_a_voc_folder_validates_remembers_and_exports(tmp_path, capsys,
     model = keras.saving.load_model(os.path.join(run, "model.keras"))
     assert model.image_size == (64, 64)
     assert model.class_names == folders.SORTED_NAMES  # not all VOC names: sorted
-    np.testing.assert_allclose(model.config_args["anchor_sizes"], summary["anchor_sizes"])
+    np.testing.assert_allclose(model.get_config()["anchor_sizes"], summary["anchor_sizes"])
     best = keras.saving.load_model(os.path.join(run, "best.keras"))
     assert best.class_names == model.class_names
 
@@ -158,7 +158,7 @@ def test_train_init_from_copies_the_weights(tmp_path):
     a = keras.saving.load_model(os.path.join(first, "model.keras"))
     b = keras.saving.load_model(os.path.join(second, "model.keras"))
     assert "best.keras" not in os.listdir(second)  # --val-split none
-    assert tuple(b.config_args["anchor_sizes"]) == (8.0, 16.0, 32.0, 64.0)
+    assert tuple(b.get_config()["anchor_sizes"]) == (8.0, 16.0, 32.0, 64.0)
     assert len(a.trainable_weights) == len(b.trainable_weights) > 20
     for x, y in zip(a.trainable_weights, b.trainable_weights):
         np.testing.assert_array_equal(x.numpy(), y.numpy())

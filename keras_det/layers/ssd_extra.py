@@ -2,19 +2,20 @@
 
 Each block is a 1×1 conv (half the channels) and a 3×3 stride-2 conv (SSD) or
 a depthwise-separable one (SSDLite), each followed by BatchNorm + ReLU; a 3×3
-map becomes 1×1 by a 'valid' conv.
+map becomes 1×1 by a 'valid' conv. A non-square map halves ('same', stride 2)
+until it is 1×1 (a 'valid' 3×3 conv needs both sides of at least 3).
 """
 
 import keras
 
 
-def _extra_block(x, filters, size, kind, index):
+def _extra_block(x, filters, three_by_three, kind, index):
     """1×1 conv (filters/2) then a 3×3 stride-2 conv; a 3×3 map → 1×1 by a 'valid' conv."""
     name = f"extra{index}"
     x = keras.layers.Conv2D(max(filters // 2, 1), 1, use_bias=False, name=f"{name}_reduce")(x)
     x = keras.layers.BatchNormalization(name=f"{name}_reduce_bn")(x)
     x = keras.layers.ReLU(name=f"{name}_reduce_relu")(x)
-    if size == 3:
+    if three_by_three:
         strides, padding = 1, "valid"
     else:
         strides, padding = 2, "same"
@@ -43,13 +44,14 @@ def build_extra_layers(input_shape, filters=256, num_levels=None, kind="ssd"):
     """
     inputs = keras.Input(shape=tuple(input_shape), name="last_tap")
     x = inputs
-    size = max(int(input_shape[0]), int(input_shape[1]))
+    h, w = int(input_shape[0]), int(input_shape[1])
     outputs = []
     index = 0
-    while (num_levels is None and size > 1) or (num_levels is not None and index < num_levels):
+    while (num_levels is None and max(h, w) > 1) or (num_levels is not None and index < num_levels):
         width = filters if isinstance(filters, int) else int(filters[min(index, len(filters) - 1)])
-        x = _extra_block(x, width, size, kind, index)
-        size = 1 if size == 3 else -(-size // 2)
+        three_by_three = (h, w) == (3, 3)
+        x = _extra_block(x, width, three_by_three, kind, index)
+        h, w = (1, 1) if three_by_three else (-(-h // 2), -(-w // 2))
         outputs.append(x)
         index += 1
     return keras.Model(inputs, outputs, name="extra_layers")

@@ -234,21 +234,3 @@ class ClassifyLocalize(Detector):
         flat = tf.reshape(logits, [shape[0], h * w, shape[3]])
         return loss_ops.softmax_cross_entropy(flat, targets, obj) + loss_ops.softmax_cross_entropy(flat, targets, 1.0 - obj)
 
-    @property
-    def config_args(self):
-        return {
-            "num_classes": self.num_classes,
-            "backbone": self.backbone_name,
-            "backbone_weights": None,
-            "bounding_box_format": self.bounding_box_format,
-            "class_agnostic": self.class_agnostic,
-            "box_loss": self.box_loss,
-            "box_loss_weight": self.box_loss_weight,
-            "tap": self.tap,
-            "box_grid": self.box_grid,
-            "box_channels": self.box_channels,
-            "box_hidden": self.box_hidden,
-            "class_pool": self.class_pool,
-            "classifier": self.classifier_kind,
-            "box_head": self.box_head,
-        }

@@ -46,27 +46,13 @@ def shared_features(backbone, backbone_weights, feature_tap, fpn, fpn_filters):
     return net, None, (feature_tap,), (feature_tap,)
 
 
-def two_stage_config(num_classes, backbone_name, bounding_box_format, feature_tap, roi_args):
-    """The ``config_args`` a ``FastRCNN``-style model saves: its arguments, the RoI head's ``roi_args`` included."""
-    return {
-        "num_classes": num_classes,
-        "backbone": backbone_name,
-        # Weights come back from the saved file, never from a re-download.
-        "backbone_weights": None,
-        "bounding_box_format": bounding_box_format,
-        "feature_tap": feature_tap,
-        **roi_args,
-        "fc_dims": tuple(roi_args["fc_dims"]),
-    }
-
-
-def box_roi_head(num_classes, levels, config):
-    """The ``BoxRoIHead`` of a model's config (the ``FastRCNN`` argument names)."""
+def box_roi_head(num_classes, levels, roi_pooling, roi_output_size, fc_dims, class_agnostic, roi_batch_size_per_image,
+                 roi_positive_fraction, roi_background_iou, score_threshold, nms_iou_threshold, max_detections):
+    """The ``BoxRoIHead`` of a ``FastRCNN``-style model, from its argument names."""
     return BoxRoIHead(
-        num_classes, levels, config["roi_pooling"], config["roi_output_size"], config["fc_dims"],
-        config["class_agnostic"], config["roi_batch_size_per_image"], config["roi_positive_fraction"],
-        config["roi_background_iou"], config["score_threshold"], config["nms_iou_threshold"],
-        config["max_detections"], name="box_roi_head",
+        num_classes, levels, roi_pooling, roi_output_size, tuple(fc_dims), class_agnostic, roi_batch_size_per_image,
+        roi_positive_fraction, roi_background_iou, score_threshold, nms_iou_threshold, max_detections,
+        name="box_roi_head",
     )
 
 
@@ -121,13 +107,10 @@ class FastRCNN(TwoStageDetector):
         super().__init__(bounding_box_format=bounding_box_format, loss_names=self.loss_keys, **kwargs)
         self.num_classes = int(num_classes)
         self.backbone_name = backbone if isinstance(backbone, str) else None
-        self.config_args = two_stage_config(
-            self.num_classes, self.backbone_name, bounding_box_format, feature_tap,
-            dict(roi_pooling=roi_pooling, roi_output_size=roi_output_size, fc_dims=fc_dims, class_agnostic=class_agnostic,
-                 roi_batch_size_per_image=roi_batch_size_per_image, roi_positive_fraction=roi_positive_fraction,
-                 roi_background_iou=roi_background_iou, score_threshold=score_threshold,
-                 nms_iou_threshold=nms_iou_threshold, max_detections=max_detections, fpn=fpn, fpn_filters=fpn_filters),
-        )
         net, neck, _, pool_levels = shared_features(backbone, backbone_weights, feature_tap, fpn, fpn_filters)
         proposals = PrecomputedProposals(bounding_box_format, owner=type(self).__name__, name="proposals")
-        self.compose(net, neck, proposals, RoIHeads(box_roi_head(self.num_classes, pool_levels, self.config_args), name="roi_heads"))
+        box_head = box_roi_head(
+            self.num_classes, pool_levels, roi_pooling, roi_output_size, fc_dims, class_agnostic, roi_batch_size_per_image,
+            roi_positive_fraction, roi_background_iou, score_threshold, nms_iou_threshold, max_detections,
+        )
+        self.compose(net, neck, proposals, RoIHeads(box_head, name="roi_heads"))

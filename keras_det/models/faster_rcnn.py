@@ -30,7 +30,7 @@ import keras
 
 from keras_det.layers.roi_heads import RoIHeads
 from keras_det.layers.rpn import RegionProposalNetwork
-from keras_det.models.fast_rcnn import FastRCNN, box_roi_head, shared_features, two_stage_config
+from keras_det.models.fast_rcnn import FastRCNN, box_roi_head, shared_features
 from keras_det.models.two_stage import TwoStageDetector
 
 # The FastRCNN arguments FasterRCNN takes through **kwargs, with FastRCNN's defaults.
@@ -98,29 +98,15 @@ class FasterRCNN(TwoStageDetector):
         **kwargs,
     ):
         roi_args = {k: kwargs.pop(k, default) for k, default in _ROI_DEFAULTS.items()}
+        fpn, fpn_filters = roi_args.pop("fpn"), roi_args.pop("fpn_filters")
         super().__init__(bounding_box_format=bounding_box_format, loss_names=self.loss_keys, **kwargs)
         self.num_classes = int(num_classes)
         self.backbone_name = backbone if isinstance(backbone, str) else None
-        roi_args.update(roi_batch_size_per_image=roi_batch_size_per_image, roi_background_iou=roi_background_iou)
-        self.config_args = {
-            **two_stage_config(self.num_classes, self.backbone_name, bounding_box_format, feature_tap, roi_args),
-            "anchor_sizes": tuple(anchor_sizes),
-            "aspect_ratios": tuple(aspect_ratios),
-            "rpn_filters": rpn_filters,
-            "rpn_batch_size_per_image": rpn_batch_size_per_image,
-            "rpn_positive_fraction": rpn_positive_fraction,
-            "rpn_pre_nms_topk_train": rpn_pre_nms_topk_train,
-            "rpn_post_nms_topk_train": rpn_post_nms_topk_train,
-            "rpn_pre_nms_topk_test": rpn_pre_nms_topk_test,
-            "rpn_post_nms_topk_test": rpn_post_nms_topk_test,
-            "rpn_nms_iou_threshold": rpn_nms_iou_threshold,
-        }
-        config = self.config_args
-        net, neck, rpn_levels, pool_levels = shared_features(
-            backbone, backbone_weights, feature_tap, config["fpn"], config["fpn_filters"]
-        )
+        net, neck, rpn_levels, pool_levels = shared_features(backbone, backbone_weights, feature_tap, fpn, fpn_filters)
         # Built in this order (box head, then RPN) so that a seed gives the initial weights it gave before the parts.
-        roi_heads = RoIHeads(box_roi_head(self.num_classes, pool_levels, config), name="roi_heads")
+        box_head = box_roi_head(self.num_classes, pool_levels, roi_batch_size_per_image=roi_batch_size_per_image,
+                                roi_background_iou=roi_background_iou, **roi_args)
+        roi_heads = RoIHeads(box_head, name="roi_heads")
         rpn = RegionProposalNetwork(
             rpn_levels, anchor_sizes, aspect_ratios, rpn_filters, rpn_batch_size_per_image, rpn_positive_fraction,
             rpn_pre_nms_topk_train, rpn_post_nms_topk_train, rpn_pre_nms_topk_test, rpn_post_nms_topk_test,

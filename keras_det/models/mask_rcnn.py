@@ -50,14 +50,6 @@ class MaskRCNN(FasterRCNN):
         self.mask_roi_size = int(mask_roi_size)
         if self.num_keypoints:
             self.add_loss_name("keypoint_loss")
-        self.config_args.update(
-            {
-                "mask_roi_size": mask_roi_size,
-                "mask_conv_dims": mask_conv_dims,
-                "mask_num_convs": mask_num_convs,
-                "num_keypoints": self.num_keypoints,
-            }
-        )
         levels = self.roi_heads.box.pooler.levels
         mask = MaskRoIHead(self.num_classes, levels, self.mask_roi_size, mask_conv_dims, mask_num_convs, name="mask_roi_head")
         keypoint = None

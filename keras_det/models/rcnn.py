@@ -143,29 +143,6 @@ class RCNN(ProposalInputs, Detector):
         self.finetune_rois_per_image = int(finetune_rois_per_image)
         self.bbox_rois_per_image = int(bbox_rois_per_image)
         self.svm_negative_pool = int(svm_negative_pool)
-        self.config_args = {
-            "num_classes": self.num_classes,
-            "backbone": self.backbone_name,
-            "backbone_weights": None,  # weights come back from the saved file
-            "bounding_box_format": bounding_box_format,
-            "warp_size": int(warp_size),
-            "context_padding": int(context_padding),
-            "feature_tap": feature_tap,
-            "finetune_rois_per_image": self.finetune_rois_per_image,
-            "finetune_positive_fraction": float(finetune_positive_fraction),
-            "svm_negative_iou": float(svm_negative_iou),
-            "svm_negative_pool": int(svm_negative_pool),
-            "svm_negative_ratio": self.svm_negative_ratio,
-            "svm_l2": self.svm_l2,
-            "bbox_iou": float(bbox_iou),
-            "bbox_rois_per_image": self.bbox_rois_per_image,
-            "bbox_l2": self.bbox_l2,
-            "score_source": score_source,
-            "score_threshold": float(score_threshold),
-            "nms_iou_threshold": float(nms_iou_threshold),
-            "max_detections": int(max_detections),
-            "inference_chunk": self.inference_chunk,
-        }
         self.proposal_source = PrecomputedProposals(bounding_box_format, owner="RCNN", name="proposals")
         self.warp = WarpRegions(warp_size, context_padding, name="warp")
         self.backbone = build_backbone(backbone, backbone_weights, (int(warp_size), int(warp_size), 3), taps=(feature_tap,))
@@ -207,7 +184,7 @@ class RCNN(ProposalInputs, Detector):
         self._stage = value
 
     def get_config(self):
-        # The stage is state (set between fits), read here rather than kept in `config_args`.
+        # The stage is state (set between fits), read here rather than the constructor's `stage`.
         return {**super().get_config(), "stage": self.stage}
 
     def build(self, input_shape=None):

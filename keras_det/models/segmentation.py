@@ -118,11 +118,3 @@ class FCNSegmenter(ConfigFromArguments, keras.Model):
         """Argmax class map ``[B, H, W]`` int32 (0 background, ``label + 1`` objects)."""
         return tf.argmax(self(images, training=False), axis=-1, output_type=tf.int32)
 
-    @property
-    def config_args(self):
-        return {
-            "num_classes": self.num_classes,
-            "backbone": self.backbone_name,
-            "backbone_weights": None,
-            "bounding_box_format": self.bounding_box_format,
-        }

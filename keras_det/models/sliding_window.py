@@ -148,25 +148,6 @@ class SlidingWindowDetector(Detector):
         self.aspect_ratios = tuple(float(r) for r in aspect_ratios)
         anchor_ops.cell_anchors(self.window_sizes, self.aspect_ratios)  # validates
         self.box_regression = bool(box_regression)
-        self.config_args = {
-            "num_classes": self.num_classes,
-            "backbone": self.backbone_name,
-            "backbone_weights": None,
-            "bounding_box_format": bounding_box_format,
-            "feature_tap": feature_tap,
-            "window_sizes": self.window_sizes,
-            "aspect_ratios": self.aspect_ratios,
-            "hidden_dim": hidden_dim,
-            "box_regression": self.box_regression,
-            "iou_threshold": iou_threshold,
-            "allow_low_quality_matches": allow_low_quality_matches,
-            "batch_size_per_image": batch_size_per_image,
-            "positive_fraction": positive_fraction,
-            "score_threshold": score_threshold,
-            "nms_iou_threshold": nms_iou_threshold,
-            "max_detections": max_detections,
-            "pre_nms_topk": pre_nms_topk,
-        }
         self.backbone = build_backbone(backbone, backbone_weights, (None, None, 3), taps=(feature_tap,))
         self.classifier = WindowClassifier(
             self.num_classes, window_shapes(self.window_sizes, self.aspect_ratios), self.stride, hidden_dim,

@@ -41,6 +41,7 @@ from keras_det.layers.ssd_head import HEAD_KINDS, SSDHead
 from keras_det.models.base import Detector
 from keras_det.ops import anchors as anchor_ops
 from keras_det.ops.boxes import RCNN_BOX_WEIGHTS, BoxCoder
+from keras_det.ops.image import image_hw
 from keras_det.ops.matching import Matcher
 from keras_det.ops.targets import TargetEncoder
 
@@ -127,33 +128,11 @@ class SSD(Detector):
         super().__init__(bounding_box_format=bounding_box_format, loss_names=self.loss_keys, **kwargs)
         if head not in HEAD_KINDS:
             raise ValueError(f"`head` must be one of {HEAD_KINDS}, got {head!r}.")
-        if len(image_size) != 2 or min(image_size) < 1:
-            raise ValueError(f"`image_size` must be (height, width), got {image_size!r}.")
         self.num_classes = int(num_classes)
-        self.image_size = (int(image_size[0]), int(image_size[1]))
+        self.image_size = image_hw(image_size)
         self.feature_taps = tuple(feature_taps)
         self.backbone_name = backbone if isinstance(backbone, str) else None
         self.neg_pos_ratio = int(neg_pos_ratio)
-        self.config_args = {
-            "num_classes": self.num_classes,
-            "backbone": self.backbone_name,
-            "backbone_weights": None,
-            "bounding_box_format": bounding_box_format,
-            "image_size": self.image_size,
-            "feature_taps": self.feature_taps,
-            "extra_filters": extra_filters if isinstance(extra_filters, int) else tuple(extra_filters),
-            "num_extra_levels": num_extra_levels,
-            "min_scale": min_scale,
-            "max_scale": max_scale,
-            "aspect_ratios": None if aspect_ratios is None else _ratios_config(aspect_ratios),
-            "head": head,
-            "iou_threshold": iou_threshold,
-            "neg_pos_ratio": self.neg_pos_ratio,
-            "score_threshold": score_threshold,
-            "nms_iou_threshold": nms_iou_threshold,
-            "max_detections": max_detections,
-            "pre_nms_topk": pre_nms_topk,
-        }
         height, width = self.image_size
         self.backbone = build_backbone(backbone, backbone_weights, (height, width, 3), taps=self.feature_taps)
         tap_shapes = [tuple(self.backbone.output[t].shape[1:]) for t in self.feature_taps]
@@ -234,10 +213,3 @@ class SSD(Detector):
     def compute_detection_losses(self, images, gt_boxes, gt_labels, training=True, **extras):
         logits, deltas = self.head_outputs(images, training)
         return self.ssd_losses(logits, deltas, gt_boxes, gt_labels)
-
-
-
-def _ratios_config(aspect_ratios):
-    if isinstance(aspect_ratios[0], (list, tuple)):
-        return tuple(tuple(float(r) for r in level) for level in aspect_ratios)
-    return tuple(float(r) for r in aspect_ratios)

@@ -160,14 +160,3 @@ class TransferClassifier(ConfigFromArguments, keras.Model):
         with_lr_multipliers(optimizer, getattr(self.backbone, "lr_multipliers", {}))
         super().compile(optimizer=optimizer, loss=loss, metrics=list(metrics), **kwargs)
 
-    @property
-    def config_args(self):
-        return {
-            "num_classes": self.num_classes,
-            "backbone": self.backbone_name,
-            # Weights come back from the saved file, never from a re-download.
-            "backbone_weights": None,
-            "input_shape": self.image_shape,
-            "tap": self.tap,
-            "dropout": self.dropout_rate,
-        }

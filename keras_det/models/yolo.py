@@ -44,6 +44,7 @@ from keras_det.models.yolo_v1 import YOLOv1
 from keras_det.ops import boxes as box_ops
 from keras_det.ops.anchors import prior_grid  # noqa: F401  (re-exported: it lived here)
 from keras_det.ops.grid_coders import PriorCellCoder
+from keras_det.ops.image import image_hw
 from keras_det.ops.matching import Matcher
 from keras_det.ops.targets import TargetEncoder
 
@@ -150,10 +151,8 @@ class YOLO(Detector):
         super().__init__(bounding_box_format=bounding_box_format, loss_names=self.loss_keys, **kwargs)
         if box_loss not in ("ciou", "giou"):
             raise ValueError(f"`box_loss` must be 'ciou' or 'giou', got {box_loss!r}.")
-        if image_size is None:
-            image_size = (416, 416)
         self.num_classes = int(num_classes)
-        self.image_size = (int(image_size[0]), int(image_size[1]))
+        self.image_size = (416, 416) if image_size is None else image_hw(image_size)
         self.backbone_name = backbone if isinstance(backbone, str) else None
         self.box_loss_kind = box_loss
         self.ignore_threshold = float(ignore_threshold)
@@ -165,22 +164,6 @@ class YOLO(Detector):
         if len(priors) != 3:
             raise ValueError(f"`priors` needs one sequence per scale (3), got {len(priors)}.")
         self.priors = priors
-        self.config_args = {
-            "num_classes": self.num_classes,
-            "backbone": self.backbone_name,
-            "backbone_weights": None,
-            "bounding_box_format": bounding_box_format,
-            "image_size": self.image_size,
-            "priors": priors,
-            "head_filters": head_filters,
-            "neck_filters": neck_filters,
-            "box_loss": box_loss,
-            "ignore_threshold": self.ignore_threshold,
-            "score_threshold": score_threshold,
-            "nms_iou_threshold": nms_iou_threshold,
-            "max_detections": max_detections,
-            "pre_nms_topk": pre_nms_topk,
-        }
         self.taps = ("C3", "C4", "C5")
         self.backbone = build_backbone(backbone, backbone_weights, (height, width, 3), taps=self.taps)
         self.decoder = DetectionDecoder(

@@ -37,6 +37,7 @@ from keras_det.models.base import Detector
 from keras_det.ops import boxes as box_ops
 from keras_det.ops.anchors import prior_grid
 from keras_det.ops.grid_coders import GridCellCoder
+from keras_det.ops.image import image_hw
 from keras_det.ops.matching import Matcher
 from keras_det.ops.targets import TargetEncoder
 
@@ -115,9 +116,7 @@ class YOLOv1(Detector):
         if int(grid_size) < 1 or int(boxes_per_cell) < 1:
             raise ValueError(f"`grid_size` and `boxes_per_cell` must be >= 1, got {grid_size!r} and {boxes_per_cell!r}.")
         self.num_classes = int(num_classes)
-        if image_size is None:
-            image_size = (448, 448)
-        self.image_size = (int(image_size[0]), int(image_size[1]))
+        self.image_size = (448, 448) if image_size is None else image_hw(image_size)
         self.backbone_name = backbone if isinstance(backbone, str) else None
         self.grid_size = int(grid_size)
         self.boxes_per_cell = int(boxes_per_cell)
@@ -125,27 +124,6 @@ class YOLOv1(Detector):
         self.lambda_coord = float(lambda_coord)
         self.lambda_noobj = float(lambda_noobj)
         self.confidence_target = confidence_target
-        self.config_args = {
-            "num_classes": self.num_classes,
-            "backbone": self.backbone_name,
-            "backbone_weights": None,
-            "bounding_box_format": bounding_box_format,
-            "image_size": self.image_size,
-            "grid_size": self.grid_size,
-            "boxes_per_cell": self.boxes_per_cell,
-            "feature_tap": feature_tap,
-            "head_filters": head_filters,
-            "fc_dim": fc_dim,
-            "dropout": dropout,
-            "head_local": bool(head_local),
-            "lambda_coord": self.lambda_coord,
-            "lambda_noobj": self.lambda_noobj,
-            "confidence_target": confidence_target,
-            "score_threshold": score_threshold,
-            "nms_iou_threshold": nms_iou_threshold,
-            "max_detections": max_detections,
-            "pre_nms_topk": pre_nms_topk,
-        }
         height, width = self.image_size
         self.backbone = build_backbone(backbone, backbone_weights, (height, width, 3), taps=(feature_tap,))
         self.decoder = DetectionDecoder(

@@ -12,6 +12,13 @@ def test_extra_layers_halve_down_to_one_cell():
     assert [tuple(o.shape[1:]) for o in build_extra_layers((10, 10, 8), 4, num_levels=1).outputs] == [(5, 5, 4)]
 
 
+def test_non_square_maps_halve_until_one_cell():
+    # A 'valid' 3x3 conv would need both sides >= 3: a 2x3 map (a 64x96 input at stride 32) halves instead.
+    for (h, w), expected in (((2, 3), [(1, 2), (1, 1)]), ((3, 5), [(2, 3), (1, 2), (1, 1)]), ((4, 8), [(2, 4), (1, 2), (1, 1)])):
+        extras = build_extra_layers((h, w, 8), filters=4)
+        assert [tuple(o.shape[1:3]) for o in extras(np.zeros((1, h, w, 8), np.float32))] == expected
+
+
 def test_extra_layers_round_trip_through_config():
     for kind in ("ssd", "ssdlite"):
         extras = build_extra_layers((6, 6, 8), filters=8, kind=kind)
