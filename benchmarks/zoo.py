@@ -374,7 +374,10 @@ def inference_ms(model, task, name, runs):
 
     batches = task.batches(name, training=False).unbatch().batch(1).take(min(runs, task.num_test))
     inputs = [model_inputs(b) for b in batches]
-    fn = tf.function(lambda x: model(x, training=False))
+    # A model that already is a traced function (peers._Decoded.fn) is timed as it is: wrapping a callable
+    # object in another tf.function sends it through autograph's converted_call, which in one pytest-xdist worker
+    # converted the wrong code object ("tf____init__() got an unexpected keyword argument 'training'").
+    fn = getattr(model, "fn", None) or tf.function(lambda x: model(x, training=False))
     for x in inputs[:3]:
         harness.fetch(fn(x))
     times = []

@@ -5,6 +5,7 @@ import inspect
 import pytest
 
 from keras_det import presets
+from keras_det.models.faster_rcnn import _ROI_DEFAULTS, FasterRCNN
 
 SQUARE = ("ssd", "ssdlite", "yolo")  # built for one image size
 
@@ -47,6 +48,8 @@ def test_speed_presets_name_real_arguments(name):
             break
         if "__init__" in vars(cls):
             accepted |= set(inspect.signature(cls.__init__).parameters)
+    if issubclass(presets.model_class(name), FasterRCNN):
+        accepted |= set(_ROI_DEFAULTS)  # the FastRCNN arguments FasterRCNN takes through **kwargs
     assert set(presets.arguments(name)) <= accepted - {"self", "args", "kwargs"}
 
 

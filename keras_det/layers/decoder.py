@@ -63,25 +63,31 @@ class DetectionDecoder(keras.layers.Layer):
         batch = tf.shape(scores)[0]
         num_classes = tf.shape(scores)[2]
         references = tf.cast(references, tf.float32)
-        if references.shape.rank == 2:
-            references = tf.broadcast_to(references[None], tf.concat([[batch], tf.shape(references)], 0))
         if deltas.shape.rank == 3:
             deltas = deltas[:, :, None, :]
-        if self.box_coder is None:
-            boxes = deltas
-        else:
-            boxes = self.box_coder.decode(deltas, references[:, :, None, :])
-        boxes = box_ops.clip(boxes, image_shape)
-        boxes = tf.broadcast_to(boxes, tf.concat([tf.shape(scores), [4]], 0))  # [B, N, C, 4]
-        labels = tf.broadcast_to(tf.range(num_classes, dtype=tf.int32), tf.shape(scores))
-        flat_boxes = tf.reshape(boxes, [batch, -1, 4])
+        if deltas.shape[2] is None:  # unknown statically: one box per class, whatever was given
+            deltas = tf.broadcast_to(deltas, tf.concat([tf.shape(scores), [4]], 0))
+        # The pre-NMS top-k is taken on the scores first and only its k boxes are decoded: decoding every
+        # (reference, class) pair materialised [B, N, C, 4] boxes (SSD-320, 91 classes: 870k boxes) for the
+        # top-k to discard all but 1,000 (10 ms of SSD's 92 ms at 320 px). Flat index i = n * C + c, as the
+        # [B, N, C] score layout gives; decoding is elementwise, so the kept boxes are the same.
         flat_scores = tf.reshape(scores, [batch, -1])
-        flat_labels = tf.reshape(labels, [batch, -1])
-
         k = tf.minimum(self.pre_nms_topk, tf.shape(flat_scores)[1])
         top_scores, top_idx = tf.math.top_k(flat_scores, k=k)
-        top_boxes = tf.gather(flat_boxes, top_idx, batch_dims=1)
-        top_labels = tf.gather(flat_labels, top_idx, batch_dims=1)
+        reference_idx = top_idx // num_classes
+        top_labels = top_idx - reference_idx * num_classes
+        if deltas.shape[2] == 1:  # class-agnostic: one box per reference
+            top_deltas = tf.gather(deltas[:, :, 0], reference_idx, batch_dims=1)
+        else:
+            top_deltas = tf.gather(tf.reshape(deltas, [batch, -1, 4]), top_idx, batch_dims=1)
+        if self.box_coder is None:
+            top_boxes = top_deltas
+        else:
+            # [N, 4] references are shared by the batch: gathered without broadcasting them first.
+            shared = references.shape.rank == 2
+            top_references = tf.gather(references, reference_idx, batch_dims=0 if shared else 1)
+            top_boxes = self.box_coder.decode(top_deltas, top_references)
+        top_boxes = box_ops.clip(top_boxes, image_shape)
         keep, num = nms_ops.padded_nms(
             top_boxes,
             top_scores,

@@ -26,22 +26,39 @@ from keras_det.models.two_stage import TwoStageDetector, split_inputs  # noqa: F
 from keras_det.ops.targets import gather_class_deltas, select_sampled  # noqa: F401  (old import path)
 
 FPN_TAPS = ("C3", "C4", "C5")
-FPN_RPN_LEVELS = ("P3", "P4", "P5", "P6")
-FPN_POOL_LEVELS = ("P3", "P4", "P5")
 
 
-def shared_features(backbone, backbone_weights, feature_tap, fpn, fpn_filters):
+def fpn_levels(fpn_taps):
+    """``(rpn_levels, pool_levels)`` of a pyramid on the backbone taps ``fpn_taps``.
+
+    ``("C3", "C4", "C5")`` gives P3-P6 for the RPN (P6: max-pooled P5) and
+    P3-P5 for the RoI poolers; ``("C4", "C5")`` (torchvision's MobileNetV3
+    320 FPN model: the last two stages) P4-P6 and P4-P5.
+
+    Raises:
+        ValueError: ``fpn_taps`` are not consecutive backbone taps.
+    """
+    taps = tuple(fpn_taps)
+    numbers = [int(t[1:]) for t in taps if t in ("C2", "C3", "C4", "C5")]
+    if len(numbers) != len(taps) or len(taps) < 2 or numbers != list(range(numbers[0], numbers[0] + len(taps))):
+        raise ValueError(f"`fpn_taps` must be two or more consecutive taps of ('C2', 'C3', 'C4', 'C5'), got {fpn_taps!r}.")
+    pool = tuple(f"P{k}" for k in numbers)
+    return pool + (f"P{numbers[-1] + 1}",), pool
+
+
+def shared_features(backbone, backbone_weights, feature_tap, fpn, fpn_filters, fpn_taps=FPN_TAPS):
     """The feature part of a two-stage detector and the maps its stages read.
 
     Returns:
         ``(backbone, neck or None, rpn_levels, pool_levels)``: without FPN the
-        backbone's ``feature_tap`` for both; with FPN, P3-P6 for the RPN and
-        P3-P5 for the RoI poolers (FPN's level rule assigns RoIs).
+        backbone's ``feature_tap`` for both; with FPN, `fpn_levels` of
+        ``fpn_taps`` (the RoI poolers assign RoIs by FPN's level rule).
     """
     tap_stride(feature_tap)  # a ValueError naming `feature_tap` for an unknown tap
     if fpn:
-        net = build_backbone(backbone, backbone_weights, (None, None, 3), taps=FPN_TAPS)
-        return net, FeaturePyramid(fpn_filters, extra_levels=1, name="fpn"), FPN_RPN_LEVELS, FPN_POOL_LEVELS
+        rpn_levels, pool_levels = fpn_levels(fpn_taps)
+        net = build_backbone(backbone, backbone_weights, (None, None, 3), taps=tuple(fpn_taps))
+        return net, FeaturePyramid(fpn_filters, extra_levels=1, name="fpn"), rpn_levels, pool_levels
     net = build_backbone(backbone, backbone_weights, (None, None, 3), taps=(feature_tap,))
     return net, None, (feature_tap,), (feature_tap,)
 
@@ -76,6 +93,8 @@ class FastRCNN(TwoStageDetector):
             below it are not sampled).
         score_threshold, nms_iou_threshold, max_detections: decoding.
         fpn, fpn_filters: pool from a Feature Pyramid (P3-P5) instead.
+        fpn_taps: the backbone taps the pyramid is built on (``("C3", "C4",
+            "C5")``; ``("C4", "C5")`` pools from P4-P5).
 
     Call: ``{"images": [B, H, W, 3] float 0..255, "proposals": [B, P, 4]}``
     (or ``(images, proposals)``) → prediction dict.
@@ -102,12 +121,13 @@ class FastRCNN(TwoStageDetector):
         max_detections=100,
         fpn=False,
         fpn_filters=256,
+        fpn_taps=FPN_TAPS,
         **kwargs,
     ):
         super().__init__(bounding_box_format=bounding_box_format, loss_names=self.loss_keys, **kwargs)
         self.num_classes = int(num_classes)
         self.backbone_name = backbone if isinstance(backbone, str) else None
-        net, neck, _, pool_levels = shared_features(backbone, backbone_weights, feature_tap, fpn, fpn_filters)
+        net, neck, _, pool_levels = shared_features(backbone, backbone_weights, feature_tap, fpn, fpn_filters, fpn_taps)
         proposals = PrecomputedProposals(bounding_box_format, owner=type(self).__name__, name="proposals")
         box_head = box_roi_head(
             self.num_classes, pool_levels, roi_pooling, roi_output_size, fc_dims, class_agnostic, roi_batch_size_per_image,

@@ -37,7 +37,7 @@ from keras_det.models.two_stage import TwoStageDetector
 _ROI_DEFAULTS = {
     k: p.default for k, p in inspect.signature(FastRCNN.__init__).parameters.items()
     if k in ("roi_pooling", "roi_output_size", "fc_dims", "class_agnostic", "roi_positive_fraction",
-             "score_threshold", "nms_iou_threshold", "max_detections", "fpn", "fpn_filters")
+             "score_threshold", "nms_iou_threshold", "max_detections", "fpn", "fpn_filters", "fpn_taps")
 }
 
 
@@ -60,13 +60,14 @@ class FasterRCNN(TwoStageDetector):
         rpn_nms_iou_threshold: proposal NMS (0.7).
         fpn: use a Feature Pyramid (P3-P6 for the RPN with one anchor size per
             level, e.g. ``anchor_sizes=(32, 64, 128, 256)``; RoIs pooled from
-            P3-P5 by the FPN level rule). ``feature_tap`` is then unused.
+            P3-P5 by the FPN level rule; ``fpn_taps=("C4", "C5")``: P4-P6 and
+            P4-P5). ``feature_tap`` is then unused.
         **kwargs: the RoI head and decoding arguments of ``FastRCNN``
             (``roi_pooling="align"``, ``roi_output_size``, ``fc_dims``,
             ``class_agnostic``, ``roi_batch_size_per_image=512``,
             ``roi_positive_fraction=0.25``, ``roi_background_iou=0.0``,
             ``score_threshold``, ``nms_iou_threshold``, ``max_detections``,
-            ``fpn_filters``).
+            ``fpn_filters``, ``fpn_taps``).
 
     Call: float32 images ``[B, H, W, 3]`` in 0..255 → prediction dict
     (``boxes [B, K, 4]`` in ``bounding_box_format``, ``scores``, ``labels``,
@@ -98,11 +99,13 @@ class FasterRCNN(TwoStageDetector):
         **kwargs,
     ):
         roi_args = {k: kwargs.pop(k, default) for k, default in _ROI_DEFAULTS.items()}
-        fpn, fpn_filters = roi_args.pop("fpn"), roi_args.pop("fpn_filters")
+        fpn, fpn_filters, fpn_taps = roi_args.pop("fpn"), roi_args.pop("fpn_filters"), roi_args.pop("fpn_taps")
         super().__init__(bounding_box_format=bounding_box_format, loss_names=self.loss_keys, **kwargs)
         self.num_classes = int(num_classes)
         self.backbone_name = backbone if isinstance(backbone, str) else None
-        net, neck, rpn_levels, pool_levels = shared_features(backbone, backbone_weights, feature_tap, fpn, fpn_filters)
+        net, neck, rpn_levels, pool_levels = shared_features(
+            backbone, backbone_weights, feature_tap, fpn, fpn_filters, fpn_taps
+        )
         # Built in this order (box head, then RPN) so that a seed gives the initial weights it gave before the parts.
         box_head = box_roi_head(self.num_classes, pool_levels, roi_batch_size_per_image=roi_batch_size_per_image,
                                 roi_background_iou=roi_background_iou, **roi_args)

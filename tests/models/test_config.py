@@ -8,17 +8,18 @@ import pytest
 
 from keras_det import presets
 from keras_det.backbones import tiny_cnn
-from keras_det.models import FastRCNN, FasterRCNN, MaskRCNN, TransferClassifier
+from keras_det.models import FasterRCNN, MaskRCNN, TransferClassifier
+from keras_det.models.faster_rcnn import _ROI_DEFAULTS
 
 MICRO = [n for n in presets.names() if n.endswith("_micro")]
 
 
 def _parameters(cls):
     """The named constructor parameters of ``cls`` and of every ``__init__`` its ``**kwargs`` reach, but the Keras ones."""
-    reached = cls.__mro__ + ((FastRCNN,) if issubclass(cls, FasterRCNN) else ())  # FasterRCNN passes FastRCNN's RoI kwargs
-    return {
+    extra = set(_ROI_DEFAULTS) if issubclass(cls, FasterRCNN) else set()  # FastRCNN arguments FasterRCNN takes
+    return extra | {
         name
-        for klass in reached
+        for klass in cls.__mro__
         if "__init__" in vars(klass) and klass.__module__.startswith("keras_det")
         for name, p in inspect.signature(klass.__init__).parameters.items()
         if p.kind not in (p.VAR_KEYWORD, p.VAR_POSITIONAL) and name not in ("self", "loss_names")

@@ -111,6 +111,22 @@ def test_fpn_variant_trains_and_predicts():
     assert FasterRCNN.from_config(model.get_config()).get_config() == model.get_config()
 
 
+def test_fpn_on_the_last_two_stages():
+    # torchvision's MobileNetV3 320 FPN layout: a pyramid on C4, C5 (+ pooled P6); RoIs pooled from P4-P5.
+    kw = {k: v for k, v in SMALL.items() if k != "anchor_sizes"}
+    model = FasterRCNN(3, fpn=True, fpn_taps=("C4", "C5"), fpn_filters=16, anchor_sizes=(32, 64, 128), **kw)
+    assert model.rpn.levels == ("P4", "P5", "P6")
+    assert model.roi_heads.box.pooler.levels == ("P4", "P5")
+    # 96 px: P4..P6 are 6, 3, 2 cells with 3 anchors each.
+    assert model.rpn.anchors(model.features(tf.zeros([1, 96, 96, 3]), False)).shape[0] == 3 * (36 + 9 + 4)
+    out = model.predict_on_batch(np.zeros((1, 96, 96, 3), np.float32))
+    assert out["boxes"].shape == (1, 20, 4)
+    assert FasterRCNN.from_config(model.get_config()).rpn.levels == ("P4", "P5", "P6")
+    for bad in (("C4",), ("C3", "C5"), ("C4", "C9")):
+        with pytest.raises(ValueError, match="`fpn_taps` must be two or more consecutive taps"):
+            FasterRCNN(3, fpn=True, fpn_taps=bad, anchor_sizes=(32, 64, 128), **kw)
+
+
 def test_fine_tuned_backbone_moves_only_its_top_layers():
     from keras_det.models.transfer import fine_tune, iter_layers
 
