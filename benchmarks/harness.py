@@ -414,9 +414,11 @@ _TORCH_SERVER = textwrap.dedent(
     import torch, torchvision
     from torch.utils.flop_counter import FlopCounterMode
     name, threads, warmup, size = sys.argv[1], int(sys.argv[2]), int(sys.argv[3]), int(sys.argv[4])
+    options = json.loads(sys.argv[5]) if len(sys.argv) > 5 else {}
     torch.set_num_threads(threads)
     torch.manual_seed(0)
-    model = getattr(torchvision.models.detection, name)(weights=None, weights_backbone=None, num_classes=91).eval()
+    model = getattr(torchvision.models.detection, name)(weights=None, weights_backbone=None, num_classes=91,
+                                                        **options).eval()
     x = [torch.rand(3, size, size)]  # torchvision detectors take 0..1 images and normalise inside
 
     def e2e():
@@ -438,9 +440,11 @@ _TORCH_SERVER = textwrap.dedent(
         counter = FlopCounterMode(display=False)
         with counter:
             e2e()
+        detections = len(model(x)[0]["boxes"])
     print(json.dumps({"ready": True, "torch": torch.__version__, "torchvision": torchvision.__version__,
                       "threads": torch.get_num_threads(), "params": sum(p.numel() for p in model.parameters()),
-                      "flops": int(counter.get_total_flops())}), flush=True)
+                      "flops": int(counter.get_total_flops()), "detections": detections, "options": options}),
+          flush=True)
     with torch.no_grad():
         for line in sys.stdin:
             fn, n = line.split()
@@ -461,6 +465,8 @@ class TorchPeer:
         threads: ``torch.set_num_threads``.
         warmup: untimed runs in the subprocess before it reports ready.
         image_size: square input side.
+        options: keyword arguments of the torchvision constructor (e.g.
+            ``box_score_thresh``, ``box_detections_per_img``).
         omp_wait_policy: ``OMP_WAIT_POLICY`` of the subprocess (``None`` or
             ``""``: OpenMP's default). ``"PASSIVE"`` helps when another busy
             process shares the cores, but costs a wake-up per parallel region
@@ -470,12 +476,12 @@ class TorchPeer:
     end-to-end call). ``runner("e2e" | "raw")`` is an `Interleaved` candidate.
     """
 
-    def __init__(self, python, model, threads, warmup=10, image_size=320, omp_wait_policy=None):
+    def __init__(self, python, model, threads, warmup=10, image_size=320, omp_wait_policy=None, options=None):
         env = dict(os.environ)
         if omp_wait_policy:
             env["OMP_WAIT_POLICY"] = omp_wait_policy
         self.proc = subprocess.Popen(
-            [python, "-c", _TORCH_SERVER, model, str(threads), str(warmup), str(image_size)],
+            [python, "-c", _TORCH_SERVER, model, str(threads), str(warmup), str(image_size), json.dumps(options or {})],
             stdin=subprocess.PIPE, stdout=subprocess.PIPE, stderr=subprocess.PIPE, text=True, env=env,
         )
         line = self.proc.stdout.readline()

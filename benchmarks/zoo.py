@@ -95,7 +95,7 @@ def _preset(name, family):
     return f"{'yolo' if name == 'yolo_multiscale' else name}_{family}"
 
 
-def speed_detector(name, num_classes=91, size=320):
+def speed_detector(name, num_classes=91, size=320, **overrides):
     """The ImageNet-class configuration of a detector for the 320×320 speed comparison.
 
     Faster / Mask R-CNN follow torchvision's
@@ -106,7 +106,7 @@ def speed_detector(name, num_classes=91, size=320):
     from keras_det import presets
 
     _check(name, DETECTORS)
-    options = dict(bounding_box_format=FORMAT)
+    options = dict(bounding_box_format=FORMAT, **overrides)
     if name in ("ssd", "ssdlite", "yolo_v1", "yolo_multiscale"):
         options["image_size"] = (size, size)
     return presets.build(_preset(name, "320"), num_classes, **options)
