@@ -180,6 +180,13 @@ def speed_notes(speed):
                      "threshold, so they keep no detection. Mask R-CNN's mask branch runs on the kept detections only, "
                      "so its row (and its GFLOPs: the branch's shapes are dynamic, not counted) times the box path; "
                      "the branch's cost grows with the detections a trained model keeps.")
+    kept = [n for n in speed["rows"] if n.endswith("_kept")]
+    if kept:
+        lines.append("- The *kept* rows keep the top 20 detections on both sides (score threshold 0; torchvision "
+                     "`box_score_thresh=0, box_detections_per_img=20`), so the second stage's decoding and NMS, and "
+                     "Mask R-CNN's mask branch, run on 20 boxes. torchvision has no MobileNet Mask R-CNN: the Mask "
+                     "R-CNN row is set against its Faster R-CNN, and the difference is the mask head (4 convs of 256 "
+                     "channels on 14×14 per detection, about 0.9 GFLOPs each, not in the GFLOPs column).")
     if speed.get("cpu_steal_percent") is not None:
         lines.append(f"- This is a virtual machine: {speed['cpu_steal_percent']:.0f} % of the CPU time while timing "
                      "went to other guests (steal, `/proc/stat`), hence the wide IQRs; the paired ratios cancel most "
