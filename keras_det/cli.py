@@ -604,7 +604,9 @@ def cmd_train(args):
     train, val, info, wh = _detection_data(args, size)
     anchors = args.anchor_sizes
     k = len(_default_anchor_sizes())
-    learnt = source.get_config().get("anchor_sizes") if source is not None else None
+    # Read from the source's RPN, the part that holds them (a config records only the arguments passed through **kwargs).
+    source_rpn = getattr(source, "proposal_source", None)
+    learnt = getattr(source_rpn, "anchor_sizes", None)
     if anchors is None and learnt is not None:
         anchors = list(learnt)  # the RPN learnt these
         _say(f"anchor sizes of {args.init_from}: {anchors} (--anchor-sizes overrides)")

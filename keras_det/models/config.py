@@ -72,14 +72,15 @@ class ConfigFromArguments:
 
     def __new__(cls, *args, **kwargs):
         instance = super().__new__(cls, *args, **kwargs)
+        signature = inspect.signature(cls.__init__)
         try:
-            bound = inspect.signature(cls.__init__).bind(None, *args, **kwargs)
+            bound = signature.bind(None, *args, **kwargs)
         except TypeError:
             return instance  # __init__ raises Python's own error for these arguments
         bound.apply_defaults()
         arguments = dict(bound.arguments)
-        arguments.pop(next(iter(inspect.signature(cls.__init__).parameters)))  # self
-        for name, parameter in inspect.signature(cls.__init__).parameters.items():
+        arguments.pop(next(iter(signature.parameters)))  # self
+        for name, parameter in signature.parameters.items():
             if parameter.kind is inspect.Parameter.VAR_KEYWORD:
                 arguments.update(arguments.pop(name, {}))
             elif parameter.kind is inspect.Parameter.VAR_POSITIONAL:

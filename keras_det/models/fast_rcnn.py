@@ -18,8 +18,9 @@ optional FPN, ``PrecomputedProposals``, ``RoIHeads(BoxRoIHead)``.
 
 import keras
 
-from keras_det.backbones import build_backbone, tap_stride
+from keras_det.backbones import TAP_STRIDES, build_backbone, tap_stride
 from keras_det.layers.fpn import FeaturePyramid
+from keras_det.layers.roi_pooling import feature_level
 from keras_det.layers.roi_heads import BoxRoIHead, RoIHeads
 from keras_det.layers.rpn import PrecomputedProposals
 from keras_det.models.two_stage import TwoStageDetector, split_inputs  # noqa: F401  (split_inputs: old import path)
@@ -39,9 +40,9 @@ def fpn_levels(fpn_taps):
         ValueError: ``fpn_taps`` are not consecutive backbone taps.
     """
     taps = tuple(fpn_taps)
-    numbers = [int(t[1:]) for t in taps if t in ("C2", "C3", "C4", "C5")]
+    numbers = [feature_level(t) for t in taps if t in TAP_STRIDES]
     if len(numbers) != len(taps) or len(taps) < 2 or numbers != list(range(numbers[0], numbers[0] + len(taps))):
-        raise ValueError(f"`fpn_taps` must be two or more consecutive taps of ('C2', 'C3', 'C4', 'C5'), got {fpn_taps!r}.")
+        raise ValueError(f"`fpn_taps` must be two or more consecutive taps of {tuple(TAP_STRIDES)}, got {fpn_taps!r}.")
     pool = tuple(f"P{k}" for k in numbers)
     return pool + (f"P{numbers[-1] + 1}",), pool
 
