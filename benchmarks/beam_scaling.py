@@ -1,6 +1,6 @@
 """Beam predict and proposals pipelines on the local runners: in-process, worker processes, portable.
 
-    python benchmarks/beam_scaling.py [--sizes 8 32] [--rounds 3] [--pipelines predict proposals]
+    python benchmarks/beam_scaling.py [--sizes 16 128] [--rounds 3] [--pipelines predict proposals]
     keras-det bench beam_scaling ...
 
 Inputs: the first ``max(--sizes)`` test images of keras_det's ``shapes`` set
@@ -195,7 +195,7 @@ def table(result):
 
 def main(argv=None):
     p = argparse.ArgumentParser(description=__doc__.split("\n\n")[0])
-    p.add_argument("--sizes", type=int, nargs="+", default=[8, 32], help="input sizes (images); two give start-up vs per-image")
+    p.add_argument("--sizes", type=int, nargs="+", default=[16, 128], help="input sizes (images); two give start-up vs per-image")
     p.add_argument("--rounds", type=int, default=3, help="interleaved rounds (one run of every candidate each)")
     p.add_argument("--warmup", type=int, default=0, help="untimed runs of every candidate first")
     p.add_argument("--pipelines", nargs="+", default=list(PIPELINES), choices=PIPELINES)
