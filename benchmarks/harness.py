@@ -415,6 +415,7 @@ _TORCH_SERVER = textwrap.dedent(
     from torch.utils.flop_counter import FlopCounterMode
     name, threads, warmup, size = sys.argv[1], int(sys.argv[2]), int(sys.argv[3]), int(sys.argv[4])
     options = json.loads(sys.argv[5]) if len(sys.argv) > 5 else {}
+    train_batch = int(sys.argv[6]) if len(sys.argv) > 6 else 0
     torch.set_num_threads(threads)
     torch.manual_seed(0)
     model = getattr(torchvision.models.detection, name)(weights=None, weights_backbone=None, num_classes=91,
@@ -434,6 +435,30 @@ _TORCH_SERVER = textwrap.dedent(
             model.rpn.head(features)
 
     fns = {"e2e": e2e, "raw": raw}
+    if train_batch:
+        # One SGD step (momentum 0.9) on train_batch images with 4 boxes each, all four losses, in train mode.
+        g = torch.Generator().manual_seed(0)
+        train_x = [torch.rand(3, size, size, generator=g) for _ in range(train_batch)]
+        targets = []
+        for _ in range(train_batch):
+            xy = torch.rand(4, 2, generator=g) * (size - 64)
+            wh = 16 + torch.rand(4, 2, generator=g) * 48
+            targets.append({"boxes": torch.cat([xy, xy + wh], 1),
+                            "labels": torch.randint(1, 91, (4,), generator=g)})
+        optimizer = torch.optim.SGD(model.parameters(), lr=0.01, momentum=0.9)
+
+        def train():
+            model.train()
+            with torch.enable_grad():
+                loss = sum(model(train_x, targets).values())
+                optimizer.zero_grad()
+                loss.backward()
+                optimizer.step()
+            model.eval()
+
+        fns["train"] = train
+        for _ in range(min(warmup, 3)):
+            train()
     with torch.no_grad():
         for _ in range(warmup):
             raw(); e2e()
@@ -473,15 +498,20 @@ class TorchPeer:
             (2-thread SSDLite 1.6× slower on a quiet machine here).
 
     ``info`` holds versions, params and ``flops`` (FlopCounterMode, one
-    end-to-end call). ``runner("e2e" | "raw")`` is an `Interleaved` candidate.
+    end-to-end call). ``runner("e2e" | "raw")`` is an `Interleaved` candidate;
+    with ``train_batch`` > 0 also ``runner("train")``: one SGD step (momentum
+    0.9, the model's four losses) on ``train_batch`` random images with 4
+    random boxes each, in train mode.
     """
 
-    def __init__(self, python, model, threads, warmup=10, image_size=320, omp_wait_policy=None, options=None):
+    def __init__(self, python, model, threads, warmup=10, image_size=320, omp_wait_policy=None, options=None,
+                 train_batch=0):
         env = dict(os.environ)
         if omp_wait_policy:
             env["OMP_WAIT_POLICY"] = omp_wait_policy
         self.proc = subprocess.Popen(
-            [python, "-c", _TORCH_SERVER, model, str(threads), str(warmup), str(image_size), json.dumps(options or {})],
+            [python, "-c", _TORCH_SERVER, model, str(threads), str(warmup), str(image_size), json.dumps(options or {}),
+             str(train_batch)],
             stdin=subprocess.PIPE, stdout=subprocess.PIPE, stderr=subprocess.PIPE, text=True, env=env,
         )
         line = self.proc.stdout.readline()

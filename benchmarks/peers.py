@@ -10,7 +10,10 @@ medians and IQRs, and *paired* ratios (median over rounds of the ratio of the
 two medians in the round) against the nearest peer and against torchvision's
 SSDLite. Candidates (random weights everywhere: speed does not depend on them):
 
-* keras_det: every detector of ``zoo.DETECTORS`` in its ImageNet-class
+* keras_det: the served model (`keras_det.models.inference_copy`: BatchNorms
+  folded, as export serves it; ``--unfolded-too`` adds each model unfolded as
+  ``<row>_unfolded``, its ratio taken against the folded row) of
+  every detector of ``zoo.DETECTORS`` in its ImageNet-class
   configuration (``zoo.speed_detector``: MobileNetV3-Large Faster/Mask R-CNN
   configured like torchvision's 320 FPN model, MobileNetV2 for the others,
   91 classes); R-CNN and Fast R-CNN on ``--proposals`` selective-search
@@ -32,6 +35,12 @@ multiply-accumulate): ``harness.graph_flops`` on the traced TensorFlow
 function, ``torch.utils.flop_counter.FlopCounterMode`` for torchvision.
 "% of peak" divides the attained FLOP/s (GFLOPs / time) by this CPU's
 measured float32 matmul peak (and the nominal peak, in the JSON).
+
+**train** (``--part train``, not in the default) — images/s of one training
+step at 320×320, batch 8: keras_det's ``fit`` step (``model.train_function``)
+of Faster R-CNN, SSD and SSDLite against torchvision's training step of
+``fasterrcnn_mobilenet_v3_large_320_fpn`` / ``ssdlite320_mobilenet_v3_large``
+(``model.train()``, losses, ``backward``, SGD step), same thread counts.
 
 **accuracy** — every keras_det detector (``zoo.shapes_detector``, tiny
 backbone from scratch) and keras-cv's YOLOV8Detector (the same xs
@@ -76,6 +85,9 @@ SSD_20 = "ssd_20_classes"
 # detections on both sides (score threshold 0): keras_det score_threshold=0, max_detections=KEPT; torchvision
 # box_score_thresh=0, box_detections_per_img=KEPT.
 KEPT = 20
+# keras_det rows time the served model (BatchNorms folded); ``--unfolded-too`` adds the training model as
+# ``<row>_unfolded``, compared with its folded row (before / after in one run).
+UNFOLDED = "_unfolded"
 KEPT_SUFFIX = f"_{KEPT}_kept"
 TV_FRCNN_KEPT = TV_FRCNN + KEPT_SUFFIX
 # The peer each keras_det detector is compared with (the closest design).
@@ -145,28 +157,13 @@ def speed(args):
                                                                  max_proposals=args.proposals)) for _ in range(n)])
     for name in [n for n in args.models if n in zoo.DETECTORS]:  # zoo.ACCURACY_ONLY: no speed configuration
         model = zoo.speed_detector(name, 91, SIZE)
-        x = with_props if name in zoo.PROPOSAL_DETECTORS else batch
-        fn = tf.function(lambda t, m=model: m(t, training=False))
-        harness.fetch(fn(x))
-        bench.add(name, harness.timer(fn, x))
-        info[name] = {"params": int(model.count_params()), "framework": "keras_det", "num_classes": 91}
-        flops[name] = harness.graph_flops(fn, x)
-        print(f"{name}: {model.count_params():,} params, {flops[name]['flops'] / 1e9:.2f} GFLOPs", flush=True)
+        _add_ours(bench, info, flops, name, model, with_props if name in zoo.PROPOSAL_DETECTORS else batch, 91, args)
+        print(f"{name}: {info[name]['params']:,} params, {flops[name]['flops'] / 1e9:.2f} GFLOPs", flush=True)
     for name in [n for n in ("faster_rcnn", "mask_rcnn") if n in args.models]:
         model = zoo.speed_detector(name, 91, SIZE, score_threshold=0.0, max_detections=KEPT)
-        fn = tf.function(lambda t, m=model: m(t, training=False))
-        kept = int(harness.fetch(fn(batch))["num_detections"][0])
-        bench.add(name + KEPT_SUFFIX, harness.timer(fn, batch))
-        info[name + KEPT_SUFFIX] = {"params": int(model.count_params()), "framework": "keras_det", "num_classes": 91,
-                                    "detections": kept}
-        flops[name + KEPT_SUFFIX] = harness.graph_flops(fn, batch)
+        _add_ours(bench, info, flops, name + KEPT_SUFFIX, model, batch, 91, args, kept=True)
     if "ssd" in args.models and not args.no_kerascv:
-        model = zoo.speed_detector("ssd", 20, SIZE)
-        fn = tf.function(lambda t, m=model: m(t, training=False))
-        harness.fetch(fn(batch))
-        bench.add(SSD_20, harness.timer(fn, batch))
-        info[SSD_20] = {"params": int(model.count_params()), "framework": "keras_det", "num_classes": 20}
-        flops[SSD_20] = harness.graph_flops(fn, batch)
+        _add_ours(bench, info, flops, SSD_20, zoo.speed_detector("ssd", 20, SIZE), batch, 20, args)
     if not args.no_kerascv:
         _add_keras_peer(bench, info, flops, KERASCV, lambda: zoo.kerascv_yolov8(20), batch, "keras-cv", 20)
     if not args.no_kerashub:
@@ -201,6 +198,34 @@ def speed(args):
     for peer in torch_peers:
         peer.close()
     return summarize_speed(bench, info, flops, peak, args)
+
+
+def _add_ours(bench, info, flops, key, model, x, num_classes, args, kept=False):
+    """Times keras_det's served model (`keras_det.models.inference_copy`: BatchNorms folded, what export serves);
+    with ``--unfolded-too`` also ``model`` itself as ``key + UNFOLDED`` (its ratio: unfolded over served)."""
+    import tensorflow as tf
+
+    from keras_det.models import inference_copy
+
+    model(x, training=False)
+    candidates = [(key, inference_copy(model, x))]
+    if args.unfolded_too:
+        candidates.append((key + UNFOLDED, model))
+    for name, net in candidates:
+        fn = tf.function(lambda t, m=net: m(t, training=False))
+        out = harness.fetch(fn(x))
+        bench.add(name, harness.timer(fn, x))
+        info[name] = {"params": int(net.count_params()), "framework": "keras_det", "num_classes": num_classes,
+                      "batch_norm_folded": net is not model}
+        if kept:
+            info[name]["detections"] = int(out["num_detections"][0])
+        flops[name] = harness.graph_flops(fn, x)
+
+
+def _label(name):
+    if name.endswith(UNFOLDED):
+        return LABELS[name[: -len(UNFOLDED)]] + ", BatchNorm unfolded"
+    return LABELS[name]
 
 
 def _timed(fn):
@@ -253,7 +278,7 @@ def summarize_speed(bench, info, flops, peak, args):
         gflops = flops[name]["flops"] / 1e9
         attained = gflops / (ms[name] / 1000.0)
         row = {
-            "label": LABELS[name] + (f" ({info[name]['threads']} thread{'s' if info[name]['threads'] > 1 else ''})"
+            "label": _label(name) + (f" ({info[name]['threads']} thread{'s' if info[name]['threads'] > 1 else ''})"
                                      if info[name].get("framework") == "torchvision" else ""),
             **info[name],
             "ms": ms[name],
@@ -266,7 +291,7 @@ def summarize_speed(bench, info, flops, peak, args):
         }
         if name in zoo.PROPOSAL_DETECTORS and SELECTIVE_SEARCH in ms:
             row["ms_with_proposals"] = ms[name] + ms[SELECTIVE_SEARCH]
-        peer = NEAREST.get(name)
+        peer = name[: -len(UNFOLDED)] if name.endswith(UNFOLDED) else NEAREST.get(name)
         if peer in ms:
             row["nearest_peer"] = peer
             row["ratio_to_nearest_peer"] = bench.paired(name, peer)
@@ -286,6 +311,115 @@ def summarize_speed(bench, info, flops, peak, args):
         "errors": summary["errors"],
         "torch_variants": best,
     }
+
+
+# keras_det detector -> its torchvision peer for --part train (the closest design).
+TRAIN_PEERS = {"faster_rcnn": TV_FRCNN, "ssdlite": TV_SSD, "ssd": TV_SSD}
+TRAIN_BATCH = 8
+
+
+def train(args):
+    """Images/s of one training step at 320×320, batch 8: keras_det's ``fit`` step against torchvision's.
+
+    keras_det: ``model.train_function`` (what ``fit`` runs per step: forward, the
+    model's losses, gradients, SGD momentum 0.9 update) on 8 ``shapes`` images
+    (320 px, their boxes, 91-class configurations of `zoo.speed_detector`).
+    torchvision: `harness.TorchPeer` ``train`` — ``model.train()``, the sum of
+    its loss dict, ``backward``, ``SGD(momentum=0.9).step()`` on 8 random images
+    with 4 random boxes each (every trainable layer trains on both sides:
+    ``weights=None`` gives torchvision trainable BatchNorms). Interleaved
+    rounds, paired ratios as in ``speed``.
+    """
+    import keras
+    import tensorflow as tf
+
+    from keras_det import data
+
+    images = data.load("shapes", "train", zoo.FORMAT, num_images=TRAIN_BATCH, image_size=SIZE, with_masks=False,
+                       seed=0)
+    batches = data.pipeline(images.map(zoo._without("keypoints")), TRAIN_BATCH, max_boxes=16, cache=True,
+                            drop_remainder=True).repeat()
+    bench = harness.Interleaved(args.warmup, args.rounds, args.runs_per_round)
+    info = {}
+    for name in [n for n in TRAIN_PEERS if n in args.models]:
+        model = zoo.speed_detector(name, 91, SIZE)
+        model.compile(optimizer=keras.optimizers.SGD(0.01, momentum=0.9))
+        model.fit(batches, steps_per_epoch=2, epochs=1, verbose=0)  # builds and traces model.train_function
+        iterator = iter(batches)
+        step = model.train_function
+
+        def run(n, step=step, iterator=iterator):
+            times = []
+            for _ in range(n):
+                start = time.perf_counter()
+                harness.fetch(step(iterator))
+                times.append(1000 * (time.perf_counter() - start))
+            return times
+
+        bench.add(name, run)
+        # count_params() needs `built`, which fit does not set on these subclassed models: count the variables.
+        info[name] = {"params": sum(int(tf.size(w)) for w in model.weights),
+                      "trainable_params": sum(int(tf.size(w)) for w in model.trainable_weights), "framework": "keras_det"}
+    torch_peers = []
+    if args.torch_python:
+        for peer_name in sorted({TRAIN_PEERS[n] for n in info}):
+            model_name = {TV_SSD: "ssdlite320_mobilenet_v3_large", TV_FRCNN: "fasterrcnn_mobilenet_v3_large_320_fpn"}[peer_name]
+            for threads in args.torch_threads:
+                variant = f"{peer_name}@{threads}t"
+                try:
+                    peer = harness.TorchPeer(args.torch_python, model_name, threads, args.warmup, SIZE,
+                                             args.torch_omp_wait_policy, train_batch=TRAIN_BATCH)
+                except Exception as e:  # noqa: BLE001 - a peer that cannot start is reported, not fatal
+                    bench.errors[variant] = f"{type(e).__name__}: {e}"
+                    continue
+                torch_peers.append(peer)
+                bench.add(variant, peer.runner("train"))
+                info[variant] = {**peer.info, "framework": "torchvision"}
+    else:
+        bench.errors["torchvision"] = "skipped: pass --torch-python (a Python with torch + torchvision)"
+    bench.measure()
+    for peer in torch_peers:
+        peer.close()
+    summary = bench.summary()
+    ms = dict(summary["ms"])
+    best = best_variants(ms)
+    for base, variant in best.items():
+        ms[base] = ms[variant]
+        bench.times[base] = bench.times[variant]
+        info[base] = {**info[variant], "variants_ms": {k: ms[k] for k in ms if k.startswith(base + "@")}}
+        summary["iqr_ms"][base] = summary["iqr_ms"][variant]
+    rows = {}
+    for name in ms:
+        if "@" in name:
+            continue
+        row = {"label": LABELS[name], **info[name], "ms_per_step": ms[name], "iqr_ms": summary["iqr_ms"][name],
+               "images_per_s": TRAIN_BATCH * 1000.0 / ms[name]}
+        peer = TRAIN_PEERS.get(name)
+        if peer in ms:
+            row["nearest_peer"] = peer
+            # images/s ratio (> 1: keras_det trains faster) = the peer's time over ours, paired per round.
+            row["images_per_s_ratio_to_peer"] = 1.0 / bench.paired(name, peer)
+        rows[name] = row
+    return {"image_size": SIZE, "batch": TRAIN_BATCH, "protocol": summary["protocol"],
+            "timed_runs": summary["timed_runs"], "cpu_steal_percent": summary["cpu_steal_percent"],
+            "rows": rows, "errors": summary["errors"], "torch_variants": best}
+
+
+def train_table(t):
+    """Markdown table of the train section."""
+    lines = [
+        f"| detector | params | ms per step (batch {t['batch']}, median, IQR) | images/s | images/s ratio to peer |",
+        "|---|---|---|---|---|",
+    ]
+    for name, r in sorted(t["rows"].items(), key=lambda kv: kv[1]["ms_per_step"]):
+        lo, hi = r["iqr_ms"]
+        ratio = (f"{r['images_per_s_ratio_to_peer']:.2f}× {LABELS[r['nearest_peer']]}"
+                 if "images_per_s_ratio_to_peer" in r else "—")
+        label = r["label"] + (f" ({r['threads']} thread{'s' if r['threads'] > 1 else ''})"
+                              if r.get("framework") == "torchvision" else "")
+        lines.append(f"| {label} | {r['params'] / 1e6:.1f} M | {r['ms_per_step']:.0f} ({lo:.0f}–{hi:.0f}) | "
+                     f"{r['images_per_s']:.2f} | {ratio} |")
+    return "\n".join(lines)
 
 
 def speed_table(s):
@@ -428,7 +562,8 @@ def accuracy_table(a):
 
 def main(argv=None):
     parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
-    parser.add_argument("--part", nargs="+", choices=("speed", "accuracy"), default=["speed", "accuracy"])
+    parser.add_argument("--part", nargs="+", choices=("speed", "train", "accuracy"), default=["speed", "accuracy"],
+                        help="train (not in the default): one training step's images/s against torchvision")
     parser.add_argument("--models", nargs="+", choices=zoo.DETECTORS + zoo.ACCURACY_ONLY,
                         default=list(zoo.DETECTORS + zoo.ACCURACY_ONLY),
                         help="zoo.ACCURACY_ONLY detectors (mask_rcnn_keypoints) are skipped by --part speed")
@@ -443,6 +578,8 @@ def main(argv=None):
     parser.add_argument("--torch-omp-wait-policy", default="",
                         help="OMP_WAIT_POLICY of the torch subprocesses ('' = OpenMP's default: spin briefly, then "
                              "sleep). PASSIVE made 2-thread SSDLite 1.6x slower here (a wake-up per parallel region)")
+    parser.add_argument("--unfolded-too", action="store_true",
+                        help="speed: also time every keras_det model with its BatchNorms unfolded (<row>_unfolded)")
     parser.add_argument("--no-kerascv", action="store_true")
     parser.add_argument("--no-kerashub", action="store_true")
     parser.add_argument("--budget", type=float, default=300.0, help="accuracy: training budget, process CPU seconds")
@@ -459,6 +596,11 @@ def main(argv=None):
         payload["speed_settings"] = vars(args)
         harness.write_json(args.output, payload)
         print(speed_table(payload["speed"]))
+    if "train" in args.part:
+        payload["train"] = train(args)
+        payload["train_settings"] = vars(args)
+        harness.write_json(args.output, payload)
+        print(train_table(payload["train"]))
     if "accuracy" in args.part:
         fresh, old = accuracy(args), payload.get("accuracy", {})
         same = all(old.get(k) == fresh[k] for k in ("budget_cpu_s", "train_images", "test_images"))

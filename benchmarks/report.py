@@ -180,6 +180,12 @@ def speed_notes(speed):
                      "threshold, so they keep no detection. Mask R-CNN's mask branch runs on the kept detections only, "
                      "so its row (and its GFLOPs: the branch's shapes are dynamic, not counted) times the box path; "
                      "the branch's cost grows with the detections a trained model keeps.")
+    unfolded = [n for n in speed["rows"] if n.endswith("_unfolded")]
+    if unfolded:
+        lines.append("- keras_det rows time the served model (`keras_det.models.inference_copy`, what the export "
+                     "writes): each BatchNorm after a convolution folded into it, which Keras 3 on TensorFlow otherwise "
+                     "runs as a separate multiply and add over the whole feature map. The *BatchNorm unfolded* rows "
+                     "time the training model itself; their ratio is unfolded / folded (> 1: folding is faster).")
     kept = [n for n in speed["rows"] if n.endswith("_kept")]
     if kept:
         lines.append("- The *kept* rows keep the top 20 detections on both sides (score threshold 0; torchvision "
@@ -335,6 +341,19 @@ def render(ladder, peers_result, images_rel="images", beam=None, real=None):
             "preprocessing, forward, box decoding and NMS.",
             [peers.speed_table(s), speed_notes(s)],
             f"![speed at 320]({images_rel}/peers_speed.png)",
+        )
+    if peers_result and "train" in peers_result:
+        t = peers_result["train"]
+        out += section(
+            "Training speed against torchvision (320×320, batch 8)",
+            "`keras-det bench peers --part train` (`benchmarks/peers.py`): one training step — forward, every loss, "
+            "gradients, SGD momentum update — of keras_det's `fit` (`model.train_function` on 8 `shapes` images at "
+            "320 px, 91-class configurations) against torchvision's training step of the matching model (8 random "
+            f"images, 4 boxes each; all layers trainable on both sides), interleaved: {t['protocol']}; "
+            f"{t['timed_runs']} timed steps each. Ratio: images/s over the peer's, paired per round (> 1: keras_det "
+            "trains faster).",
+            [peers.train_table(t)],
+            "",
         )
     if peers_result and "accuracy" in peers_result:
         a = peers_result["accuracy"]

@@ -33,6 +33,7 @@ import keras
 import numpy as np
 import tensorflow as tf
 
+from keras_det.models.folding import inference_copy
 from keras_det.ops import boxes as box_ops
 from keras_det.ops import image as image_ops
 
@@ -98,8 +99,10 @@ class _Serving:
     """The graph functions behind the serving signatures of one model."""
 
     def __init__(self, model, image_size, output_shapes=None):
-        self.model = model
         self.image_size = tuple(int(s) for s in image_size)
+        # What is served: a copy with the backbone's BatchNorms folded into its convolutions (same outputs to
+        # float32 rounding, ~10 % faster on CPU; `keras_det.models.folding`), made now from the current weights.
+        self.model = inference_copy(model, tf.zeros((1,) + self.image_size + (3,), tf.float32))
         self.bounding_box_format = getattr(model, "bounding_box_format", "yxyx")
         # {key: (shape without batch, dtype)} of the model's outputs (`check_detector`):
         # with it an empty batch returns empty outputs without running the model.
@@ -231,7 +234,7 @@ def export_saved_model(model, export_dir, version=None, image_size=None, class_n
     # variable so that TF1-style loaders such as TF Serving's restore them all.
     serving = _Serving(model, image_size, output_shapes)
     archive = keras.export.ExportArchive()
-    archive.track(model)
+    archive.track(serving.model)
     archive.add_endpoint(
         "serving_default", serving.serve_encoded, input_signature=[tf.TensorSpec([None], tf.string, name="images")]
     )

@@ -33,10 +33,25 @@ class ConvBNAct(keras.layers.Layer):
 
     def build(self, input_shape):
         self.conv.build(tuple(input_shape))
-        self.bn.build(tuple(input_shape[:-1]) + (self.filters,))
+        if self.bn is not None:
+            self.bn.build(tuple(input_shape[:-1]) + (self.filters,))
+
+    def drop_batch_norm(self):
+        """Inference form (`keras_det.models.folding.inference_copy`, before the layer is built): a biased
+        convolution, no BatchNorm; the folded kernel and bias are assigned after building."""
+        if self.built:
+            raise ValueError(f"{self.name}: drop_batch_norm() must be called before the layer is built.")
+        self._tracker.untrack(self.bn)
+        self._tracker.untrack(self.conv)
+        self.bn = None
+        self.conv = keras.layers.Conv2D(self.filters, self.kernel_size, self.strides, padding="same", use_bias=True,
+                                        name="conv")
 
     def call(self, x, training=False):
-        return self.act(self.bn(self.conv(x), training=training))
+        x = self.conv(x)
+        if self.bn is not None:
+            x = self.bn(x, training=training)
+        return self.act(x)
 
     def compute_output_shape(self, input_shape):
         def side(n):

@@ -15,3 +15,4 @@ from keras_det.models.ssd import SSD  # noqa: F401
 from keras_det.models.transfer import TransferClassifier  # noqa: F401
 from keras_det.models.yolo import YOLO  # noqa: F401
 from keras_det.models.yolo_v1 import YOLOv1  # noqa: F401
+from keras_det.models.folding import fold_batch_norms, inference_copy  # noqa: F401

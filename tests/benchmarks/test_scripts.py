@@ -42,10 +42,13 @@ def test_ladder_runs_and_writes_the_table(tmp_path, capsys):
 def test_peers_speed_and_accuracy_run(tmp_path):
     out = tmp_path / "peers.json"
     peers.main(["--part", "speed", "--models", "classify_localize", "--warmup", "1", "--rounds", "1",
-                "--runs-per-round", "1", "--no-kerashub", "--output", str(out)])
+                "--runs-per-round", "1", "--no-kerashub", "--unfolded-too", "--output", str(out)])
     speed = json.loads(out.read_text())["speed"]
-    assert set(speed["rows"]) == {"classify_localize", peers.KERASCV}
+    assert set(speed["rows"]) == {"classify_localize", "classify_localize" + peers.UNFOLDED, peers.KERASCV}
     row = speed["rows"]["classify_localize"]
+    unfolded = speed["rows"]["classify_localize" + peers.UNFOLDED]
+    assert row["batch_norm_folded"] and not unfolded["batch_norm_folded"]
+    assert unfolded["nearest_peer"] == "classify_localize" and unfolded["params"] > row["params"]
     assert row["gflops"] > 0.1 and row["ms"] > 0 and 0 < row["fraction_of_measured_peak"] < 1.5
     assert speed["rows"][peers.KERASCV]["gflops"] > 1.0
     assert "skipped" in speed["errors"]["torchvision"]
@@ -88,3 +91,17 @@ def test_bench_command_finds_the_new_scripts():
     for name in ("ladder", "peers", "report"):
         assert main(["bench", name, "--help"]) == 0  # the script's --help exit code, through main()
     assert os.path.exists(os.path.join(os.path.dirname(zoo.__file__), "ladder.py"))
+
+
+@pytest.mark.slow
+def test_peers_train_part_times_a_fit_step(tmp_path):
+    out = tmp_path / "peers.json"
+    peers.main(["--part", "train", "--models", "ssdlite", "--warmup", "0", "--rounds", "1", "--runs-per-round", "1",
+                "--output", str(out)])
+    t = json.loads(out.read_text())["train"]
+    assert set(t["rows"]) == {"ssdlite"} and t["batch"] == peers.TRAIN_BATCH
+    row = t["rows"]["ssdlite"]
+    assert row["ms_per_step"] > 0 and row["images_per_s"] == pytest.approx(peers.TRAIN_BATCH * 1000 / row["ms_per_step"])
+    assert 0 < row["trainable_params"] <= row["params"]
+    assert "skipped" in t["errors"]["torchvision"]
+    assert "| SSDLite |" in peers.train_table(t)
