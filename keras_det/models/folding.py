@@ -159,9 +159,9 @@ def inference_copy(model, inputs):
     model: training ``model`` afterwards does not change it — make a new copy.
 
     Args:
-        model: a built keras_det detector. A model with nothing to fold, or
+        model: a built keras_det detector. A model with nothing to fold,
             one not serializable by config (a custom ``keras.Model``
-            backbone), is returned as it is.
+            backbone) or a plain callable is returned as it is.
         inputs: one batch ``model`` takes (images ``[B, H, W, 3]``, or the
             dict with ``proposals`` of a proposal detector): the copy is
             built by one call on it.
@@ -169,8 +169,8 @@ def inference_copy(model, inputs):
     Returns:
         The folded copy, or ``model``.
     """
-    if getattr(model, "backbone_name", "") is None:  # a custom backbone: its config does not rebuild it
-        return model
+    if not isinstance(model, keras.Model) or getattr(model, "backbone_name", "") is None:
+        return model  # not a Keras model (a callable that serves), or a custom backbone its config does not rebuild
     folded = {}
     for attr, sub in vars(model).items():
         if not attr.startswith("_") and _is_functional(sub):
