@@ -540,6 +540,17 @@ def _ap_cells(r, iou_type):
     return f"{r[iou_type]['AP50']:.3f} / {r[iou_type]['AP']:.3f}" if iou_type in r else "–"
 
 
+def merge_accuracy(old, fresh):
+    """``fresh`` accuracy results, plus ``old``'s rows of detectors not re-trained now and its
+    hand-written ``notes`` when both ran with the same budget and data (else ``fresh`` alone)."""
+    if any(old.get(k) != fresh[k] for k in ("budget_cpu_s", "train_images", "test_images")):
+        return fresh
+    merged = {**fresh, "rows": {**old.get("rows", {}), **fresh["rows"]}}
+    if old.get("notes") and "notes" not in fresh:
+        merged["notes"] = old["notes"]
+    return merged
+
+
 def accuracy_table(a):
     lines = [
         f"| detector | AP50 | AP | mask AP50 / AP | keypoint AP50 / AP (OKS) | training steps | training images/s "
@@ -602,11 +613,7 @@ def main(argv=None):
         harness.write_json(args.output, payload)
         print(train_table(payload["train"]))
     if "accuracy" in args.part:
-        fresh, old = accuracy(args), payload.get("accuracy", {})
-        same = all(old.get(k) == fresh[k] for k in ("budget_cpu_s", "train_images", "test_images"))
-        if same:  # rows of detectors not re-trained now are kept (same budget and data)
-            fresh["rows"] = {**old.get("rows", {}), **fresh["rows"]}
-        payload["accuracy"] = fresh
+        payload["accuracy"] = merge_accuracy(payload.get("accuracy", {}), accuracy(args))
         payload["accuracy_settings"] = vars(args)
         harness.write_json(args.output, payload)
         print(accuracy_table(payload["accuracy"]))

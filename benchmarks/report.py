@@ -370,9 +370,8 @@ def render(ladder, peers_result, images_rel="images", beam=None, real=None):
             "with COCO `segm` (mask IoU, the test split's instance masks); Mask R-CNN + keypoints (the keypoint head "
             "on the 6 `shapes` keypoint slots, `mask_rcnn_keypoints_cpu`) also with COCO `keypoints` (OKS, sigma "
             "0.05 for every slot; see keras_det/data/shapes.py). Both Mask R-CNN presets have a light mask (and "
-            "keypoint) head, 2 convs of 32 channels instead of the paper's 4 of 256: it runs on every positive RoI, "
-            "and the earlier 4 convs of 64 channels made a step 3.3x Faster R-CNN's, so Mask R-CNN saw a fraction "
-            "of the images in the budget (box AP50 0.148). ms/image: the trained model at "
+            "keypoint) head, 2 convs of 32 channels instead of the paper's 4 of 256 (it runs on every positive "
+            "RoI; keras_det/presets.py). ms/image: the trained model at "
             "batch 1 (R-CNN and Fast R-CNN: + selective search).",
             [peers.accuracy_table(a)],
             f"![speed vs AP50]({images_rel}/speed_vs_ap.png)",

@@ -124,6 +124,27 @@ def test_yolo_v1_loss_on_a_hand_computed_2x2_grid():
     with pytest.raises(ValueError, match="confidence_target"):
         L.yolo_v1_loss(*args, confidence_target="two")
 
+    # The cross-entropy terms: -log p of the GT class; BCE of the confidences against the same targets.
+    clipped = np.clip(confidence, 0.01, 0.99)
+    ce = L.yolo_v1_loss(*args, class_loss="ce", confidence_loss="bce", class_logits=np.log(probs),
+                        confidence_logits=np.log(clipped / (1 - clipped)))
+    ce = {k: float(v) for k, v in ce.items()}
+
+    def bce(p, z):
+        return -(z * math.log(p) + (1 - z) * math.log(1 - p))
+
+    others = [0.3, 0.4, 0.1, 0.2, 0.01, 0.3] + [0.01] * 8  # image 0's other predictors, then image 1's 8
+    assert ce == pytest.approx({
+        "coord_loss": coord,
+        "obj_loss": (bce(0.8, 0.6) + bce(0.5, 2 / 3)) / 2,
+        "noobj_loss": 0.5 * sum(bce(p, 0.0) for p in others) / 2,
+        "class_loss": (-math.log(0.7) - math.log(0.6)) / 2,
+    }, rel=1e-5)
+    for bad, match in (({"class_loss": "focal"}, "class_loss"), ({"confidence_loss": "l1"}, "confidence_loss"),
+                       ({"class_loss": "ce"}, "class_logits"), ({"confidence_loss": "bce"}, "confidence_logits")):
+        with pytest.raises(ValueError, match=match):
+            L.yolo_v1_loss(*args, **bad)
+
 
 def test_giou_hand_computed():
     a = [[0, 0, 2, 2], [0, 0, 2, 2], [0, 0, 1, 1], [0, 0, 2, 2]]

@@ -32,9 +32,16 @@ from keras_det.losses.classification import (
 )
 from keras_det.losses.instance import keypoint_loss, mask_loss
 from keras_det.losses.replica import replica_mean_scale, replica_normalizer
-from keras_det.losses.yolo import YOLO_V1_CONFIDENCE_TARGETS, yolo_v1_loss
+from keras_det.losses.yolo import (
+    YOLO_V1_CLASS_LOSSES,
+    YOLO_V1_CONFIDENCE_LOSSES,
+    YOLO_V1_CONFIDENCE_TARGETS,
+    yolo_v1_loss,
+)
 
 __all__ = [
+    "YOLO_V1_CLASS_LOSSES",
+    "YOLO_V1_CONFIDENCE_LOSSES",
     "YOLO_V1_CONFIDENCE_TARGETS",
     "binary_cross_entropy",
     "box_regression_loss",

@@ -15,7 +15,10 @@ connected head.
   class distribution.
 * Loss: `keras_det.losses.yolo_v1_loss` (the paper's sum-squared terms
   ``coord_loss``, ``obj_loss``, ``noobj_loss``, ``class_loss``; λcoord = 5,
-  λnoobj = 0.5), summed over the grid and averaged over the batch.
+  λnoobj = 0.5), summed over the grid and averaged over the batch;
+  ``class_loss="ce"`` / ``confidence_loss="bce"`` put cross-entropies in place
+  of the class and confidence squares (what learns from scratch: the
+  ``yolo_v1_cpu`` preset, docs/single_stage.md).
 * Head: the paper's stride-2 conv (14×14 → 7×7 at 448 px) is applied only
   when the tapped map is at least ``2 S`` wide, so small inputs keep their
   cells.
@@ -72,6 +75,9 @@ class YOLOv1(Detector):
         lambda_coord, lambda_noobj: loss weights (5, 0.5).
         confidence_target: target confidence of a responsible predictor:
             ``"iou"`` (the paper: IoU of its box with the GT) or ``"one"``.
+        class_loss, confidence_loss: ``"sse"`` (the paper's squared errors)
+            or the cross-entropies ``"ce"`` / ``"bce"``
+            (`keras_det.losses.yolo_v1_loss`; what learns from scratch).
         score_threshold, nms_iou_threshold, max_detections, pre_nms_topk:
             decoding (0.005 — darknet's threshold for mAP evaluation: the
             class-specific confidences are small early in training —, NMS
@@ -101,6 +107,8 @@ class YOLOv1(Detector):
         lambda_coord=5.0,
         lambda_noobj=0.5,
         confidence_target="iou",
+        class_loss="sse",
+        confidence_loss="sse",
         score_threshold=0.005,
         nms_iou_threshold=0.5,
         max_detections=100,
@@ -112,6 +120,10 @@ class YOLOv1(Detector):
             raise ValueError(
                 f"`confidence_target` must be one of {loss_ops.YOLO_V1_CONFIDENCE_TARGETS}, got {confidence_target!r}."
             )
+        for name, value, allowed in (("class_loss", class_loss, loss_ops.YOLO_V1_CLASS_LOSSES),
+                                     ("confidence_loss", confidence_loss, loss_ops.YOLO_V1_CONFIDENCE_LOSSES)):
+            if value not in allowed:
+                raise ValueError(f"`{name}` must be one of {allowed}, got {value!r}.")
         tap_stride(feature_tap, allowed=("C3", "C4", "C5"), name="feature_tap")
         if int(grid_size) < 1 or int(boxes_per_cell) < 1:
             raise ValueError(f"`grid_size` and `boxes_per_cell` must be >= 1, got {grid_size!r} and {boxes_per_cell!r}.")
@@ -124,6 +136,8 @@ class YOLOv1(Detector):
         self.lambda_coord = float(lambda_coord)
         self.lambda_noobj = float(lambda_noobj)
         self.confidence_target = confidence_target
+        self.class_loss = class_loss
+        self.confidence_loss = confidence_loss
         height, width = self.image_size
         self.backbone = build_backbone(backbone, backbone_weights, (height, width, 3), taps=(feature_tap,))
         self.decoder = DetectionDecoder(
@@ -167,17 +181,22 @@ class YOLOv1(Detector):
     def decode(self, raw):
         """Raw grid → dict (``N = S·S`` cells, row-major; ``nb = B``):
         ``boxes [B, N, nb, 4]`` absolute ``yxyx``, ``confidence [B, N, nb]``,
-        ``class_probs [B, N, C]``, ``values [B, N, nb, 4]`` = σ outputs ``(y, x, √h, √w)``."""
+        ``class_probs [B, N, C]``, ``values [B, N, nb, 4]`` = σ outputs ``(y, x, √h, √w)``,
+        and the logits ``confidence_logits [B, N, nb]``, ``class_logits [B, N, C]``."""
         s, nb = self.grid_size, self.boxes_per_cell
         raw = tf.reshape(raw, [tf.shape(raw)[0], s * s, 5 * nb + self.num_classes])
-        per_box = tf.sigmoid(tf.reshape(raw[..., : 5 * nb], [-1, s * s, nb, 5]))
+        per_box_logits = tf.reshape(raw[..., : 5 * nb], [-1, s * s, nb, 5])
+        per_box = tf.sigmoid(per_box_logits)
         values = per_box[..., :4]
         boxes = self.box_coder.decode(values, tf.constant(self.cells)[None, :, None, :])
+        class_logits = raw[..., 5 * nb :]
         return {
             "boxes": boxes,
             "confidence": per_box[..., 4],
-            "class_probs": tf.nn.softmax(raw[..., 5 * nb :], axis=-1),
+            "class_probs": tf.nn.softmax(class_logits, axis=-1),
             "values": values,
+            "confidence_logits": per_box_logits[..., 4],
+            "class_logits": class_logits,
         }
 
     def call(self, images, training=False):
@@ -223,6 +242,8 @@ class YOLOv1(Detector):
             tf.reshape(t["box_targets"], [-1, n, 4]), tf.reshape(t["boxes"], [-1, n, 4]),
             tf.reshape(t["object_mask"], [-1, n]), tf.reshape(t["labels"], [-1, n]),
             lambda_coord=self.lambda_coord, lambda_noobj=self.lambda_noobj, confidence_target=self.confidence_target,
+            class_loss=self.class_loss, confidence_loss=self.confidence_loss,
+            class_logits=p["class_logits"], confidence_logits=p["confidence_logits"],
         )
 
     def compute_detection_losses(self, images, gt_boxes, gt_labels, training=True, **extras):

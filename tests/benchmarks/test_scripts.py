@@ -105,3 +105,15 @@ def test_peers_train_part_times_a_fit_step(tmp_path):
     assert 0 < row["trainable_params"] <= row["params"]
     assert "skipped" in t["errors"]["torchvision"]
     assert "| SSDLite |" in peers.train_table(t)
+
+
+def test_peers_accuracy_merge_keeps_other_rows_and_notes():
+    settings = {"budget_cpu_s": 300.0, "train_images": 1000, "test_images": 200}
+    old = {**settings, "rows": {"ssd": {"AP50": 0.5}, "yolo_v1": {"AP50": 0.004}}, "notes": ["a remark"]}
+    fresh = {**settings, "rows": {"yolo_v1": {"AP50": 0.3}}}
+    merged = peers.merge_accuracy(old, fresh)
+    assert merged["rows"] == {"ssd": {"AP50": 0.5}, "yolo_v1": {"AP50": 0.3}} and merged["notes"] == ["a remark"]
+    assert peers.merge_accuracy(old, {**fresh, "notes": ["new"]})["notes"] == ["new"]
+    # Another budget: the old rows are not comparable and are dropped.
+    other = {**fresh, "budget_cpu_s": 60.0}
+    assert peers.merge_accuracy(old, other) == other

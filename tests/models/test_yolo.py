@@ -52,6 +52,12 @@ def test_v1_loss_responsible_predictor_by_hand():
     assert losses["obj_loss"] == pytest.approx(0.25, abs=1e-4)
     assert losses["noobj_loss"] == pytest.approx(0.5 * 31 * 0.25, rel=1e-6)
     assert losses["class_loss"] == pytest.approx((2 / 3) ** 2 + 2 * (1 / 3) ** 2, rel=1e-5)
+    # The cross-entropies on the same outputs (logits 0: confidences and class probabilities as above):
+    # BCE(0.5 against IoU 1) = BCE(0.5 against 0) = log 2 per predictor; -log(1/3) for the class.
+    ce = YOLOv1(3, **{**V1, "class_loss": "ce", "confidence_loss": "bce"})
+    ce_losses = {k: float(v) for k, v in ce.loss_terms(tf.constant(raw), gt, labels).items()}
+    assert ce_losses == pytest.approx({"coord_loss": 0.0, "obj_loss": math.log(2), "noobj_loss": 0.5 * 31 * math.log(2),
+                                       "class_loss": math.log(3)}, rel=1e-5, abs=1e-8)
     # With predictor 1 off the box, predictor 0 (closer, at the cell centre) becomes responsible:
     # coordinates (0.5 - t)^2 summed, times lambda_coord = 5.
     raw[0, 0, 1, 5:9] = -8.0
@@ -81,9 +87,11 @@ def test_prior_grid_and_multiscale_assignment_by_hand():
     np.testing.assert_allclose(decoded, gt[0, :2], atol=1e-4)
 
 
-def test_v1_overfit_and_predict_contract():
+@pytest.mark.parametrize("losses", [{"class_loss": "sse", "confidence_loss": "sse"},
+                                    {"class_loss": "ce", "confidence_loss": "bce"}], ids=["paper", "cross_entropy"])
+def test_v1_overfit_and_predict_contract(losses):
     batch = rectangles(num_images=4, size=128, seed=1)
-    model = YOLOv1(3, **V1)
+    model = YOLOv1(3, **{**V1, **losses})
     _check_contract(model.predict(batch["images"], verbose=0), 4, 20)
     model.compile(optimizer=keras.optimizers.Adam(1e-3))
     history = model.fit(_dataset(batch), steps_per_epoch=8, epochs=3, verbose=0).history
@@ -121,7 +129,8 @@ def test_empty_images_train_without_nan(cls, config):
 
 
 def test_config_round_trip_and_errors():
-    for cls, config in ((YOLOv1, V1), (YOLOv1, {**V1, "feature_tap": "C4", "head_local": True}), (YOLO, MS)):
+    for cls, config in ((YOLOv1, V1), (YOLOv1, {**V1, "feature_tap": "C4", "head_local": True}),
+                        (YOLOv1, {**V1, "class_loss": "ce", "confidence_loss": "bce"}), (YOLO, MS)):
         model = cls(4, bounding_box_format="rel_yxyx", **config)
         cfg = model.get_config()
         assert cfg["backbone"] == "tiny" and cfg["backbone_weights"] is None
@@ -141,6 +150,10 @@ def test_config_round_trip_and_errors():
         YOLO(2, backbone="tiny", variant="v9")
     with pytest.raises(ValueError, match="feature_tap"):
         YOLOv1(2, backbone="tiny", feature_tap="C9")
+    with pytest.raises(ValueError, match=r"`class_loss` must be one of \('sse', 'ce'\), got 'bce'"):
+        YOLOv1(2, backbone="tiny", class_loss="bce")
+    with pytest.raises(ValueError, match="`confidence_loss` must be one of"):
+        YOLOv1(2, backbone="tiny", confidence_loss="ce")
     with pytest.raises(ValueError, match="built for 128x128"):
         model(np.zeros((1, 96, 96, 3), np.float32))
     with pytest.raises(ValueError, match="cannot be split"):
