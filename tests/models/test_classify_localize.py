@@ -92,6 +92,19 @@ def test_dense_classifier_loss_hand_values_and_prediction():
         ClassifyLocalize(3, backbone="tiny", class_pool="sum")
 
 
+def test_classify_localize_giou_loss_hand_value():
+    model = ClassifyLocalize(2, backbone="tiny", box_loss="giou", box_loss_weight=2.0)
+    images = tf.zeros([1, 32, 32, 3])
+    gt = tf.constant([[[0.0, 0.0, 16.0, 32.0]]])  # yxyx -> rel (0, 0, 0.5, 1)
+    losses = model.compute_detection_losses(images, gt, tf.constant([[1]]), training=False)
+    # The start box (0.25, 0.25, 0.75, 0.75) against (0, 0, 0.5, 1): intersection 0.25 x 0.5 = 0.125,
+    # union 0.25 + 0.5 - 0.125 = 0.625, IoU 0.2; enclosing box 0.75 x 1: GIoU = 0.2 - 0.125 / 0.75.
+    np.testing.assert_allclose(losses["box_loss"], 2.0 * (1 - (0.2 - 0.125 / 0.75)), rtol=1e-5)
+    empty = model.compute_detection_losses(images, gt, tf.constant([[-1]]))
+    assert float(empty["box_loss"]) == 0.0
+    assert ClassifyLocalize.from_config(model.get_config()).get_config()["box_loss"] == "giou"
+
+
 def test_dense_box_head_hand_values():
     """box_head="dense": per-cell boxes (centre (i + σ) / h, size σ²), the object's centre cell trained and returned."""
     model = ClassifyLocalize(3, backbone="tiny", tap="C4", classifier="dense", box_head="dense")
