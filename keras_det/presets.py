@@ -108,7 +108,8 @@ PRESETS = {
     # cross-entropy class and confidence terms (the paper's squared errors through the
     # softmax / sigmoid stay at chance: AP50 0.005), the stride-16 C4 map with one cell per
     # map position (S = 8) and the shared per-cell path beside the FC head, no dropout.
-    # 300 CPU-s: AP50 0.452 (S = 7 on the same map: 0.244; with dropout 0.5: 0.205).
+    # 300 CPU-s: AP50 0.314 in the benchmark, 0.452 in an exploratory run (S = 7 on the same map:
+    # 0.244; with dropout 0.5: 0.205).
     "yolo_v1_cpu": ("YOLOv1", dict(backbone="tiny", grid_size=8, feature_tap="C4", head_local=True, dropout=0.0,
                                    class_loss="ce", confidence_loss="bce", head_filters=128, fc_dim=512)),
     "yolo_cpu": ("YOLO", dict(backbone="tiny", head_filters=64, neck_filters=64)),

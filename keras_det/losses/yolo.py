@@ -36,7 +36,7 @@ def yolo_v1_loss(pred_values, pred_boxes, confidence, class_probs, target_values
     ``confidence_logits`` against the same targets (Ĉ for a responsible
     predictor, 0 otherwise). A squared error through a softmax / sigmoid has a
     gradient that vanishes as the output saturates; the cross-entropies' does
-    not (measured on ``shapes``: AP50 0.005 → 0.45, docs/single_stage.md).
+    not (measured on ``shapes``: AP50 0.005 → 0.31–0.45, docs/single_stage.md).
 
     Args:
         pred_values: ``[B, N, nb, 4]`` values ``(y, x, √h, √w)`` of the ``nb``
