@@ -157,9 +157,9 @@ def positive_rois(rois, t):
     and Detectron2's do: their losses weigh every other RoI 0, and running
     the heads on all sampled RoIs (three quarters negatives at a positive
     fraction of 0.25) cost four times the compute of a training step's mask
-    branch for the same loss. ``k`` is the most positives any image has;
-    images with fewer keep some zero-weight RoIs, so the loss sums the same
-    terms.
+    branch for the same loss. ``k`` is the most positives any image has (at
+    least 1); images with fewer keep some zero-weight RoIs, so the loss sums
+    the same terms.
 
     Args:
         rois: ``[B, R, 4]`` sampled RoIs.
@@ -171,7 +171,10 @@ def positive_rois(rois, t):
         positives first, in their original order.
     """
     positive = tf.cast(t["box_weights"] > 0, tf.float32)
-    k = tf.cast(tf.reduce_max(tf.reduce_sum(positive, axis=1)), tf.int32)
+    # At least one (zero-weight) RoI when no image has a positive: TF's CPU
+    # Conv2D mis-shapes an empty batch (oneDNN on an AVX-512 CPU returns the
+    # input's channels), as `RoIHeads.call` notes for inference.
+    k = tf.maximum(tf.cast(tf.reduce_max(tf.reduce_sum(positive, axis=1)), tf.int32), 1)
     _, order = tf.math.top_k(positive, k=k)  # ties keep the lower index first
 
     def pick(x):
