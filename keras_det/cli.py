@@ -482,7 +482,7 @@ def build_detector(name, num_classes, backbone, image_size, backbone_weights=Non
     return presets.build(f"{name}_cpu", num_classes, **options)
 
 
-DETECTORS = ("faster_rcnn", "mask_rcnn", "ssd", "yolo")
+DETECTORS = ("faster_rcnn", "mask_rcnn", "ssd", "yolo", "yolo_v1")
 
 
 def _load_init_from(path):

@@ -1,6 +1,8 @@
 import subprocess
 import sys
 
+import pytest
+
 from keras_det import cli
 
 
@@ -54,7 +56,8 @@ def test_train_classifier_on_a_folder(tmp_path, capsys):
     assert model.predict(np.zeros((1, 48, 48, 3), np.float32), verbose=0).shape == (1, 2)
 
 
-def test_train_export_predict_round_trip(tmp_path, capsys):
+@pytest.mark.parametrize("model", ["faster_rcnn", "yolo_v1"])
+def test_train_export_predict_round_trip(tmp_path, capsys, model):
     import json
     import os
 
@@ -62,7 +65,7 @@ def test_train_export_predict_round_trip(tmp_path, capsys):
     import tensorflow as tf
 
     run = str(tmp_path / "run")
-    argv = ["train", "--model", "faster_rcnn", "--data", "shapes", "--train-images", "8", "--image-size", "64",
+    argv = ["train", "--model", model, "--data", "shapes", "--train-images", "8", "--image-size", "64",
             "--batch-size", "4", "--epochs", "2", "--steps-per-epoch", "2", "--output-dir", run]
     assert cli.main(argv) == 0
     assert {"model.keras", "checkpoint.keras", "logs"} <= set(os.listdir(run))
