@@ -36,6 +36,7 @@ from keras_det.losses.yolo import (
     YOLO_V1_CLASS_LOSSES,
     YOLO_V1_CONFIDENCE_LOSSES,
     YOLO_V1_CONFIDENCE_TARGETS,
+    check_yolo_v1_options,
     yolo_v1_loss,
 )
 
@@ -45,6 +46,7 @@ __all__ = [
     "YOLO_V1_CONFIDENCE_TARGETS",
     "binary_cross_entropy",
     "box_regression_loss",
+    "check_yolo_v1_options",
     "ciou",
     "diou",
     "elementwise_iou",

@@ -10,6 +10,15 @@ YOLO_V1_CLASS_LOSSES = ("sse", "ce")
 YOLO_V1_CONFIDENCE_LOSSES = ("sse", "bce")
 
 
+def check_yolo_v1_options(confidence_target="iou", class_loss="sse", confidence_loss="sse"):
+    """Raises ValueError naming the first of YOLO v1's loss options that is not one of its choices."""
+    for name, value, allowed in (("confidence_target", confidence_target, YOLO_V1_CONFIDENCE_TARGETS),
+                                 ("class_loss", class_loss, YOLO_V1_CLASS_LOSSES),
+                                 ("confidence_loss", confidence_loss, YOLO_V1_CONFIDENCE_LOSSES)):
+        if value not in allowed:
+            raise ValueError(f"`{name}` must be one of {allowed}, got {value!r}.")
+
+
 def yolo_v1_loss(pred_values, pred_boxes, confidence, class_probs, target_values, target_boxes, object_mask, labels,
                  lambda_coord=5.0, lambda_noobj=0.5, confidence_target="iou", class_loss="sse",
                  confidence_loss="sse", class_logits=None, confidence_logits=None):
@@ -59,12 +68,7 @@ def yolo_v1_loss(pred_values, pred_boxes, confidence, class_probs, target_values
         dict of float32 scalars ``coord_loss``, ``obj_loss``, ``noobj_loss``,
         ``class_loss`` (weights applied).
     """
-    if confidence_target not in YOLO_V1_CONFIDENCE_TARGETS:
-        raise ValueError(f"`confidence_target` must be one of {YOLO_V1_CONFIDENCE_TARGETS}, got {confidence_target!r}.")
-    if class_loss not in YOLO_V1_CLASS_LOSSES:
-        raise ValueError(f"`class_loss` must be one of {YOLO_V1_CLASS_LOSSES}, got {class_loss!r}.")
-    if confidence_loss not in YOLO_V1_CONFIDENCE_LOSSES:
-        raise ValueError(f"`confidence_loss` must be one of {YOLO_V1_CONFIDENCE_LOSSES}, got {confidence_loss!r}.")
+    check_yolo_v1_options(confidence_target, class_loss, confidence_loss)
     if class_loss == "ce" and class_logits is None:
         raise ValueError("class_loss='ce' needs `class_logits`.")
     if confidence_loss == "bce" and confidence_logits is None:

@@ -116,14 +116,7 @@ class YOLOv1(Detector):
         **kwargs,
     ):
         super().__init__(bounding_box_format=bounding_box_format, loss_names=self.loss_keys, **kwargs)
-        if confidence_target not in loss_ops.YOLO_V1_CONFIDENCE_TARGETS:
-            raise ValueError(
-                f"`confidence_target` must be one of {loss_ops.YOLO_V1_CONFIDENCE_TARGETS}, got {confidence_target!r}."
-            )
-        for name, value, allowed in (("class_loss", class_loss, loss_ops.YOLO_V1_CLASS_LOSSES),
-                                     ("confidence_loss", confidence_loss, loss_ops.YOLO_V1_CONFIDENCE_LOSSES)):
-            if value not in allowed:
-                raise ValueError(f"`{name}` must be one of {allowed}, got {value!r}.")
+        loss_ops.check_yolo_v1_options(confidence_target, class_loss, confidence_loss)
         tap_stride(feature_tap, allowed=("C3", "C4", "C5"), name="feature_tap")
         if int(grid_size) < 1 or int(boxes_per_cell) < 1:
             raise ValueError(f"`grid_size` and `boxes_per_cell` must be >= 1, got {grid_size!r} and {boxes_per_cell!r}.")
