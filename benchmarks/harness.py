@@ -380,7 +380,7 @@ def _cpu_model():
 # ---------------------------------------------------------------------------
 
 
-def train_for_cpu_seconds(model, dataset, budget, steps_per_call=50, warmup_steps=5):
+def train_for_cpu_seconds(model, dataset, budget, steps_per_call=50, warmup_steps=5, lr_drop=None):
     """``fit`` on a repeated dataset until ``budget`` seconds of process CPU time are spent.
 
     The first ``warmup_steps`` (graph tracing, cache filling) run before the
@@ -388,18 +388,35 @@ def train_for_cpu_seconds(model, dataset, budget, steps_per_call=50, warmup_step
     past the budget (so at least ``steps_per_call`` steps run, whatever the
     budget).
 
+    Args:
+        lr_drop: ``(fraction, factor)`` or ``None``: once ``fraction`` of the
+            budget is spent, the optimizer's learning rate is multiplied by
+            ``factor`` (once) -- the step schedule of the detection recipes
+            (Detectron2 / torchvision ``MultiStepLR``: x0.1 near the end), in
+            CPU time because the number of steps is not known in advance.
+
     Returns:
-        dict ``steps``, ``wall_s``, ``cpu_s``, ``final_loss``.
+        dict ``steps``, ``wall_s``, ``cpu_s``, ``final_loss`` (+ ``lr_drop_step``
+        with ``lr_drop``: the step after which the rate was dropped).
     """
+    if lr_drop is not None and not (0.0 < lr_drop[0] < 1.0 and lr_drop[1] > 0.0):
+        raise ValueError(f"lr_drop must be (fraction in (0, 1), factor > 0), got {lr_drop!r}.")
     if warmup_steps:
         model.fit(dataset, steps_per_epoch=warmup_steps, epochs=1, verbose=0)
-    steps, loss = 0, float("nan")
+    steps, loss, drop_step = 0, float("nan"), None
     wall, cpu = time.perf_counter(), time.process_time()
     while steps == 0 or time.process_time() - cpu < budget:
+        if lr_drop is not None and drop_step is None and time.process_time() - cpu >= lr_drop[0] * budget:
+            rate = model.optimizer.learning_rate
+            rate.assign(float(rate.numpy()) * lr_drop[1])
+            drop_step = steps
         history = model.fit(dataset, steps_per_epoch=steps_per_call, epochs=1, verbose=0).history
         loss = float(history["loss"][-1])
         steps += steps_per_call
-    return {"steps": steps, "wall_s": time.perf_counter() - wall, "cpu_s": time.process_time() - cpu, "final_loss": loss}
+    out = {"steps": steps, "wall_s": time.perf_counter() - wall, "cpu_s": time.process_time() - cpu, "final_loss": loss}
+    if lr_drop is not None:
+        out["lr_drop_step"] = drop_step
+    return out
 
 
 # ---------------------------------------------------------------------------

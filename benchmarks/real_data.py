@@ -388,7 +388,9 @@ def train_detector(strategy, weights, batches, test_batches, class_names, anchor
         fine_tune(model.backbone, FINE_TUNE_LAYERS, lr_multiplier=0.1)
         detail = {"fine_tune_layers": FINE_TUNE_LAYERS, "lr_multiplier": 0.1}
     model.compile(optimizer=keras.optimizers.Adam(args.det_lr))
-    run = harness.train_for_cpu_seconds(model, batches, args.det_budget, args.steps_per_call, warmup_steps=2)
+    lr_drop = (args.det_lr_drop, 0.1) if args.det_lr_drop else None
+    run = harness.train_for_cpu_seconds(model, batches, args.det_budget, args.steps_per_call, warmup_steps=2,
+                                        lr_drop=lr_drop)
     evaluator = COCOEvaluator(bounding_box_format="xyxy")
     start = time.process_time()
     for batch in test_batches:
@@ -407,7 +409,8 @@ def train_detector(strategy, weights, batches, test_batches, class_names, anchor
         times.append(1000 * (time.perf_counter() - t))
     trainable = int(sum(np.prod(v.shape) for v in model.backbone.trainable_weights))
     return {"strategy": strategy, **detail, "steps": run["steps"], "images_seen": run["steps"] * args.det_batch_size,
-            "cpu_s": run["cpu_s"], "wall_s": run["wall_s"], "final_loss": run["final_loss"], "AP": metrics["AP"],
+            "cpu_s": run["cpu_s"], "wall_s": run["wall_s"], "final_loss": run["final_loss"],
+            **({"lr_drop_step": run["lr_drop_step"]} if lr_drop else {}), "AP": metrics["AP"],
             "AP50": metrics["AP50"], "per_class_AP": per_class, "per_class_AP50": per_class50, "coco": metrics,
             "eval_cpu_s": eval_cpu, "infer_ms": statistics.median(times), "backbone_trainable_params": trainable,
             "params": int(model.count_params()), "cpu_steal_percent": harness.steal_percent(ticks, harness.cpu_ticks())}
@@ -421,6 +424,8 @@ def detection(args, weights):
                 "image_size": args.det_image_size, "budget_cpu_s": args.det_budget, "batch_size": args.det_batch_size,
                 "learning_rate": args.det_lr, "train_split": args.det_train_split, "test_split": "test",
                 "train_images": num_train, "anchor_sizes": anchors, "augmentation": "keras_det.data.default_augmentation"}
+    if args.det_lr_drop:
+        settings["lr_schedule"] = f"x0.1 after {args.det_lr_drop:g} of the budget"
     # keras-det train's classify path asks the same question with its image count.
     out = {"recommendation": recommend_strategy(num_train, "different"), "settings": settings, "rows": {}}
     for strategy in args.det_strategies:
@@ -941,6 +946,8 @@ def parse_args(argv=None):
     p.add_argument("--det-batch-size", type=int, default=4)
     p.add_argument("--det-lr", type=float, default=1e-3)
     p.add_argument("--det-train-split", default="trainval")
+    p.add_argument("--det-lr-drop", type=float, default=None, metavar="FRACTION",
+                   help="multiply the detector's learning rate by 0.1 once FRACTION of --det-budget is spent")
     p.add_argument("--det-strategies", nargs="+", choices=DET_STRATEGIES, default=list(DET_STRATEGIES))
     p.add_argument("--zoo-budget", type=float, default=240, help="detectors: training CPU-s per detector")
     p.add_argument("--zoo-image-size", type=int, default=256, help="detectors: square training / test size")

@@ -138,6 +138,20 @@ def test_train_for_cpu_seconds_runs_at_least_one_chunk():
     assert out["steps"] == 3 and np.isfinite(out["final_loss"]) and out["cpu_s"] >= 0
 
 
+def test_train_for_cpu_seconds_drops_the_learning_rate_once():
+    keras.utils.set_random_seed(0)
+    model = keras.Sequential([keras.Input((4,)), keras.layers.Dense(1)])
+    model.compile(optimizer=keras.optimizers.SGD(0.01), loss="mse")
+    x = np.ones((8, 4), np.float32)
+    ds = tf.data.Dataset.from_tensor_slices((x, x[:, :1])).batch(4).repeat()
+    out = harness.train_for_cpu_seconds(model, ds, budget=0.5, steps_per_call=3, warmup_steps=0, lr_drop=(0.5, 0.1))
+    # Dropped once (0.01 -> 0.001, not 0.0001), between chunks, after half the budget.
+    np.testing.assert_allclose(float(model.optimizer.learning_rate.numpy()), 0.001, rtol=1e-6)
+    assert out["lr_drop_step"] % 3 == 0 and 0 < out["lr_drop_step"] < out["steps"]
+    with pytest.raises(ValueError, match="lr_drop"):
+        harness.train_for_cpu_seconds(model, ds, budget=0.0, lr_drop=(1.5, 0.1))
+
+
 def test_steal_percent():
     assert harness.steal_percent((10, 1000), (35, 1100)) == 25.0  # 25 of 100 ticks went to other guests
     assert harness.steal_percent((0, 0), (0, 0)) is None
