@@ -80,6 +80,8 @@ SELECTIVE_SEARCH = "selective_search_fast"
 ONE_OBJECT = "classify_localize_one_object"
 # SSD-MobileNetV2-320 at keras-cv YOLOV8's class count (20): the issue's "same input and class count" pair.
 SSD_20 = "ssd_20_classes"
+# The multiscale YOLO at keras-cv YOLOV8 xs's GFLOPs (preset yolo_xs_320), same input and classes.
+YOLO_XS_20 = "yolo_xs_20_classes"
 # Random weights score every class about 1/92, below the two-stage 0.05 threshold: no detection is kept and the
 # second stage's decoding, NMS and Mask R-CNN's mask branch are hardly timed. These rows keep the top KEPT
 # detections on both sides (score threshold 0): keras_det score_threshold=0, max_detections=KEPT; torchvision
@@ -92,7 +94,8 @@ KEPT_SUFFIX = f"_{KEPT}_kept"
 TV_FRCNN_KEPT = TV_FRCNN + KEPT_SUFFIX
 # The peer each keras_det detector is compared with (the closest design).
 NEAREST = {
-    SSD_20: KERASCV, "faster_rcnn" + KEPT_SUFFIX: TV_FRCNN_KEPT, "mask_rcnn" + KEPT_SUFFIX: TV_FRCNN_KEPT,
+    SSD_20: KERASCV, YOLO_XS_20: KERASCV,
+    "faster_rcnn" + KEPT_SUFFIX: TV_FRCNN_KEPT, "mask_rcnn" + KEPT_SUFFIX: TV_FRCNN_KEPT,
     "classify_localize": KERASCV, "sliding_window": KERASCV, "yolo_v1": KERASCV, "yolo_multiscale": KERASCV,
     "ssd": TV_SSD, "ssdlite": TV_SSD,
     "rcnn": TV_FRCNN, "fast_rcnn": TV_FRCNN, "faster_rcnn": TV_FRCNN, "mask_rcnn": TV_FRCNN,
@@ -101,7 +104,7 @@ LABELS = {
     **zoo.LABELS, KERASCV: "keras-cv YOLOV8 xs", KERASHUB: "keras-hub RetinaNet R50-FPN",
     TV_SSD: "torchvision SSDLite320 MNv3", TV_FRCNN: "torchvision Faster R-CNN MNv3-320-FPN",
     SELECTIVE_SEARCH: "selective search (fast)", ONE_OBJECT: "Classify+localize, 1 object/image",
-    SSD_20: "SSD, 20 classes",
+    SSD_20: "SSD, 20 classes", YOLO_XS_20: "YOLO multiscale xs (YOLOV8 xs GFLOPs), 20 classes",
     "faster_rcnn" + KEPT_SUFFIX: f"Faster R-CNN, {KEPT} kept", "mask_rcnn" + KEPT_SUFFIX: f"Mask R-CNN, {KEPT} kept",
     TV_FRCNN_KEPT: f"torchvision Faster R-CNN MNv3-320-FPN, {KEPT} kept",
 }
@@ -164,6 +167,11 @@ def speed(args):
         _add_ours(bench, info, flops, name + KEPT_SUFFIX, model, batch, 91, args, kept=True)
     if "ssd" in args.models and not args.no_kerascv:
         _add_ours(bench, info, flops, SSD_20, zoo.speed_detector("ssd", 20, SIZE), batch, 20, args)
+    if "yolo_multiscale" in args.models and not args.no_kerascv:
+        from keras_det import presets
+
+        xs = presets.build("yolo_xs_320", 20, bounding_box_format=zoo.FORMAT, image_size=(SIZE, SIZE))
+        _add_ours(bench, info, flops, YOLO_XS_20, xs, batch, 20, args)
     if not args.no_kerascv:
         _add_keras_peer(bench, info, flops, KERASCV, lambda: zoo.kerascv_yolov8(20), batch, "keras-cv", 20)
     if not args.no_kerashub:
@@ -405,6 +413,158 @@ def train(args):
             "rows": rows, "errors": summary["errors"], "torch_variants": best}
 
 
+# The dense part of each model kind, images -> raw tensors (no decoding, no NMS): what XLA can compile whole.
+DENSE_PARTS = ("head_outputs", "heads", "features")
+
+
+def dense_forward(model):
+    """``(name, fn)``: the model's dense forward -- single-stage ``head_outputs`` (backbone, neck, heads),
+    classify+localize ``heads``, the R-CNN family's ``features`` (backbone + FPN) -- or ``(None, None)``."""
+    for attr in DENSE_PARTS:
+        if hasattr(model, attr):
+            return attr, getattr(model, attr)
+    return None, None
+
+
+def _first_error(e):
+    text = f"{type(e).__name__}: {e}".strip()
+    for key in ("Detected unsupported operations", "requires", "No registered"):
+        for line in text.splitlines():
+            if key in line:
+                return (f"{type(e).__name__}: " + line.strip())[:300]
+    return text.splitlines()[0][:300]
+
+
+def _max_rel_diff(a, b):
+    """Largest ``|a - b| / max(|a|, 1)`` over every float tensor of two nested outputs (ints: any mismatch = inf)."""
+    import numpy as np
+    import tensorflow as tf
+
+    worst = 0.0
+    for x, y in zip(tf.nest.flatten(a), tf.nest.flatten(b)):
+        x, y = np.asarray(x), np.asarray(y)
+        if x.shape != y.shape:
+            return float("inf")
+        if not np.issubdtype(x.dtype, np.floating):
+            if not np.array_equal(x, y):
+                return float("inf")
+            continue
+        if x.size:
+            worst = max(worst, float(np.max(np.abs(x - y) / np.maximum(np.abs(x), 1.0))))
+    return worst
+
+
+def xla(args):
+    """``jit_compile`` (XLA) measured for every detector: inference and the training step, against the default graph.
+
+    Per detector (the 320-px configurations of `zoo.speed_detector`, 91 classes, served copies for inference):
+
+    * ``e2e``: ``tf.function(jit_compile=True)`` of the whole model call (decode and NMS included);
+    * ``dense``: the dense forward alone (`dense_forward`: backbone, neck and heads, no decoding), XLA
+      against the default graph -- the part XLA could take over if the rest cannot be compiled;
+    * ``train``: ``compile(jit_compile=True)``'s ``fit`` step (8 ``shapes`` images at 320 px, SGD) against
+      ``jit_compile=False``, both models built from the same seed; the first step's losses are compared.
+
+    A configuration XLA cannot compile is reported with the op it stopped at. Times: interleaved rounds,
+    paired ratios XLA / default (< 1: XLA faster); ``max_rel_diff``: the largest relative difference of the
+    outputs (losses for ``train``).
+    """
+    import keras
+    import tensorflow as tf
+
+    from keras_det import data
+    from keras_det.models import inference_copy
+
+    batch = tf.constant(photo()[None])
+
+    def training_batches(masks):
+        images = data.load("shapes", "train", zoo.FORMAT, num_images=TRAIN_BATCH, image_size=SIZE, with_masks=masks,
+                           seed=0)
+        return data.pipeline(images.map(zoo._without("keypoints")), TRAIN_BATCH, max_boxes=16, cache=True,
+                             drop_remainder=True).repeat()
+
+    bench = harness.Interleaved(args.warmup, args.rounds, args.runs_per_round)
+    rows, pairs = {}, {}
+    for name in [n for n in args.models if n in zoo.DETECTORS and n not in zoo.PROPOSAL_DETECTORS]:
+        row = rows.setdefault(name, {"label": LABELS[name]})
+        keras.utils.set_random_seed(0)
+        model = zoo.speed_detector(name, 91, SIZE)
+        model(batch, training=False)
+        served = inference_copy(model, batch)
+        candidates = {"e2e": lambda t, m=served: m(t, training=False)}
+        part, fn = dense_forward(served)
+        if part:
+            candidates["dense"] = lambda t, f=fn: f(t, training=False)
+            row["dense_part"] = part
+        for kind, call in candidates.items():
+            plain, jitted = tf.function(call), tf.function(call, jit_compile=True)
+            reference = harness.fetch(plain(batch))
+            try:
+                compiled = harness.fetch(jitted(batch))
+            except Exception as e:  # noqa: BLE001 - what XLA cannot compile is the result
+                row[kind] = {"compiles": False, "error": _first_error(e)}
+                print(f"xla {name} {kind}: {row[kind]['error']}", flush=True)
+                continue
+            row[kind] = {"compiles": True, "max_rel_diff": _max_rel_diff(reference, compiled)}
+            bench.add(f"{name}/{kind}", harness.timer(plain, batch))
+            bench.add(f"{name}/{kind}@xla", harness.timer(jitted, batch))
+            pairs[(name, kind)] = (f"{name}/{kind}@xla", f"{name}/{kind}")
+        # Training: two models from the same seed, one step each on the same batch.
+        steps, losses = {}, {}
+        batches = training_batches(name in zoo.MASK_DETECTORS)
+        first = next(iter(batches))
+        for jit in (False, True):
+            keras.utils.set_random_seed(0)
+            m = zoo.speed_detector(name, 91, SIZE)
+            m.compile(optimizer=keras.optimizers.SGD(0.01, momentum=0.9), jit_compile=jit)
+            try:
+                losses[jit] = {k: float(v) for k, v in m.train_on_batch(first, return_dict=True).items()}
+                m.fit(batches, steps_per_epoch=1, epochs=1, verbose=0)  # traces model.train_function
+            except Exception as e:  # noqa: BLE001
+                row["train"] = {"compiles": False, "error": _first_error(e)}
+                print(f"xla {name} train: {row['train']['error']}", flush=True)
+                break
+            steps[jit] = (m.train_function, iter(batches))
+        else:
+            row["train"] = {"compiles": True, "max_rel_diff": _max_rel_diff(
+                [losses[False][k] for k in sorted(losses[False])], [losses[True][k] for k in sorted(losses[False])])}
+            for jit, (step, iterator) in steps.items():
+                bench.add(f"{name}/train" + ("@xla" if jit else ""),
+                          lambda n, step=step, iterator=iterator: harness.timer(lambda: step(iterator))(n))
+            pairs[(name, "train")] = (f"{name}/train@xla", f"{name}/train")
+    bench.measure()
+    summary = bench.summary()
+    for (name, kind), (jitted, plain) in pairs.items():
+        if jitted in summary["ms"] and plain in summary["ms"]:
+            rows[name][kind].update(ms=summary["ms"][plain], xla_ms=summary["ms"][jitted],
+                                    xla_ratio=bench.paired(jitted, plain))
+        else:
+            rows[name][kind]["error"] = summary["errors"].get(jitted) or summary["errors"].get(plain)
+    return {"image_size": SIZE, "train_batch": TRAIN_BATCH, "protocol": summary["protocol"],
+            "timed_runs": summary["timed_runs"], "cpu_steal_percent": summary["cpu_steal_percent"], "rows": rows,
+            "skipped": {n: "takes external proposals (the RoI stage is CropAndResize / gathers, as Fast R-CNN)"
+                        for n in zoo.PROPOSAL_DETECTORS if n in args.models}}
+
+
+def xla_table(x):
+    """Markdown table of the xla section (XLA / default time ratios; < 1: XLA faster)."""
+    lines = ["| detector | e2e (decode + NMS) | dense forward | training step |", "|---|---|---|---|"]
+
+    def cell(c):
+        if not c:
+            return "–"
+        if not c.get("compiles"):
+            return "does not compile: " + c["error"].split(": ", 1)[-1][:90].replace("|", "/")
+        if "xla_ratio" not in c:
+            return f"compiles; not timed ({c.get('error')})"
+        return f"{c['xla_ratio']:.2f}× ({c['ms']:.0f} → {c['xla_ms']:.0f} ms, diff {c['max_rel_diff']:.1e})"
+
+    for r in x["rows"].values():
+        dense = r.get("dense")
+        lines.append(f"| {r['label']} | {cell(r.get('e2e'))} | {cell(dense)} | {cell(r.get('train'))} |")
+    return "\n".join(lines)
+
+
 def train_table(t):
     """Markdown table of the train section."""
     lines = [
@@ -573,8 +733,9 @@ def accuracy_table(a):
 
 def main(argv=None):
     parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
-    parser.add_argument("--part", nargs="+", choices=("speed", "train", "accuracy"), default=["speed", "accuracy"],
-                        help="train (not in the default): one training step's images/s against torchvision")
+    parser.add_argument("--part", nargs="+", choices=("speed", "train", "xla", "accuracy"), default=["speed", "accuracy"],
+                        help="train (not in the default): one training step's images/s against torchvision; "
+                             "xla (not in the default): jit_compile against the default graph, per detector")
     parser.add_argument("--models", nargs="+", choices=zoo.DETECTORS + zoo.ACCURACY_ONLY,
                         default=list(zoo.DETECTORS + zoo.ACCURACY_ONLY),
                         help="zoo.ACCURACY_ONLY detectors (mask_rcnn_keypoints) are skipped by --part speed")
@@ -612,6 +773,11 @@ def main(argv=None):
         payload["train_settings"] = vars(args)
         harness.write_json(args.output, payload)
         print(train_table(payload["train"]))
+    if "xla" in args.part:
+        payload["xla"] = xla(args)
+        payload["xla_settings"] = vars(args)
+        harness.write_json(args.output, payload)
+        print(xla_table(payload["xla"]))
     if "accuracy" in args.part:
         payload["accuracy"] = merge_accuracy(payload.get("accuracy", {}), accuracy(args))
         payload["accuracy_settings"] = vars(args)

@@ -191,8 +191,9 @@ def speed_notes(speed):
         lines.append("- The *kept* rows keep the top 20 detections on both sides (score threshold 0; torchvision "
                      "`box_score_thresh=0, box_detections_per_img=20`), so the second stage's decoding and NMS, and "
                      "Mask R-CNN's mask branch, run on 20 boxes. torchvision has no MobileNet Mask R-CNN: the Mask "
-                     "R-CNN row is set against its Faster R-CNN, and the difference is the mask head (4 convs of 256 "
-                     "channels on 14×14 per detection, about 0.9 GFLOPs each, not in the GFLOPs column).")
+                     "R-CNN row is set against its Faster R-CNN, and the difference is the mask head (preset `mask_rcnn_320`: "
+                     "4 convs of 64 channels on 14×14 per detection, 0.07 GFLOPs each, not in the GFLOPs column; the "
+                     "paper's 256 channels cost 0.93 GFLOPs per detection).")
     if speed.get("cpu_steal_percent") is not None:
         lines.append(f"- This is a virtual machine: {speed['cpu_steal_percent']:.0f} % of the CPU time while timing "
                      "went to other guests (steal, `/proc/stat`), hence the wide IQRs; the paired ratios cancel most "
@@ -271,8 +272,9 @@ def real_data_section(real):
         ]
     for extra in real.get("detection_longer", []):
         r, st = extra["row"], extra["settings"]
-        blocks.append(f"Longer run, {r['strategy']} trunk alone, {st['budget_cpu_s']:g} CPU-s at {st['image_size']} px: "
-                      f"AP {r['AP']:.3f}, AP50 {r['AP50']:.3f} (per class AP50: "
+        schedule = f", learning rate {st['lr_schedule']}" if st.get("lr_schedule") else ""
+        blocks.append(f"Longer run, {r['strategy']} trunk alone, {st['budget_cpu_s']:g} CPU-s at {st['image_size']} px"
+                      f"{schedule}: AP {r['AP']:.3f}, AP50 {r['AP50']:.3f} (per class AP50: "
                       + ", ".join(f"{k} {v:.3f}" for k, v in r["per_class_AP50"].items())
                       + f"), {r['steps']} steps / {r['images_seen']} images seen, {r['wall_s']:.0f} s wall.")
     zoo_det = real.get("detectors")
@@ -298,6 +300,20 @@ def real_data_section(real):
         f"{real.get('weights', 'HED VGG16')} (`python -m keras_det.pretrained OUT`). See [transfer.md](transfer.md)."
     )
     return section("Transfer learning on real photos (BCCD, pretrained VGG16)", intro, blocks, "")
+
+
+def xla_notes(x):
+    """Which parts XLA compiles and where it is faster, read off the xla section."""
+    parts = {"e2e": "whole model", "dense": "dense forward", "train": "training step"}
+    lines = []
+    for kind, label in parts.items():
+        rows = {n: r[kind] for n, r in x["rows"].items() if r.get(kind)}
+        failing = sorted(n for n, c in rows.items() if not c["compiles"])
+        faster = sorted(n for n, c in rows.items() if c.get("xla_ratio", 2.0) < 0.95)
+        slower = sorted(n for n, c in rows.items() if c.get("xla_ratio", 0.0) > 1.05)
+        lines.append(f"{label}: XLA does not compile {', '.join(failing) or 'none'}; faster (< 0.95×) for "
+                     f"{', '.join(faster) or 'none'}; slower (> 1.05×) for {', '.join(slower) or 'none'}.")
+    return "\n".join(f"- {line}" for line in lines)
 
 
 def render(ladder, peers_result, images_rel="images", beam=None, real=None):
@@ -353,6 +369,19 @@ def render(ladder, peers_result, images_rel="images", beam=None, real=None):
             f"{t['timed_runs']} timed steps each. Ratio: images/s over the peer's, paired per round (> 1: keras_det "
             "trains faster).",
             [peers.train_table(t)],
+            "",
+        )
+    if peers_result and "xla" in peers_result:
+        x = peers_result["xla"]
+        out += section(
+            "XLA (`jit_compile`) against the default graph (320×320)",
+            "`keras-det bench peers --part xla` (`benchmarks/peers.py`): for every detector, "
+            "`tf.function(jit_compile=True)` of the served model's whole call (batch 1), of its dense forward alone "
+            "(backbone, neck and heads; no decoding or NMS) and `compile(jit_compile=True)`'s training step (batch 8), "
+            f"each against the same without XLA, interleaved: {x['protocol']}; {x['timed_runs']} timed runs each. "
+            "Ratio: XLA time over the default graph's, paired per round (< 1: XLA faster); diff: the largest relative "
+            "difference of the outputs (the first step's losses for training).",
+            [peers.xla_table(x), xla_notes(x)],
             "",
         )
     if peers_result and "accuracy" in peers_result:

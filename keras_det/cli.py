@@ -472,7 +472,7 @@ def build_detector(name, num_classes, backbone, image_size, backbone_weights=Non
     if name in ("faster_rcnn", "mask_rcnn"):
         if anchor_sizes is not None:
             options["anchor_sizes"] = tuple(float(a) for a in anchor_sizes)
-    else:
+    elif name != "classify_localize":  # any input size: no anchors, no grid fixed at construction
         options["image_size"] = (image_size, image_size)
     if name == "yolo" and train_boxes_wh is not None and len(train_boxes_wh) >= 9:
         from keras_det.models.yolo import priors_per_level
@@ -482,7 +482,31 @@ def build_detector(name, num_classes, backbone, image_size, backbone_weights=Non
     return presets.build(f"{name}_cpu", num_classes, **options)
 
 
-DETECTORS = ("faster_rcnn", "mask_rcnn", "ssd", "yolo", "yolo_v1")
+DETECTORS = ("faster_rcnn", "mask_rcnn", "ssd", "yolo", "yolo_v1", "classify_localize")
+# Models that predict exactly one object per image: their training images must hold exactly one box.
+ONE_OBJECT_MODELS = ("classify_localize",)
+
+
+def check_one_object(name, split, image_index, num_images, file_names=None):
+    """ValueError unless every image of ``split`` has exactly one box (``image_index``: the image of each box).
+
+    Classification + localization regresses one box per image: with more, it
+    would learn the first and ignore the rest (silently dropped boxes); with
+    none, the image teaches nothing.
+    """
+    import numpy as np
+
+    counts = np.bincount(np.asarray(image_index, np.int64), minlength=num_images)
+    bad = np.flatnonzero(counts != 1)
+    if len(bad):
+        i = int(bad[0])
+        first = file_names[i] if file_names is not None and i < len(file_names) else f"image {i}"
+        raise ValueError(
+            f"--model {name} predicts one object per image, but {len(bad)} of the {num_images} images of split "
+            f"{split!r} have another number of boxes (first: {first}, {int(counts[i])} boxes). Use a detector "
+            f"(--model faster_rcnn, ssd, yolo) for images with several objects, or one-object data "
+            f"(shapes: --max-objects 1)."
+        )
 
 
 def _load_init_from(path):
@@ -559,6 +583,17 @@ def _detection_data(args, size):
     if args.data == "shapes":
         train_options.update(with_masks=args.model == "mask_rcnn", num_images=args.train_images or 1000)
         val_options.update(with_masks=args.model == "mask_rcnn", num_images=args.val_images)
+        max_objects = args.max_objects
+        if max_objects is None and args.model in ONE_OBJECT_MODELS:
+            max_objects = 1
+            _say(f"shapes: one object per image for --model {args.model} (--max-objects 1)")
+        if max_objects is not None:
+            if max_objects < 1:
+                raise ValueError(f"--max-objects must be >= 1, got {max_objects}.")
+            for o in (train_options, val_options):
+                o.update(max_objects=max_objects, min_objects=min(o.get("min_objects", 1), max_objects))
+    elif args.max_objects is not None:
+        raise ValueError(f"--max-objects sets how many objects `shapes` draws; --data {args.data!r} is not shapes.")
     train, info = data.load(args.data, args.train_split, "xyxy", with_info=True, **train_options)
     val = None
     if args.val_split.lower() != "none":
@@ -569,7 +604,9 @@ def _detection_data(args, size):
         if args.data != "shapes" and set(val_info.file_names) & set(info.file_names):
             _say(f"warning: splits {args.train_split!r} and {args.val_split!r} share "
                  f"{len(set(val_info.file_names) & set(info.file_names))} images; validation AP is optimistic")
-    boxes, _, _, _, _ = split_boxes(args.data, args.train_split, size, **train_options)
+    boxes, _, image_index, image_shapes, _ = split_boxes(args.data, args.train_split, size, **train_options)
+    if args.model in ONE_OBJECT_MODELS:
+        check_one_object(args.model, args.train_split, image_index, len(image_shapes), getattr(info, "file_names", None))
     wh = np.stack([boxes[:, 2] - boxes[:, 0], boxes[:, 3] - boxes[:, 1]], axis=1) if len(boxes) else np.zeros((0, 2))
     wh = wh[(wh[:, 0] > 0) & (wh[:, 1] > 0)]
     resize = lambda d: data.resize_pad(d, size, size, "xyxy")  # noqa: E731
@@ -894,6 +931,8 @@ def build_parser():
     train.add_argument("--data", default="shapes", help="'shapes', a COCO/VOC/YOLO folder, or a TFDS name")
     train.add_argument("--train-images", type=int, default=None, help="shapes: number of training images (default 1000)")
     train.add_argument("--val-images", type=int, default=100, help="shapes: number of validation images")
+    train.add_argument("--max-objects", type=int, default=None,
+                       help="shapes: at most this many objects per image (1 for --model classify_localize)")
     train.add_argument("--train-split", default="train", help="split to train on (e.g. trainval for VOC)")
     train.add_argument("--val-split", default="validation",
                        help="split evaluated (COCO AP / AP50) after each epoch, picks best.keras; 'none' skips")

@@ -56,7 +56,7 @@ def test_train_classifier_on_a_folder(tmp_path, capsys):
     assert model.predict(np.zeros((1, 48, 48, 3), np.float32), verbose=0).shape == (1, 2)
 
 
-@pytest.mark.parametrize("model", ["faster_rcnn", "yolo_v1"])
+@pytest.mark.parametrize("model", ["faster_rcnn", "yolo_v1", "classify_localize"])
 def test_train_export_predict_round_trip(tmp_path, capsys, model):
     import json
     import os

@@ -142,6 +142,30 @@ def test_train_on_a_voc_folder_validates_remembers_and_exports(tmp_path, capsys,
         cli.main(["--verbose", "export", os.path.join(run, "model.keras"), export, "--image-size", "64", "64", "3"])
 
 
+def test_classify_localize_trains_on_one_object_images_only(tmp_path, capsys):
+    # shapes: one object per image unless told otherwise (said), and the model trains.
+    run = _train(["--model", "classify_localize", "--data", "shapes", "--train-images", "4", "--val-images", "2"],
+                 tmp_path)
+    assert "one object per image for --model classify_localize" in capsys.readouterr().out
+    assert os.path.isfile(os.path.join(run, "model.keras"))
+    # A folder with a two-object training image: an error naming it, not the first box learnt and the rest dropped.
+    root = folders.write_voc_devkit(str(tmp_path / "voc"))
+    with pytest.raises(ValueError, match=r"one object per image.*1 of the 3 images.*astronaut\.jpg, 2 boxes"):
+        _train(["--model", "classify_localize", "--data", root], tmp_path, "voc_run")
+    with pytest.raises(ValueError, match="--max-objects sets how many objects `shapes` draws"):
+        _train(["--data", root, "--max-objects", "1"], tmp_path, "voc_run2")
+    with pytest.raises(ValueError, match="--max-objects must be >= 1"):
+        _train(["--data", "shapes", "--max-objects", "0"], tmp_path, "shapes_run")
+
+
+def test_check_one_object_counts_boxes_per_image():
+    cli.check_one_object("classify_localize", "train", [0, 1, 2], 3)  # one each: fine
+    with pytest.raises(ValueError, match=r"2 of the 4 images .*first: b.jpg, 2 boxes"):
+        cli.check_one_object("classify_localize", "train", [0, 1, 1, 3], 4, ["a.jpg", "b.jpg", "c.jpg", "d.jpg"])
+    with pytest.raises(ValueError, match=r"first: image 1, 0 boxes"):
+        cli.check_one_object("classify_localize", "train", [0, 2], 3)
+
+
 def test_train_init_from_copies_the_weights(tmp_path):
     import keras
 

@@ -107,6 +107,26 @@ def test_peers_train_part_times_a_fit_step(tmp_path):
     assert "| SSDLite |" in peers.train_table(t)
 
 
+@pytest.mark.slow
+def test_peers_xla_part_compares_jit_compile_with_the_default_graph(tmp_path):
+    out = tmp_path / "peers.json"
+    peers.main(["--part", "xla", "--models", "classify_localize", "--warmup", "0", "--rounds", "1",
+                "--runs-per-round", "1", "--output", str(out)])
+    x = json.loads(out.read_text())["xla"]
+    row = x["rows"]["classify_localize"]
+    assert row["dense_part"] == "heads"
+    for kind in ("e2e", "dense", "train"):
+        cell = row[kind]
+        if cell["compiles"]:
+            # Timed both ways, and XLA's outputs (losses for training) close to the default graph's.
+            assert cell["ms"] > 0 and cell["xla_ms"] > 0 and cell["xla_ratio"] > 0
+            assert cell["max_rel_diff"] < 1e-2
+        else:
+            assert cell["error"]
+    table = peers.xla_table(x)
+    assert "| Classify+localize |" in table and table.count("|") == 3 * 5
+
+
 def test_peers_accuracy_merge_keeps_other_rows_and_notes():
     settings = {"budget_cpu_s": 300.0, "train_images": 1000, "test_images": 200}
     old = {**settings, "rows": {"ssd": {"AP50": 0.5}, "yolo_v1": {"AP50": 0.004}}, "notes": ["a remark"]}
