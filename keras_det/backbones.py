@@ -18,6 +18,7 @@ import os
 
 import keras
 
+from keras_det.layers.batch_norm import fuse_batch_norms
 from keras_det.layers.preprocessing import ImagePreprocessing
 
 TAP_STRIDES = {"C2": 4, "C3": 8, "C4": 16, "C5": 32}
@@ -181,6 +182,8 @@ def build_backbone(name="mobilenet_v2", weights=None, input_shape=(None, None, 3
             raise ValueError(
                 f"backbone weights file {weights!r} does not fit {key!r} (include_top=False): {error}"
             ) from error
+    # TensorFlow's fused kernel for the BatchNormalizations (training steps: keras_det.layers.batch_norm).
+    fuse_batch_norms(base)
     # Same constructor, same layer order: the probe's indices hold in `base`.
     features = keras.Model(
         base.inputs, {tap: base.layers[i].output for tap, i in indices.items()}, name=key

@@ -8,12 +8,14 @@ until it is 1×1 (a 'valid' 3×3 conv needs both sides of at least 3).
 
 import keras
 
+from keras_det.layers.batch_norm import FusedBatchNormalization
+
 
 def _extra_block(x, filters, three_by_three, kind, index):
     """1×1 conv (filters/2) then a 3×3 stride-2 conv; a 3×3 map → 1×1 by a 'valid' conv."""
     name = f"extra{index}"
     x = keras.layers.Conv2D(max(filters // 2, 1), 1, use_bias=False, name=f"{name}_reduce")(x)
-    x = keras.layers.BatchNormalization(name=f"{name}_reduce_bn")(x)
+    x = FusedBatchNormalization(name=f"{name}_reduce_bn")(x)
     x = keras.layers.ReLU(name=f"{name}_reduce_relu")(x)
     if three_by_three:
         strides, padding = 1, "valid"
@@ -21,12 +23,12 @@ def _extra_block(x, filters, three_by_three, kind, index):
         strides, padding = 2, "same"
     if kind == "ssdlite":
         x = keras.layers.DepthwiseConv2D(3, strides=strides, padding=padding, use_bias=False, name=f"{name}_dw")(x)
-        x = keras.layers.BatchNormalization(name=f"{name}_dw_bn")(x)
+        x = FusedBatchNormalization(name=f"{name}_dw_bn")(x)
         x = keras.layers.ReLU(6.0, name=f"{name}_dw_relu")(x)
         x = keras.layers.Conv2D(filters, 1, use_bias=False, name=f"{name}_pw")(x)
     else:
         x = keras.layers.Conv2D(filters, 3, strides=strides, padding=padding, use_bias=False, name=f"{name}_conv")(x)
-    x = keras.layers.BatchNormalization(name=f"{name}_bn")(x)
+    x = FusedBatchNormalization(name=f"{name}_bn")(x)
     return keras.layers.ReLU(name=f"{name}_relu")(x)
 
 

@@ -7,6 +7,8 @@ them apart until the lead merges them.)
 import keras
 import tensorflow as tf
 
+from keras_det.layers.batch_norm import FusedBatchNormalization
+
 
 def _predictor(filters, kind, name):
     """A 3×3 conv (``"ssd"``) or depthwise 3×3 + BN + ReLU6 + 1×1 conv (``"ssdlite"``)."""
@@ -16,7 +18,7 @@ def _predictor(filters, kind, name):
     return keras.Sequential(
         [
             keras.layers.DepthwiseConv2D(3, padding="same", use_bias=False, name=f"{name}_dw"),
-            keras.layers.BatchNormalization(name=f"{name}_bn"),
+            FusedBatchNormalization(name=f"{name}_bn"),
             keras.layers.ReLU(6.0, name=f"{name}_relu6"),
             keras.layers.Conv2D(filters, 1, kernel_initializer=init, name=f"{name}_pw"),
         ],

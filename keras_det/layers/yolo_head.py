@@ -12,6 +12,7 @@ import keras
 import numpy as np
 import tensorflow as tf
 
+from keras_det.layers.batch_norm import FusedBatchNormalization
 from keras_det.ops.pooling import adaptive_average_pool
 
 
@@ -28,7 +29,7 @@ class ConvBNAct(keras.layers.Layer):
         self.kernel_size = int(kernel_size)
         self.strides = int(strides)
         self.conv = keras.layers.Conv2D(self.filters, self.kernel_size, self.strides, padding="same", use_bias=False, name="conv")
-        self.bn = keras.layers.BatchNormalization(name="bn")
+        self.bn = FusedBatchNormalization(name="bn")
         self.act = keras.layers.LeakyReLU(0.1, name="leaky")
 
     def build(self, input_shape):
