@@ -360,8 +360,23 @@ def machine_info():
         "python": sys.version.split()[0],
         "tensorflow": tf.__version__,
         "keras": keras.__version__,
+        "simd": cpu_simd(),
         "load_average_1min": round(os.getloadavg()[0], 2),
     }
+
+
+def cpu_simd():
+    """The widest vector extension the CPU reports (``"AVX-512"``, ``"AVX2"``, ...; ``None`` if unknown):
+    TensorFlow's kernels, hence every timing here, depend on it."""
+    try:
+        with open("/proc/cpuinfo") as f:
+            flags = next((line.split(":", 1)[1].split() for line in f if line.startswith("flags")), [])
+    except OSError:
+        return None
+    for flag, name in (("avx512f", "AVX-512"), ("avx2", "AVX2"), ("avx", "AVX"), ("sse4_2", "SSE4.2")):
+        if flag in flags:
+            return name
+    return None
 
 
 def _cpu_model():

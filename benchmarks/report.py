@@ -313,6 +313,10 @@ def xla_notes(x):
         slower = sorted(n for n, c in rows.items() if c.get("xla_ratio", 0.0) > 1.05)
         lines.append(f"{label}: XLA does not compile {', '.join(failing) or 'none'}; faster (< 0.95×) for "
                      f"{', '.join(faster) or 'none'}; slower (> 1.05×) for {', '.join(slower) or 'none'}.")
+    lines.append("Decision: keras_det leaves XLA off (Keras' `jit_compile=\"auto\"` is off on CPU-only machines, "
+                 "and no detector overrides it): where XLA compiles here it is slower -- its CPU convolutions do not "
+                 "use oneDNN -- and the whole model and the training step do not compile (the ops named above). "
+                 "`compile(jit_compile=True)` stays the switch for accelerators.")
     return "\n".join(f"- {line}" for line in lines)
 
 
@@ -328,7 +332,8 @@ def render(ladder, peers_result, images_rel="images", beam=None, real=None):
         "`keras-det bench report --run --torch-python PY` measures everything again first (about an hour on 2 cores; "
         "PY is a Python with torch + torchvision for the torchvision peers, see below). Do not edit by hand.",
         "",
-        f"Machine: {machine.get('cpu', '?')}, {machine.get('cpus', '?')} CPU cores, TensorFlow "
+        f"Machine: {machine.get('cpu', '?')}" + (f" ({machine['simd']})" if machine.get("simd") else "")
+        + f", {machine.get('cpus', '?')} CPU cores, TensorFlow "
         f"{machine.get('tensorflow', '?')}, Keras {machine.get('keras', '?')}, Python {machine.get('python', '?')}. "
         f"Written {datetime.date.today().isoformat()}.",
         "",
