@@ -326,6 +326,23 @@ TRAIN_PEERS = {"faster_rcnn": TV_FRCNN, "ssdlite": TV_SSD, "ssd": TV_SSD}
 TRAIN_BATCH = 8
 
 
+def train_batches(with_masks=False):
+    """The timed training steps' data: 8 ``shapes`` images at 320 px (their boxes; masks if asked), repeated.
+
+    The contract's string ``file_name`` is dropped (the steps do not read it, and XLA cannot take a string
+    input), as ``keras-det train`` does under ``tf.distribute``.
+    """
+    import tensorflow as tf
+
+    from keras_det import data
+
+    images = data.load("shapes", "train", zoo.FORMAT, num_images=TRAIN_BATCH, image_size=SIZE, with_masks=with_masks,
+                       seed=0)
+    batches = data.pipeline(images.map(zoo._without("keypoints")), TRAIN_BATCH, max_boxes=16, cache=True,
+                            drop_remainder=True).repeat()
+    return batches.map(lambda b: {k: v for k, v in b.items() if getattr(v, "dtype", None) != tf.string})
+
+
 def train(args):
     """Images/s of one training step at 320×320, batch 8: keras_det's ``fit`` step against torchvision's.
 
@@ -341,12 +358,7 @@ def train(args):
     import keras
     import tensorflow as tf
 
-    from keras_det import data
-
-    images = data.load("shapes", "train", zoo.FORMAT, num_images=TRAIN_BATCH, image_size=SIZE, with_masks=False,
-                       seed=0)
-    batches = data.pipeline(images.map(zoo._without("keypoints")), TRAIN_BATCH, max_boxes=16, cache=True,
-                            drop_remainder=True).repeat()
+    batches = train_batches()
     bench = harness.Interleaved(args.warmup, args.rounds, args.runs_per_round)
     info = {}
     for name in [n for n in TRAIN_PEERS if n in args.models]:
@@ -472,19 +484,9 @@ def xla(args):
     import keras
     import tensorflow as tf
 
-    from keras_det import data
     from keras_det.models import inference_copy
 
     batch = tf.constant(photo()[None])
-
-    def training_batches(masks):
-        images = data.load("shapes", "train", zoo.FORMAT, num_images=TRAIN_BATCH, image_size=SIZE, with_masks=masks,
-                           seed=0)
-        batches = data.pipeline(images.map(zoo._without("keypoints")), TRAIN_BATCH, max_boxes=16, cache=True,
-                                drop_remainder=True).repeat()
-        # XLA compiles the step's inputs too, and a string (the contract's file_name) has no XLA type: drop it,
-        # as keras-det train does under tf.distribute (the step does not read it).
-        return batches.map(lambda b: {k: v for k, v in b.items() if getattr(v, "dtype", None) != tf.string})
 
     bench = harness.Interleaved(args.warmup, args.rounds, args.runs_per_round)
     rows, pairs = {}, {}
@@ -514,7 +516,7 @@ def xla(args):
             pairs[(name, kind)] = (f"{name}/{kind}@xla", f"{name}/{kind}")
         # Training: two models from the same seed, one step each on the same batch.
         steps, losses = {}, {}
-        batches = training_batches(name in zoo.MASK_DETECTORS)
+        batches = train_batches(name in zoo.MASK_DETECTORS)
         first = next(iter(batches))
         for jit in (False, True):
             keras.utils.set_random_seed(0)

@@ -25,9 +25,6 @@ import time
 import harness
 import zoo
 
-SIZE = 320
-TRAIN_BATCH = 8
-
 
 def read_trace(logdir):
     """``{(op_name, op_type): total µs}`` of the TF op events in the newest ``*.xplane.pb`` under ``logdir``."""
@@ -73,24 +70,20 @@ def step_function(name, mode, kept=None):
     import keras
     import tensorflow as tf
 
-    from keras_det import data
     from keras_det.models import inference_copy
 
     import peers
 
     keras.utils.set_random_seed(0)
     overrides = dict(score_threshold=0.0, max_detections=kept) if kept else {}
-    model = zoo.speed_detector(name, 91, SIZE, **overrides)
+    model = zoo.speed_detector(name, 91, peers.SIZE, **overrides)
     if mode == "predict":
         batch = tf.constant(peers.photo()[None])
         model(batch, training=False)
         served = inference_copy(model, batch)
         fn = tf.function(lambda t: served(t, training=False))
         return lambda: fn(batch)
-    images = data.load("shapes", "train", zoo.FORMAT, num_images=TRAIN_BATCH, image_size=SIZE,
-                       with_masks=name in zoo.MASK_DETECTORS, seed=0)
-    batches = data.pipeline(images.map(zoo._without("keypoints")), TRAIN_BATCH, max_boxes=16, cache=True,
-                            drop_remainder=True).repeat()
+    batches = peers.train_batches(name in zoo.MASK_DETECTORS)
     model.compile(optimizer=keras.optimizers.SGD(0.01, momentum=0.9))
     model.fit(batches, steps_per_epoch=2, epochs=1, verbose=0)
     iterator = iter(batches)
