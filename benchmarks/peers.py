@@ -487,7 +487,6 @@ def xla(args):
     from keras_det.models import inference_copy
 
     batch = tf.constant(photo()[None])
-
     bench = harness.Interleaved(args.warmup, args.rounds, args.runs_per_round)
     rows, pairs = {}, {}
     for name in [n for n in args.models if n in zoo.DETECTORS and n not in zoo.PROPOSAL_DETECTORS]:
@@ -577,8 +576,7 @@ def xla_table(x):
         return f"{c['xla_ratio']:.2f}× ({c['ms']:.0f} → {c['xla_ms']:.0f} ms, diff {c['max_rel_diff']:.1e})"
 
     for r in x["rows"].values():
-        dense = r.get("dense")
-        lines.append(f"| {r['label']} | {cell(r.get('e2e'))} | {cell(dense)} | {cell(r.get('train'))} |")
+        lines.append(f"| {r['label']} | {cell(r.get('e2e'))} | {cell(r.get('dense'))} | {cell(r.get('train'))} |")
     return "\n".join(lines)
 
 

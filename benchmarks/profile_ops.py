@@ -66,7 +66,8 @@ def summarize(totals, top=15):
 
 
 def step_function(name, mode, kept=None):
-    """``(fn, ())``: one inference call (batch 1, the served copy) or one ``fit`` step of the speed configuration."""
+    """A no-argument callable running one inference call (batch 1, the served copy) or one ``fit`` step of the
+    speed configuration of ``name``."""
     import keras
     import tensorflow as tf
 
