@@ -33,6 +33,9 @@ SSDLite. Candidates (random weights everywhere: speed does not depend on them):
 GFLOPs are those of the convolutions and matrix products (2 per
 multiply-accumulate): ``harness.graph_flops`` on the traced TensorFlow
 function, ``torch.utils.flop_counter.FlopCounterMode`` for torchvision.
+keras_det's two-stage rows are counted on the padded graph (all ``P``
+proposal slots through the box head, ``padded_flops``), an upper bound of what
+runs: inference skips the slots after the last valid proposal.
 "% of peak" divides the attained FLOP/s (GFLOPs / time) by this CPU's
 measured float32 matmul peak (and the nominal peak, in the JSON).
 
@@ -227,7 +230,26 @@ def _add_ours(bench, info, flops, key, model, x, num_classes, args, kept=False):
                       "batch_norm_folded": net is not model}
         if kept:
             info[name]["detections"] = int(out["num_detections"][0])
-        flops[name] = harness.graph_flops(fn, x)
+        flops[name] = padded_flops(net, x)
+
+
+def padded_flops(net, x):
+    """``harness.graph_flops`` of ``net(x)`` with every box head on all its proposal slots.
+
+    ``BoxRoIHead`` runs on a dynamic number of slots at inference (up to the
+    last valid proposal), which a static count cannot see; traced with
+    ``skip_padding`` off, the count covers all ``P`` slots.
+    """
+    from keras_det.layers import BoxRoIHead
+
+    heads = [layer for layer in net._flatten_layers() if isinstance(layer, BoxRoIHead)]
+    for head in heads:
+        head.skip_padding = False
+    try:
+        return harness.graph_flops(lambda t: net(t, training=False), x)
+    finally:
+        for head in heads:
+            head.skip_padding = True
 
 
 def _label(name):

@@ -65,9 +65,10 @@ def summarize(totals, top=15):
     }
 
 
-def step_function(name, mode, kept=None):
+def step_function(name, mode, kept=None, num_classes=91, preset=None):
     """A no-argument callable running one inference call (batch 1, the served copy) or one ``fit`` step of the
-    speed configuration of ``name``."""
+    speed configuration of ``name`` with ``num_classes`` classes, or of the 320-px preset ``preset`` (e.g.
+    ``yolo_xs_320``, peers' ``yolo_xs_20_classes`` row) when given."""
     import keras
     import tensorflow as tf
 
@@ -77,7 +78,13 @@ def step_function(name, mode, kept=None):
 
     keras.utils.set_random_seed(0)
     overrides = dict(score_threshold=0.0, max_detections=kept) if kept else {}
-    model = zoo.speed_detector(name, 91, peers.SIZE, **overrides)
+    if preset:
+        from keras_det import presets
+
+        model = presets.build(preset, num_classes, bounding_box_format=zoo.FORMAT,
+                              image_size=(peers.SIZE, peers.SIZE), **overrides)
+    else:
+        model = zoo.speed_detector(name, num_classes, peers.SIZE, **overrides)
     if mode == "predict":
         batch = tf.constant(peers.photo()[None])
         model(batch, training=False)
@@ -91,10 +98,10 @@ def step_function(name, mode, kept=None):
     return lambda: model.train_function(iterator)
 
 
-def profile(name, mode, steps=3, kept=None, warmup=2, logdir=None):
+def profile(name, mode, steps=3, kept=None, warmup=2, logdir=None, num_classes=91, preset=None):
     import tensorflow as tf
 
-    run = step_function(name, mode, kept)
+    run = step_function(name, mode, kept, num_classes, preset)
     for _ in range(warmup):
         harness.fetch(run())
     logdir = logdir or tempfile.mkdtemp(prefix="keras_det_profile_")
@@ -116,11 +123,15 @@ def main(argv=None):
     p.add_argument("--model", required=True, choices=zoo.DETECTORS)
     p.add_argument("--mode", choices=("predict", "train"), default="predict")
     p.add_argument("--kept", type=int, default=None, help="predict: score threshold 0, keep this many detections")
+    p.add_argument("--num-classes", type=int, default=91, help="20: peers' ssd_20_classes row (with --model ssd)")
+    p.add_argument("--preset", default=None,
+                   help="build this 320-px preset instead of --model's speed configuration (yolo_xs_320: peers' "
+                        "yolo_xs_20_classes row, with --model yolo_multiscale --num-classes 20)")
     p.add_argument("--steps", type=int, default=3)
     p.add_argument("--top", type=int, default=15)
     p.add_argument("--output", default=None, help="also write the summary as JSON here")
     args = p.parse_args(argv)
-    out = profile(args.model, args.mode, args.steps, args.kept)
+    out = profile(args.model, args.mode, args.steps, args.kept, num_classes=args.num_classes, preset=args.preset)
     steps = args.steps
     print(f"{args.model} {args.mode}: {out['wall_ms_per_step']:.0f} ms per step (wall, median), "
           f"{out['op_ms_per_step']:.0f} ms of op time per step")

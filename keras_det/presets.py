@@ -57,6 +57,8 @@ _RPN_KEYS = ("anchor_sizes", "aspect_ratios", "rpn_filters", "rpn_pre_nms_topk_t
 # here the middle three. Until 2026-12 this preset pooled the 672-channel C4
 # map without a pyramid: 12.5 GFLOPs against torchvision's 5.75 (the first box
 # FC alone 10 GFLOPs), 202 ms against 146 ms with this pyramid (AMD EPYC, 2 cores).
+_SSD_MNV2 = dict(backbone="mobilenet_v2", feature_taps=("C4", "C5"), extra_filters=(512, 256, 256, 128),
+                 extra_kind="ssdlite", max_scale=0.95)
 _MNV3_320 = dict(backbone="mobilenet_v3_large", fpn=True, fpn_taps=("C4", "C5"), anchor_sizes=(64, 128, 256),
                  rpn_pre_nms_topk_test=150, rpn_post_nms_topk_test=150)
 _TWO_STAGE_MICRO = dict(
@@ -131,8 +133,14 @@ PRESETS = {
     "mask_rcnn_320": ("MaskRCNN", {**_MNV3_320, "mask_conv_dims": 64}),
     "fast_rcnn_320": ("FastRCNN", dict(backbone="mobilenet_v2", feature_tap="C4")),
     "rcnn_320": ("RCNN", dict(backbone="mobilenet_v2", inference_chunk=50)),
-    "ssd_320": ("SSD", dict(backbone="mobilenet_v2", head="ssd")),
-    "ssdlite_320": ("SSD", dict(backbone="mobilenet_v2", head="ssdlite")),
+    # SSD / SSDLite on MobileNetV2 as Sandler et al. (2018, sec. 6.2) attach them: the first map is
+    # the expansion of the first stride-32 block (C4: 576 channels at stride 16), the others follow
+    # the last layer (C5, stride 32); depthwise-separable extra maps of 512, 256, 256 channels and
+    # default-box scales 0.2-0.95 (TF Object Detection API ssd_mobilenet_v2: use_depthwise, layer
+    # depths [-1, -1, 512, 256, 256, 128]). At 320 px: maps 20, 10, 5, 3, 1: 2,390 default boxes
+    # (with the stride-8 C3 map and full 3x3 extras it had 9,590, and 2.82 GFLOPs at 20 classes, now 2.10).
+    "ssd_320": ("SSD", {**_SSD_MNV2, "head": "ssd"}),
+    "ssdlite_320": ("SSD", {**_SSD_MNV2, "head": "ssdlite"}),
     "yolo_v1_320": ("YOLOv1", dict(backbone="mobilenet_v2")),
     "yolo_320": ("YOLO", dict(backbone="mobilenet_v2")),
     # keras-cv YOLOV8 xs's compute: 2.15 GFLOPs at 320 px and 20 classes against its 2.16

@@ -19,7 +19,7 @@ from keras_det.layers.heads import KeypointHead, MaskHead, RoIBoxHead
 from keras_det.layers.roi_pooling import RoIPooler
 from keras_det.layers.rpn import _PartLayer
 from keras_det.ops import boxes as box_ops
-from keras_det.ops.instances import decode_keypoints, pad_slots
+from keras_det.ops.instances import decode_keypoints, pad_slots, used_slots
 from keras_det.ops.matching import BalancedSampler, Matcher
 from keras_det.ops.targets import TargetEncoder, gather_class_deltas, keypoint_targets, mask_targets, select_sampled
 
@@ -38,7 +38,8 @@ class BoxRoIHead(_PartLayer):
     (all below 0.5 with ``background_iou=0``), ``batch_size_per_image`` RoIs
     per image with at most ``positive_fraction`` foreground; softmax
     cross-entropy and smooth-L1 on the GT class's deltas. Inference: class
-    probabilities and per-class deltas → ``DetectionDecoder`` (per-class NMS).
+    probabilities and per-class deltas → ``DetectionDecoder`` (per-class NMS),
+    on the proposal slots up to the last valid one (``skip_padding``).
 
     Args:
         num_classes: object classes (background is added).
@@ -72,6 +73,9 @@ class BoxRoIHead(_PartLayer):
             score_threshold=score_threshold, iou_threshold=nms_iou_threshold, max_detections=max_detections,
             bounding_box_format="yxyx", box_coder=self.box_coder, name="decoder",
         )
+        # Inference skips the padded proposal slots after the last valid one (a speed switch, not saved:
+        # the outputs are the same). False keeps the static [B, P] shapes (FLOP counts of the padded graph).
+        self.skip_padding = True
         if self.background_iou > 0:
             matcher = Matcher((self.background_iou, 0.5), (-1, 0, 1))
         else:
@@ -83,6 +87,12 @@ class BoxRoIHead(_PartLayer):
         return self.head(self.pooler(features, rois), training=training)
 
     def call(self, features, proposals, valid, image_shape, training=False):
+        if self.skip_padding and not training:
+            # Only the slots up to the last valid proposal run the head: the RPN pads its NMS survivors
+            # (135 of 150 at 320 px in the speed configuration), and padding's scores are zeroed below, so
+            # the detections are the same (tested). torchvision's RoI heads likewise see the survivors only.
+            used = used_slots(valid)
+            proposals, valid = proposals[:, :used], valid[:, :used]
         logits, deltas = self.outputs(features, proposals, training)
         probs = tf.nn.softmax(logits, axis=-1)[..., 1:]
         probs = tf.where(valid[..., None], probs, 0.0)
@@ -342,8 +352,7 @@ class RoIHeads(_PartLayer):
         detections = self.box(features, proposals, valid, image_shape, training=training)
         if self.mask is None and self.keypoint is None:
             return detections
-        slots = tf.shape(detections["labels"])[1]
-        used = tf.minimum(tf.reduce_max(tf.concat([detections["num_detections"], [1]], 0)), slots)
+        used = used_slots(detections["labels"] >= 0)
         boxes = detections["boxes"][:, :used]
         labels = detections["labels"][:, :used]
         out = dict(detections)

@@ -26,7 +26,9 @@ logits and 4 offsets. Defaults follow the paper:
 
 The extra blocks use BatchNorm + ReLU (the paper has ReLU only; BN lets the
 tests train from scratch). ``head="ssdlite"`` makes the head and the extra
-blocks depthwise-separable (SSDLite, Sandler et al., 2018).
+blocks depthwise-separable (SSDLite, Sandler et al., 2018); ``extra_kind``
+sets the extra blocks apart from the head (SSD-MobileNetV2: 3×3-conv head,
+depthwise-separable extras).
 """
 
 import keras
@@ -86,6 +88,10 @@ class SSD(Detector):
         aspect_ratios: width/height ratios: one sequence for all maps, a list
             with one sequence per map, or ``None`` for ``default_aspect_ratios``.
         head: ``"ssd"`` (3×3 conv predictors) or ``"ssdlite"``.
+        extra_kind: ``"ssd"`` (3×3 convs) or ``"ssdlite"`` (depthwise-separable)
+            extra blocks; ``None``: as ``head``. SSD-MobileNetV2 (the TF Object
+            Detection API's ``ssd_mobilenet_v2``, ``use_depthwise: true``) has
+            depthwise-separable extras under a 3×3-conv head.
         iou_threshold: matching threshold (0.5).
         neg_pos_ratio: hard negatives per positive (3).
         score_threshold, nms_iou_threshold, max_detections, pre_nms_topk:
@@ -117,6 +123,7 @@ class SSD(Detector):
         max_scale=0.9,
         aspect_ratios=None,
         head="ssd",
+        extra_kind=None,
         iou_threshold=0.5,
         neg_pos_ratio=3,
         score_threshold=0.01,
@@ -128,6 +135,9 @@ class SSD(Detector):
         super().__init__(bounding_box_format=bounding_box_format, loss_names=self.loss_keys, **kwargs)
         if head not in HEAD_KINDS:
             raise ValueError(f"`head` must be one of {HEAD_KINDS}, got {head!r}.")
+        extra_kind = head if extra_kind is None else extra_kind
+        if extra_kind not in HEAD_KINDS:
+            raise ValueError(f"`extra_kind` must be one of {HEAD_KINDS} or None, got {extra_kind!r}.")
         self.num_classes = int(num_classes)
         self.image_size = image_hw(image_size)
         self.feature_taps = tuple(feature_taps)
@@ -136,7 +146,7 @@ class SSD(Detector):
         height, width = self.image_size
         self.backbone = build_backbone(backbone, backbone_weights, (height, width, 3), taps=self.feature_taps)
         tap_shapes = [tuple(self.backbone.output[t].shape[1:]) for t in self.feature_taps]
-        self.extras = build_extra_layers(tap_shapes[-1], extra_filters, num_extra_levels, head)
+        self.extras = build_extra_layers(tap_shapes[-1], extra_filters, num_extra_levels, extra_kind)
         extra_shapes = [tuple(o.shape[1:]) for o in self.extras.outputs]
         self.feature_map_sizes = [(int(s[0]), int(s[1])) for s in tap_shapes + extra_shapes]
         num_levels = len(self.feature_map_sizes)

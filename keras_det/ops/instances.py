@@ -68,6 +68,16 @@ def decode_keypoints(logits, boxes):
     return tf.stack([x, y, tf.reduce_max(probs, axis=-1)], axis=-1)
 
 
+def used_slots(valid):
+    """How many leading slots hold every valid entry of a padded batch: 1 + the last ``True`` index of
+    ``valid [B, P]`` over the batch, at least 1 (TF's CPU kernels mis-shape some empty batches).
+
+    ``x[:, :used_slots(valid)]`` keeps every valid entry, wherever the padding is.
+    """
+    positions = tf.range(1, tf.shape(valid)[1] + 1)
+    return tf.maximum(tf.reduce_max(tf.where(valid, positions[None], 0)), 1)
+
+
 def pad_slots(x, labels):
     """Zero-pads ``[B, k, ...]`` to the ``K`` detection slots of ``labels [B, K]`` (the slots the branches skipped)."""
     slots = tf.shape(labels)[1]

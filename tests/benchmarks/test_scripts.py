@@ -137,3 +137,26 @@ def test_peers_accuracy_merge_keeps_other_rows_and_notes():
     # Another budget: the old rows are not comparable and are dropped.
     other = {**fresh, "budget_cpu_s": 60.0}
     assert peers.merge_accuracy(old, other) == other
+
+
+def test_padded_flops_count_the_box_head_on_every_proposal_slot():
+    """Inference runs the box head on a dynamic number of slots; the speed table's count is the padded graph's."""
+    import harness
+    import tensorflow as tf
+
+    from keras_det import presets
+    from keras_det.layers import BoxRoIHead
+
+    model = presets.build("faster_rcnn_micro", 3)
+    x = tf.zeros((1, 64, 64, 3))
+    model(x)
+    dynamic = harness.graph_flops(lambda t: model(t, training=False), x)
+    padded = peers.padded_flops(model, x)
+    head = next(layer for layer in model._flatten_layers() if isinstance(layer, BoxRoIHead))
+    assert head.skip_padding  # restored
+    assert any("MatMul" in note for note in dynamic["notes"]) and not padded["notes"]
+    # Every Dense kernel of the box head (fc layers, class and box predictors) on every proposal slot.
+    slots = model.proposal_source.proposal_generator.post_nms_topk_test
+    dense = [w for w in head.head.weights if len(w.shape) == 2]
+    assert padded["by_op"]["MatMul"] == 2 * slots * sum(int(w.shape[0]) * int(w.shape[1]) for w in dense)
+    assert dynamic["by_op"].get("MatMul", 0) == 0

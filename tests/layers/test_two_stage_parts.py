@@ -118,3 +118,41 @@ def test_roi_heads_return_detections_losses_and_intermediates():
     assert isinstance(clone.mask, MaskRoIHead) and clone.keypoint.num_outputs == 3
     for part in (box, heads.mask, heads.keypoint):
         _round_trip(part)
+
+
+def test_used_slots_covers_every_valid_entry():
+    from keras_det.ops.instances import used_slots
+
+    valid = tf.constant([[True, True, False, False, False], [True, False, False, True, False]])
+    assert int(used_slots(valid)) == 4  # image 1's last valid slot is index 3
+    assert int(used_slots(tf.constant([[True, True, True]]))) == 3
+    assert int(used_slots(tf.zeros([2, 6], tf.bool))) == 1  # at least one slot
+
+
+@pytest.mark.parametrize("threshold", [0.05, 0.0])
+def test_box_head_on_the_used_slots_equals_the_padded_head(threshold):
+    """Skipping the padded proposal slots after the last valid one (inference) changes no detection:
+    padding at the end, in the middle (user proposals), and an image without any valid proposal."""
+    rng = np.random.default_rng(3)
+    maps = {"C3": tf.constant(rng.normal(size=(3, 8, 8, 4)), tf.float32)}
+    box = BoxRoIHead(3, ("C3",), fc_dims=(8, 8), max_detections=6, score_threshold=threshold)
+    corners = rng.uniform(0, 40, (3, 10, 2))
+    proposals = np.concatenate([corners, corners + rng.uniform(4, 24, (3, 10, 2))], -1).astype(np.float32)
+    valid = np.zeros((3, 10), bool)
+    valid[0, :4] = True  # padding at the end
+    valid[1, [0, 2, 6]] = True  # padding between: the used slots are 0..6
+    proposals[~valid] = 0.0
+    proposals, valid = tf.constant(proposals), tf.constant(valid)
+    shape = tf.constant([64, 64])
+    box.skip_padding = False
+    full = box(maps, proposals, valid, shape)
+    box.skip_padding = True
+    used = box(maps, proposals, valid, shape)
+    assert full["num_detections"].numpy().tolist() == used["num_detections"].numpy().tolist()
+    assert full["num_detections"].numpy()[0] > 0 and full["num_detections"].numpy()[2] == 0
+    for key in full:
+        np.testing.assert_allclose(used[key], full[key], atol=1e-6, err_msg=key)
+    # The traced graph keeps the static K detection slots.
+    traced = tf.function(lambda p, v: box(maps, p, v, shape)).get_concrete_function(
+        tf.TensorSpec([3, None, 4], tf.float32), tf.TensorSpec([3, None], tf.bool))
+    assert traced.structured_outputs["boxes"].shape.as_list() == [3, 6, 4]

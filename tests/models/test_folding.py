@@ -71,6 +71,7 @@ def test_folded_weights_by_hand(depthwise):
 
 @pytest.mark.parametrize("name", ["tiny", "mobilenet_v2", "mobilenet_v3_large", "resnet50", "efficientnet_b0"])
 def test_every_backbone_folds_every_batch_norm_and_computes_the_same(name):
+    keras.utils.set_random_seed(0)  # the conv kernels too: the rounding bound is checked on one fixed draw, not any
     backbone = build_backbone(name, None, (None, None, 3), taps=("C3", "C4", "C5"))
     total = _randomize_batch_norms(backbone)
     folded, count = fold_batch_norms(backbone)

@@ -131,3 +131,35 @@ def test_keras_file_save_load_round_trip(tmp_path):
     assert before["num_detections"].min() > 0
     for key in before:
         np.testing.assert_allclose(after[key], before[key], rtol=1e-5, atol=1e-5)
+
+
+def _layer_types(model):
+    return {type(layer).__name__ for layer in model._flatten_layers(include_self=False)}
+
+
+def test_extra_kind_sets_the_extra_blocks_apart_from_the_head():
+    mixed = SSD(3, head="ssd", extra_kind="ssdlite", **SMALL)
+    assert "DepthwiseConv2D" in _layer_types(mixed.extras) and "DepthwiseConv2D" not in _layer_types(mixed.head)
+    plain = SSD(3, head="ssd", **SMALL)  # None: the extras follow the head
+    assert "DepthwiseConv2D" not in _layer_types(plain.extras)
+    lite = SSD(3, head="ssdlite", **SMALL)
+    assert "DepthwiseConv2D" in _layer_types(lite.extras) and "DepthwiseConv2D" in _layer_types(lite.head)
+    config = mixed.get_config()
+    assert config["extra_kind"] == "ssdlite" and SSD.from_config(config).get_config() == config
+    with pytest.raises(ValueError, match="extra_kind"):
+        SSD(2, extra_kind="yolo", **SMALL)
+
+
+@pytest.mark.parametrize("name, head_depthwise", [("ssd_320", False), ("ssdlite_320", True)])
+def test_ssd_mobilenet_v2_presets_follow_the_mobilenet_v2_paper(name, head_depthwise):
+    # Sandler et al. (2018), sec. 6.2: the first map is the expansion at stride 16 (576 channels), the others
+    # follow the stride-32 last layer; depthwise-separable extras of 512, 256, 256 channels.
+    model = presets.build(name, 20, image_size=(320, 320))
+    taps = model.backbone.output
+    assert tuple(taps["C4"].shape[1:]) == (20, 20, 576) and tuple(taps["C5"].shape[1:]) == (10, 10, 1280)
+    assert model.feature_map_sizes == [(20, 20), (10, 10), (5, 5), (3, 3), (1, 1)]
+    assert [int(o.shape[-1]) for o in model.extras.outputs] == [512, 256, 256]
+    assert "DepthwiseConv2D" in _layer_types(model.extras)
+    assert ("DepthwiseConv2D" in _layer_types(model.head)) == head_depthwise
+    # 20²·4 + 10²·6 + 5²·6 + 3²·4 + 1·4
+    assert model.default_boxes.shape == (1600 + 600 + 150 + 36 + 4, 4)
