@@ -864,6 +864,13 @@ def detectors_notes(det):
     if stalled:
         out.append(f"- Below AP50 0.05, i.e. not learned within {st['budget_cpu_s']:g} CPU-s: "
                    + ", ".join(stalled) + ".")
+    from keras_det import cli
+
+    for name in cli.ONE_OBJECT_MODELS:
+        if name in rows and "skipped" not in rows[name]:
+            out.append(f"- {zoo.LABELS.get(name, name)} predicts one object per image (the lecture's single-object "
+                       "task) and trains on each image's first box; a BCCD smear holds ~13, so at most one per image "
+                       "can be found. `keras-det train --model classify_localize` refuses such a folder.")
     props = next((r["proposals"] for r in rows.values() if "proposals" in r), None)
     if props:
         out.append(f"- R-CNN / Fast R-CNN: ≤{props['max_proposals']} {props['method']} proposals per image (median "

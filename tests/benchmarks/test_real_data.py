@@ -173,6 +173,8 @@ def test_report_renders_the_detectors_table():
                      "pretrained_left_out": {"rcnn": "too slow", "fast_rcnn": "measured after all"}},
         "rows": {"ssd": row, "fast_rcnn_pretrained": stalled,
                  "mask_rcnn": {"model": "mask_rcnn", "skipped": "no masks"}}}}
+    without_one_object = "\n".join(report.real_data_section(real))
+    real["detectors"]["rows"]["classify_localize"] = {**row, "model": "classify_localize"}
     text = "\n".join(report.real_data_section(real))
     assert ("| SSD | tiny, random init (from scratch) | 0.200 | 0.500 | 0.000 (0.000) | 0.600 (0.300) | 0.000 (0.000) "
             "| 100 (5.5) | 241 (150) | 12 | 1.50 M |") in text
@@ -188,3 +190,5 @@ def test_report_renders_the_detectors_table():
     assert "computed on the 256-px images before training, outside the budget: 400 ms per image." in text
     assert "not learned within 240 CPU-s: Fast R-CNN (pretrained trunk)." in text
     assert "`recommend_strategy` against" not in text  # no transfer part measured
+    one_object = "predicts one object per image (the lecture's single-object task) and trains on each image's first box"
+    assert one_object in text and one_object not in without_one_object
