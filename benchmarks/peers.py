@@ -242,14 +242,14 @@ def padded_flops(net, x):
     """
     from keras_det.layers import BoxRoIHead
 
-    heads = [layer for layer in net._flatten_layers() if isinstance(layer, BoxRoIHead)]
+    heads = {layer: layer.skip_padding for layer in net._flatten_layers() if isinstance(layer, BoxRoIHead)}
     for head in heads:
         head.skip_padding = False
     try:
         return harness.graph_flops(lambda t: net(t, training=False), x)
     finally:
-        for head in heads:
-            head.skip_padding = True
+        for head, skip in heads.items():
+            head.skip_padding = skip
 
 
 def _label(name):

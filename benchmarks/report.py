@@ -181,8 +181,8 @@ def speed_notes(speed):
                      "so its row (and its GFLOPs: the branch's shapes are dynamic, not counted) times the box path; "
                      "the branch's cost grows with the detections a trained model keeps.")
         lines.append("- keras_det's two-stage GFLOPs are those of the padded graph (`peers.padded_flops`: the box head "
-                     "on all 150 proposal slots); at inference it runs on the slots up to the last valid proposal "
-                     "(NMS survivors, 135 of 150 here), as torchvision's RoI heads run on the survivors only.")
+                     "on every proposal slot); at inference it runs on the slots up to the last valid proposal "
+                     "(the RPN's NMS survivors), as torchvision's RoI heads run on the survivors only.")
     unfolded = [n for n in speed["rows"] if n.endswith("_unfolded")]
     if unfolded:
         lines.append("- keras_det rows time the served model (`keras_det.models.inference_copy`, what the export "

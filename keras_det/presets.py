@@ -57,10 +57,11 @@ _RPN_KEYS = ("anchor_sizes", "aspect_ratios", "rpn_filters", "rpn_pre_nms_topk_t
 # here the middle three. Until 2026-12 this preset pooled the 672-channel C4
 # map without a pyramid: 12.5 GFLOPs against torchvision's 5.75 (the first box
 # FC alone 10 GFLOPs), 202 ms against 146 ms with this pyramid (AMD EPYC, 2 cores).
-_SSD_MNV2 = dict(backbone="mobilenet_v2", feature_taps=("C4", "C5"), extra_filters=(512, 256, 256, 128),
-                 extra_kind="ssdlite", max_scale=0.95)
 _MNV3_320 = dict(backbone="mobilenet_v3_large", fpn=True, fpn_taps=("C4", "C5"), anchor_sizes=(64, 128, 256),
                  rpn_pre_nms_topk_test=150, rpn_post_nms_topk_test=150)
+# SSD-MobileNetV2's layout (the ssd_320 / ssdlite_320 presets below).
+_SSD_MNV2 = dict(backbone="mobilenet_v2", feature_taps=("C4", "C5"), extra_filters=(512, 256, 256, 128),
+                 extra_kind="ssdlite", max_scale=0.95)
 _TWO_STAGE_MICRO = dict(
     backbone="tiny",
     anchor_sizes=(16, 32, 64),
