@@ -870,7 +870,7 @@ def detectors_notes(det):
         if name in rows and "skipped" not in rows[name]:
             out.append(f"- {zoo.LABELS.get(name, name)} predicts one object per image (the lecture's single-object "
                        "task) and trains on each image's first box; a BCCD smear holds ~13, so at most one per image "
-                       "can be found. `keras-det train --model classify_localize` refuses such a folder.")
+                       f"can be found. `keras-det train --model {name}` refuses such a folder.")
     props = next((r["proposals"] for r in rows.values() if "proposals" in r), None)
     if props:
         out.append(f"- R-CNN / Fast R-CNN: ≤{props['max_proposals']} {props['method']} proposals per image (median "
