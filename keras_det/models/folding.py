@@ -20,10 +20,17 @@ BatchNormalization. `inference_copy` does it for a detector: a new instance
 from the detector's config, its weights, its ``backbone`` folded. The export
 (`keras_det.export`) and `keras_det.inference.load_predictor` serve that copy
 — it is made when they are called, so it always holds the current weights.
+
+The same copy merges each ``ZeroPadding2D`` that only feeds a ``"valid"``
+convolution into that convolution (`keras_det.layers.padded_conv.PaddedConv`:
+one ``"same"`` convolution where the padding is ``"SAME"``'s for the input
+size; MobileNetV2 / V3's stride-2 depthwise convolutions).
 """
 
 import keras
 import numpy as np
+
+from keras_det.layers.padded_conv import PaddedConv
 
 _CONVS = (keras.layers.Conv2D, keras.layers.DepthwiseConv2D)
 
@@ -51,6 +58,18 @@ def _foldable(bn):
     if len(conv._inbound_nodes) != 1 or len(conv._outbound_nodes) != 1:
         return None
     return conv
+
+
+def _mergeable_padding(conv):
+    """The ``ZeroPadding2D`` that only feeds ``conv``, a channels-last 'valid' convolution, or None."""
+    if not isinstance(conv, _CONVS) or conv.padding != "valid" or conv.data_format != "channels_last":
+        return None
+    pad = _single_producer(conv)
+    if not isinstance(pad, keras.layers.ZeroPadding2D) or pad.data_format != "channels_last":
+        return None
+    if len(pad._inbound_nodes) != 1 or len(pad._outbound_nodes) != 1 or len(conv._inbound_nodes) != 1:
+        return None
+    return pad
 
 
 def folded_weights(conv, bn):
@@ -86,7 +105,10 @@ def fold_batch_norms(model):
     A BatchNormalization folds when its only input is the only output of a
     ``Conv2D`` / ``DepthwiseConv2D`` without activation, channels last, that
     nothing else reads. It leaves the graph (its input passes through), and
-    the convolution gains a bias. Other layers are cloned with their
+    the convolution gains a bias. A ``ZeroPadding2D`` whose only reader is a
+    channels-last ``"valid"`` convolution leaves the graph too: the
+    convolution becomes a `PaddedConv` (the same computation, one ``"same"``
+    convolution where that is equal). Other layers are cloned with their
     weights; nested functional models are folded the same way.
 
     Args:
@@ -103,6 +125,12 @@ def fold_batch_norms(model):
         if conv is not None:
             pairs[layer] = conv
     convs = {id(conv): bn for bn, conv in pairs.items()}
+    pads = {}  # convolution -> the ZeroPadding2D it absorbs
+    for layer in model.layers:
+        pad = _mergeable_padding(layer)
+        if pad is not None:
+            pads[layer] = pad
+    merged = set(pads.values())
     copies, count = [], [len(pairs)]
 
     def clone(layer):
@@ -110,17 +138,19 @@ def fold_batch_norms(model):
             inner, n = fold_batch_norms(layer)
             count[0] += n
             return inner
-        if layer in pairs or not isinstance(layer, keras.layers.Layer):
-            return layer  # a folded BatchNormalization is not called (see `call`); an op has no state: `call` passes its input through
+        if layer in pairs or layer in merged or not isinstance(layer, keras.layers.Layer):
+            return layer  # a folded BatchNormalization / merged padding is not called (see `call`); an op has no state
         config = layer.get_config()
         if id(layer) in convs:
             config["use_bias"] = True
         new = layer.__class__.from_config(config)
         copies.append((layer, new))
+        if layer in pads:
+            return PaddedConv(new, pads[layer].padding, name=layer.name)
         return new
 
     def call(layer, *args, **kwargs):
-        return args[0] if layer in pairs else layer(*args, **kwargs)
+        return args[0] if layer in pairs or layer in merged else layer(*args, **kwargs)
 
     folded = keras.models.clone_model(model, clone_function=clone, call_function=call)
     for old, new in copies:

@@ -7,6 +7,7 @@ import tensorflow as tf
 
 from keras_det import presets
 from keras_det.backbones import build_backbone
+from keras_det.layers.padded_conv import PaddedConv
 from keras_det.layers.yolo_head import ConvBNAct
 from keras_det.models.folding import fold_batch_norms, folded_weights, inference_copy
 
@@ -28,6 +29,10 @@ def _randomize_batch_norms(model, seed=0):
                 layer.beta.assign(rng.normal(0.0, 0.3, n).astype("float32"))
             count += 1
     return count
+
+
+def _layers(model):
+    return model._flatten_layers(include_self=False)
 
 
 def _batch_norm_channels(model):
@@ -77,12 +82,26 @@ def test_every_backbone_folds_every_batch_norm_and_computes_the_same(name):
     folded, count = fold_batch_norms(backbone)
     assert count == total > 0
     assert _batch_norms(folded) == 0
-    x = tf.constant(np.random.default_rng(1).uniform(0, 255, (2, 96, 64, 3)).astype("float32"))
-    expected, got = backbone(x, training=False), folded(x, training=False)
-    assert set(got) == set(expected)
-    for tap in expected:
-        scale = float(tf.reduce_max(tf.abs(expected[tap])))
-        np.testing.assert_allclose(got[tap].numpy(), expected[tap].numpy(), atol=5e-5 * scale, err_msg=tap)  # float32 rounding through 50+ layers
+    # Every ZeroPadding2D before a 'valid' convolution is merged into it (MobileNetV2 / V3: before each
+    # stride-2 depthwise conv; ResNet: conv1_pad); any other stays (ResNet's pool1_pad, before a MaxPool).
+    pads = [layer for layer in _layers(backbone) if isinstance(layer, keras.layers.ZeroPadding2D)]
+    merged = [layer for layer in _layers(folded) if isinstance(layer, PaddedConv)]
+    assert len(merged) == {"tiny": 0, "mobilenet_v2": 4, "mobilenet_v3_large": 4, "resnet50": 1,
+                           "efficientnet_b0": 5}[name]
+    inner = {id(layer.pad) for layer in merged}
+    assert len(pads) - len(merged) == len([layer for layer in _layers(folded)
+                                           if isinstance(layer, keras.layers.ZeroPadding2D) and id(layer) not in inner])
+    # Even sizes (the merged padding runs as a 'same' convolution), odd ones (as the padding and the
+    # 'valid' convolution) and sizes unknown when traced.
+    for shape in ((2, 96, 64, 3), (1, 75, 51, 3)):
+        x = tf.constant(np.random.default_rng(1).uniform(0, 255, shape).astype("float32"))
+        expected, got = backbone(x, training=False), folded(x, training=False)
+        traced = tf.function(lambda t: folded(t, training=False), input_signature=[tf.TensorSpec([None, None, None, 3])])(x)
+        assert set(got) == set(expected) == set(traced)
+        for tap in expected:
+            scale = float(tf.reduce_max(tf.abs(expected[tap])))
+            for out in (got, traced):  # float32 rounding through 50+ layers
+                np.testing.assert_allclose(out[tap].numpy(), expected[tap].numpy(), atol=5e-5 * scale, err_msg=f"{tap} {shape}")
     # The original is untouched (the training model keeps its BatchNormalization).
     assert _batch_norms(backbone) == total
 
