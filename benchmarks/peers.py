@@ -401,7 +401,9 @@ def train(args):
         bench.add(name, run)
         # count_params() needs `built`, which fit does not set on these subclassed models: count the variables.
         info[name] = {"params": sum(int(tf.size(w)) for w in model.weights),
-                      "trainable_params": sum(int(tf.size(w)) for w in model.trainable_weights), "framework": "keras_det"}
+                      "trainable_params": sum(int(tf.size(w)) for w in model.trainable_weights), "framework": "keras_det",
+                      # one image's inference forward, as the peer's "flops": what a step's compute scales with
+                      "flops": padded_flops(model, tf.zeros((1, SIZE, SIZE, 3)))["flops"]}
     torch_peers = []
     if args.torch_python:
         for peer_name in sorted({TRAIN_PEERS[n] for n in info}):
@@ -605,8 +607,9 @@ def xla_table(x):
 def train_table(t):
     """Markdown table of the train section."""
     lines = [
-        f"| detector | params | ms per step (batch {t['batch']}, median, IQR) | images/s | images/s ratio to peer |",
-        "|---|---|---|---|---|",
+        f"| detector | params | GFLOPs (forward, 1 image) | ms per step (batch {t['batch']}, median, IQR) | images/s | "
+        "images/s ratio to peer |",
+        "|---|---|---|---|---|---|",
     ]
     for name, r in sorted(t["rows"].items(), key=lambda kv: kv[1]["ms_per_step"]):
         lo, hi = r["iqr_ms"]
@@ -614,7 +617,8 @@ def train_table(t):
                  if "images_per_s_ratio_to_peer" in r else "—")
         label = r["label"] + (f" ({r['threads']} thread{'s' if r['threads'] > 1 else ''})"
                               if r.get("framework") == "torchvision" else "")
-        lines.append(f"| {label} | {r['params'] / 1e6:.1f} M | {r['ms_per_step']:.0f} ({lo:.0f}–{hi:.0f}) | "
+        gflops = f"{r['flops'] / 1e9:.2f}" if r.get("flops") else "—"
+        lines.append(f"| {label} | {r['params'] / 1e6:.1f} M | {gflops} | {r['ms_per_step']:.0f} ({lo:.0f}–{hi:.0f}) | "
                      f"{r['images_per_s']:.2f} | {ratio} |")
     return "\n".join(lines)
 
@@ -801,22 +805,22 @@ def main(argv=None):
     payload = harness.read_json(args.output)
     payload["machine"] = harness.machine_info()
     if "speed" in args.part:
-        payload["speed"] = speed(args)
+        payload["speed"] = {**speed(args), "machine": payload["machine"]}
         payload["speed_settings"] = vars(args)
         harness.write_json(args.output, payload)
         print(speed_table(payload["speed"]))
     if "train" in args.part:
-        payload["train"] = train(args)
+        payload["train"] = {**train(args), "machine": payload["machine"]}
         payload["train_settings"] = vars(args)
         harness.write_json(args.output, payload)
         print(train_table(payload["train"]))
     if "xla" in args.part:
-        payload["xla"] = xla(args)
+        payload["xla"] = {**xla(args), "machine": payload["machine"]}
         payload["xla_settings"] = vars(args)
         harness.write_json(args.output, payload)
         print(xla_table(payload["xla"]))
     if "accuracy" in args.part:
-        payload["accuracy"] = merge_accuracy(payload.get("accuracy", {}), accuracy(args))
+        payload["accuracy"] = {**merge_accuracy(payload.get("accuracy", {}), accuracy(args)), "machine": payload["machine"]}
         payload["accuracy_settings"] = vars(args)
         harness.write_json(args.output, payload)
         print(accuracy_table(payload["accuracy"]))

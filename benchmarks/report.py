@@ -28,6 +28,21 @@ LADDER_JSON = os.path.join(harness.RESULTS, "ladder.json")
 PEERS_JSON = os.path.join(harness.RESULTS, "peers.json")
 BEAM_JSON = os.path.join(harness.RESULTS, "beam_scaling.json")
 REAL_JSON = os.path.join(harness.RESULTS, "real_data.json")
+# The peers' speed and train results of another kind of machine, kept beside peers.json for the goal table.
+OTHER_PEERS_JSON = os.path.join(harness.RESULTS, "peers_amd_epyc.json")
+# Issue 18's goals: (section, row, ratio field, bound, "max" / "min", what).
+GOALS = (
+    ("speed", "faster_rcnn", "ratio_to_nearest_peer", 0.90, "max", "Faster R-CNN inference / torchvision's"),
+    ("speed", "mask_rcnn", "ratio_to_nearest_peer", 1.0, "max", "Mask R-CNN inference / torchvision Faster R-CNN"),
+    ("speed", "faster_rcnn_20_kept", "ratio_to_nearest_peer", 0.90, "max", "Faster R-CNN, 20 kept"),
+    ("speed", "mask_rcnn_20_kept", "ratio_to_nearest_peer", 1.0, "max", "Mask R-CNN, 20 kept"),
+    ("speed", "ssdlite", "ratio_to_nearest_peer", 0.80, "max", "SSDLite inference / torchvision SSDLite320"),
+    ("speed", "yolo_xs_20_classes", "ratio_to_nearest_peer", 0.90, "max", "YOLO xs inference / keras-cv YOLOV8 xs"),
+    ("speed", "ssd_20_classes", "ratio_to_nearest_peer", 0.90, "max", "SSD-MobileNetV2 inference / keras-cv YOLOV8 xs"),
+    ("train", "faster_rcnn", "images_per_s_ratio_to_peer", 1.0, "min", "Faster R-CNN training images/s / torchvision's"),
+    ("train", "ssdlite", "images_per_s_ratio_to_peer", 1.0, "min", "SSDLite training images/s / torchvision SSDLite"),
+    ("train", "ssd", "images_per_s_ratio_to_peer", 1.0, "min", "SSD training images/s / torchvision SSDLite"),
+)
 PEER_COLOR = {"keras_det": "tab:blue", "keras-cv": "tab:orange", "keras-hub": "tab:green", "torchvision": "tab:red"}
 
 
@@ -206,6 +221,46 @@ def speed_notes(speed):
     return "\n".join(lines)
 
 
+def machine_text(machine):
+    """One line naming a results file's machine."""
+    return (f"{machine.get('cpu', '?')}" + (f" ({machine['simd']})" if machine.get("simd") else "")
+            + f", {machine.get('cpus', '?')} CPU cores, TensorFlow {machine.get('tensorflow', '?')}, "
+            f"Keras {machine.get('keras', '?')}, Python {machine.get('python', '?')}")
+
+
+def measured_on(part, machine):
+    """A note when a peers section was measured on another machine than the file's, or did not record one."""
+    own = part.get("machine")
+    if own is None:
+        return ("- Measured in an earlier session, before each section recorded its machine (the machine above is "
+                "that of the latest run).")
+    if (own.get("cpu"), own.get("simd")) != (machine.get("cpu"), machine.get("simd")):
+        return f"- Measured on {machine_text(own)}."
+    return ""
+
+
+def _goal_cell(payload, section_name, row, field, bound, kind):
+    value = (payload or {}).get(section_name, {}).get("rows", {}).get(row, {}).get(field)
+    if value is None:
+        return "—"
+    met = value <= bound if kind == "max" else value >= bound
+    return f"{value:.2f}× {'✓' if met else '✗'}"
+
+
+def goal_table(current, other):
+    """Markdown table: each speed goal's paired ratio in ``current`` and ``other`` (peers results of two machines)."""
+    def name(payload):
+        m = (payload or {}).get("speed", {}).get("machine") or (payload or {}).get("machine") or {}
+        return f"{m.get('cpu', '?')} ({m.get('simd', '?')})"
+
+    lines = [f"| goal | bound | {name(current)} | {name(other)} |", "|---|---|---|---|"]
+    for section_name, row, field, bound, kind, what in GOALS:
+        lines.append(f"| {what} | {'≤' if kind == 'max' else '≥'} {bound:.2f}× | "
+                     f"{_goal_cell(current, section_name, row, field, bound, kind)} | "
+                     f"{_goal_cell(other, section_name, row, field, bound, kind)} |")
+    return "\n".join(lines)
+
+
 def section(title, intro, blocks, image):
     """Markdown lines of one section: heading, intro paragraph, blocks (tables, notes), image."""
     lines = [f"## {title}", "", intro, ""]
@@ -305,6 +360,20 @@ def real_data_section(real):
     return section("Transfer learning on real photos (BCCD, pretrained VGG16)", intro, blocks, "")
 
 
+def train_notes(t):
+    """Notes under the train table: what each row's peer is."""
+    lines = []
+    if "ssd" in t.get("rows", {}):
+        lines.append("- torchvision has no SSD with a MobileNet backbone and full 3×3 prediction convolutions (TF OD "
+                     "API's `ssd_mobilenet_v2`, keras_det's `ssd_320`): SSD's row is set against its SSDLite, which "
+                     "has depthwise-separable heads and a MobileNetV3 backbone; compare the GFLOPs column.")
+    return "\n".join(lines)
+
+
+def _join(*notes):
+    return "\n".join(n for n in notes if n)
+
+
 def xla_notes(x):
     """Which parts XLA compiles and where it is faster, read off the xla section."""
     parts = {"e2e": "whole model", "dense": "dense forward", "train": "training step"}
@@ -323,7 +392,7 @@ def xla_notes(x):
     return "\n".join(f"- {line}" for line in lines)
 
 
-def render(ladder, peers_result, images_rel="images", beam=None, real=None):
+def render(ladder, peers_result, images_rel="images", beam=None, real=None, other_peers=None):
     import ladder as ladder_mod
     import peers
 
@@ -335,12 +404,19 @@ def render(ladder, peers_result, images_rel="images", beam=None, real=None):
         "`keras-det bench report --run --torch-python PY` measures everything again first (about an hour on 2 cores; "
         "PY is a Python with torch + torchvision for the torchvision peers, see below). Do not edit by hand.",
         "",
-        f"Machine: {machine.get('cpu', '?')}" + (f" ({machine['simd']})" if machine.get("simd") else "")
-        + f", {machine.get('cpus', '?')} CPU cores, TensorFlow "
-        f"{machine.get('tensorflow', '?')}, Keras {machine.get('keras', '?')}, Python {machine.get('python', '?')}. "
-        f"Written {datetime.date.today().isoformat()}.",
+        f"Machine: {machine_text(machine)}. Written {datetime.date.today().isoformat()}.",
         "",
     ]
+    if peers_result and other_peers and "speed" in peers_result:
+        out += section(
+            "Speed goals on the two kinds of machine",
+            "The paired ratios of the speed goals (issue 18) in the latest peers run (below) and in the run kept in "
+            "`benchmarks/results/peers_amd_epyc.json`; inference: keras_det time over the peer's (< 1 faster), "
+            "training: images/s over the peer's (> 1 faster). Each column is one run on one machine; the two "
+            "machines' TensorFlow kernels differ (oneDNN picks AVX-512 code where it can), so the ratios do too.",
+            [goal_table(peers_result, other_peers)],
+            "",
+        )
     if ladder:
         settings = ladder["settings"]
         out += section(
@@ -363,7 +439,7 @@ def render(ladder, peers_result, images_rel="images", beam=None, real=None):
             "YOLOV8Detector (xs), keras-hub's RetinaNet (ResNet-50 FPN) and torchvision's SSDLite320 and Faster R-CNN "
             f"MobileNetV3-Large-320-FPN, all in one run: {s['protocol']}; {s['timed_runs']} timed runs each. End to end: "
             "preprocessing, forward, box decoding and NMS.",
-            [peers.speed_table(s), speed_notes(s)],
+            [peers.speed_table(s), _join(speed_notes(s), measured_on(s, machine))],
             f"![speed at 320]({images_rel}/peers_speed.png)",
         )
     if peers_result and "train" in peers_result:
@@ -376,7 +452,7 @@ def render(ladder, peers_result, images_rel="images", beam=None, real=None):
             f"images, 4 boxes each; all layers trainable on both sides), interleaved: {t['protocol']}; "
             f"{t['timed_runs']} timed steps each. Ratio: images/s over the peer's, paired per round (> 1: keras_det "
             "trains faster).",
-            [peers.train_table(t)],
+            [peers.train_table(t), _join(train_notes(t), measured_on(t, machine))],
             "",
         )
     if peers_result and "xla" in peers_result:
@@ -389,7 +465,7 @@ def render(ladder, peers_result, images_rel="images", beam=None, real=None):
             f"each against the same without XLA, interleaved: {x['protocol']}; {x['timed_runs']} timed runs each. "
             "Ratio: XLA time over the default graph's, paired per round (< 1: XLA faster); diff: the largest relative "
             "difference of the outputs (the first step's losses for training).",
-            [peers.xla_table(x), xla_notes(x)],
+            [peers.xla_table(x), _join(xla_notes(x), measured_on(x, machine))],
             "",
         )
     if peers_result and "accuracy" in peers_result:
@@ -410,7 +486,7 @@ def render(ladder, peers_result, images_rel="images", beam=None, real=None):
             "keypoint) head, 2 convs of 32 channels instead of the paper's 4 of 256 (it runs on every positive "
             "RoI; keras_det/presets.py). ms/image: the trained model at "
             "batch 1 (R-CNN and Fast R-CNN: + selective search).",
-            [peers.accuracy_table(a)],
+            [peers.accuracy_table(a)] + [n for n in [measured_on(a, machine)] if n],
             f"![speed vs AP50]({images_rel}/speed_vs_ap.png)",
         )
     if beam:
@@ -445,12 +521,14 @@ def render(ladder, peers_result, images_rel="images", beam=None, real=None):
     return "\n".join(out)
 
 
-def write_report(ladder_path=LADDER_JSON, peers_path=PEERS_JSON, docs=DOCS, beam_path=BEAM_JSON, real_path=REAL_JSON):
+def write_report(ladder_path=LADDER_JSON, peers_path=PEERS_JSON, docs=DOCS, beam_path=BEAM_JSON, real_path=REAL_JSON,
+                 other_peers_path=OTHER_PEERS_JSON):
     """Writes ``docs/benchmarks.md`` and the PNGs from the results that exist; returns the markdown path."""
     ladder = harness.read_json(ladder_path) or None
     peers_result = harness.read_json(peers_path) or None
     beam = harness.read_json(beam_path) or None
     real = harness.read_json(real_path) or None
+    other_peers = harness.read_json(other_peers_path) or None
     images = os.path.join(docs, "images")
     os.makedirs(images, exist_ok=True)
     if ladder:
@@ -461,7 +539,7 @@ def write_report(ladder_path=LADDER_JSON, peers_path=PEERS_JSON, docs=DOCS, beam
         plot_speed_vs_ap(peers_result["accuracy"], os.path.join(images, "speed_vs_ap.png"))
     path = os.path.join(docs, "benchmarks.md")
     with open(path, "w") as f:
-        f.write(render(ladder, peers_result, beam=beam, real=real) + "\n")
+        f.write(render(ladder, peers_result, beam=beam, real=real, other_peers=other_peers) + "\n")
     print(f"wrote {path}", flush=True)
     return path
 

@@ -61,8 +61,11 @@ def _foldable(bn):
 
 
 def _mergeable_padding(conv):
-    """The ``ZeroPadding2D`` that only feeds ``conv``, a channels-last 'valid' convolution, or None."""
-    if not isinstance(conv, _CONVS) or conv.padding != "valid" or conv.data_format != "channels_last":
+    """The ``ZeroPadding2D`` that only feeds ``conv``, a channels-last 'valid' convolution, or None.
+
+    Keras' own two classes only: `PaddedConv` computes their call from their
+    weights, which a subclass's own ``call`` could change."""
+    if type(conv) not in _CONVS or conv.padding != "valid" or conv.data_format != "channels_last":
         return None
     pad = _single_producer(conv)
     if not isinstance(pad, keras.layers.ZeroPadding2D) or pad.data_format != "channels_last":
@@ -178,7 +181,8 @@ def inference_copy(model, inputs):
     """A detector for serving: same class, config and weights, with its BatchNorms folded into its convolutions.
 
     Folded: every functional sub-model the detector holds as an attribute
-    (``backbone``; SSD's ``extras``) by `fold_batch_norms`, and every
+    (``backbone``; SSD's ``extras``) by `fold_batch_norms` (which also merges
+    each ZeroPadding2D into the 'valid' convolution it feeds), and every
     `keras_det.layers.yolo_head.ConvBNAct` (YOLO's neck and heads, YOLO v1's
     head), whose BatchNorm is dropped and whose convolution gains the folded
     bias. Not folded: BatchNorms that follow no convolution, or one with

@@ -148,3 +148,25 @@ def test_accuracy_table_shows_mask_and_keypoint_ap():
     assert "| Mask R-CNN | 0.500 | 0.250 | 0.400 / 0.200 | – | 10 |" in table
     assert "| Mask R-CNN + keypoints | 0.450 | 0.200 | 0.350 / 0.150 | 0.300 / 0.100 | 10 |" in table
     assert "| SSD | 0.200 | 0.100 | – | – |" in table
+
+
+def test_goal_table_marks_each_goal_on_both_machines():
+    current = {"speed": {"machine": {"cpu": "Xeon", "simd": "AVX-512"},
+                         "rows": {"faster_rcnn": {"ratio_to_nearest_peer": 0.95}, "ssdlite": {"ratio_to_nearest_peer": 0.5}}},
+               "train": {"rows": {"ssd": {"images_per_s_ratio_to_peer": 1.2}}}}
+    other = {"machine": {"cpu": "EPYC", "simd": "AVX2"},
+             "speed": {"rows": {"faster_rcnn": {"ratio_to_nearest_peer": 0.71}}},
+             "train": {"rows": {"ssd": {"images_per_s_ratio_to_peer": 0.52}}}}
+    table = report.goal_table(current, other)
+    assert "| goal | bound | Xeon (AVX-512) | EPYC (AVX2) |" in table
+    assert "| Faster R-CNN inference / torchvision's | ≤ 0.90× | 0.95× ✗ | 0.71× ✓ |" in table
+    assert "| SSDLite inference / torchvision SSDLite320 | ≤ 0.80× | 0.50× ✓ | — |" in table
+    assert "| SSD training images/s / torchvision SSDLite | ≥ 1.00× | 1.20× ✓ | 0.52× ✗ |" in table
+
+
+def test_a_section_measured_elsewhere_names_its_machine():
+    machine = {"cpu": "Xeon", "simd": "AVX-512", "cpus": 2}
+    assert report.measured_on({"machine": dict(machine)}, machine) == ""
+    assert "AMD EPYC (AVX2), 2 CPU cores" in report.measured_on({"machine": {"cpu": "AMD EPYC", "simd": "AVX2", "cpus": 2}},
+                                                                machine)
+    assert "earlier session" in report.measured_on({}, machine)
