@@ -30,9 +30,8 @@ size; MobileNetV2 / V3's stride-2 depthwise convolutions).
 import keras
 import numpy as np
 
+from keras_det.layers.padded_conv import CONVS as _CONVS
 from keras_det.layers.padded_conv import PaddedConv
-
-_CONVS = (keras.layers.Conv2D, keras.layers.DepthwiseConv2D)
 
 
 def _single_producer(layer):
