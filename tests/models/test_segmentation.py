@@ -36,8 +36,12 @@ def test_fcn_overfits_shapes_masks():
     assert hist["loss"][-1] < 0.5 * hist["loss"][0], hist["loss"]
     # Overfits: mean IoU (6 classes incl. background) in training mode ~0.44 → ~0.97.
     assert hist["mean_iou"][-1] > 0.85 and hist["mean_iou"][-1] > hist["mean_iou"][0] + 0.3, hist["mean_iou"]
-    # Inference mode rises too (less: BatchNorm's moving statistics lag after 75 steps).
-    assert after["mean_iou"] > before["mean_iou"] + 0.1, (before, after)
+    # Inference mode learns too, though less: after 75 steps BatchNorm's moving statistics
+    # (momentum 0.99) still hold ~47 % of their initial values, so its mean IoU varies run
+    # to run (0.19-0.35 measured over 7 runs, from 0.00-0.12). The loss is the steadier
+    # signal (~1.8 -> 0.28-0.50).
+    assert after["loss"] < 0.6 * before["loss"], (before, after)
+    assert after["mean_iou"] > before["mean_iou"] + 0.05, (before, after)
     masks = model.predict_masks(next(iter(train))[0])
     assert masks.shape == (4, 64, 64) and masks.dtype == tf.int32
     clone = FCNSegmenter.from_config(model.get_config())
