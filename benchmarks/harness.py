@@ -438,7 +438,60 @@ def train_for_cpu_seconds(model, dataset, budget, steps_per_call=50, warmup_step
 # torchvision peers
 # ---------------------------------------------------------------------------
 
-TORCH_MODELS = ("ssdlite320_mobilenet_v3_large", "fasterrcnn_mobilenet_v3_large_320_fpn")
+# torchvision's own constructors, then the models composed here from torchvision's parts (`_TORCH_COMPOSED`).
+TORCH_MODELS = ("ssdlite320_mobilenet_v3_large", "fasterrcnn_mobilenet_v3_large_320_fpn", "ssd_mobilenet_v2_320")
+
+# torchvision ships no SSD-MobileNetV2 (its SSD is VGG16 at 300 px, 35 GFLOPs; its SSDLite has depthwise heads and,
+# without backbone weights, MobileNetV3's halved tail: 1.17 GFLOPs). So keras_det's ``ssd_320`` is set against the
+# same layout built from torchvision's public parts: ``mobilenet_v2().features`` split at the expansion of the first
+# stride-32 block (C4, 576 channels) and its end (C5, 1280), depthwise-separable extra blocks to 5, 3 and 1
+# (``Conv2dNormActivation``), torchvision's ``SSDHead`` (3x3 convs) and ``DefaultBoxGenerator`` with keras_det's 4, 6,
+# 6, 4, 4 boxes per cell, in torchvision's ``SSD`` (its matching, 3:1 hard negatives and losses). At 320 px: maps
+# 20, 10, 5, 3, 1, 2,390 default boxes, 4.34 GFLOPs (keras_det 4.37), 15.8 M parameters (keras_det 15.9 M).
+_TORCH_COMPOSED = textwrap.dedent(
+    """
+    import collections
+    import torchvision
+    from torch import nn
+    from torchvision.ops.misc import Conv2dNormActivation
+    from torchvision.models.detection.anchor_utils import DefaultBoxGenerator
+    from torchvision.models.detection.ssd import SSD, SSDHead
+
+
+    class _SSDMobileNetV2Features(nn.Module):
+        def __init__(self):
+            super().__init__()
+            features = torchvision.models.mobilenet_v2(weights=None).features
+            self.c4 = nn.Sequential(*features[:14], features[14].conv[0])
+            self.c5 = nn.Sequential(*features[14].conv[1:], *features[15:])
+
+            def extra(cin, cout, valid):  # 1x1 to half, 3x3 depthwise (stride 2, or 'valid' 3 -> 1), 1x1 to cout
+                mid = cout // 2
+                return nn.Sequential(
+                    Conv2dNormActivation(cin, mid, 1, activation_layer=nn.ReLU6),
+                    Conv2dNormActivation(mid, mid, 3, stride=1 if valid else 2, padding=0 if valid else 1, groups=mid,
+                                         activation_layer=nn.ReLU6),
+                    Conv2dNormActivation(mid, cout, 1, activation_layer=nn.ReLU))
+
+            self.extras = nn.ModuleList([extra(1280, 512, False), extra(512, 256, False), extra(256, 256, True)])
+
+        def forward(self, x):
+            maps = [self.c4(x)]
+            maps.append(self.c5(maps[-1]))
+            for block in self.extras:
+                maps.append(block(maps[-1]))
+            return collections.OrderedDict((str(i), m) for i, m in enumerate(maps))
+
+
+    def ssd_mobilenet_v2_320(num_classes=91, **options):
+        anchors = DefaultBoxGenerator([[2], [2, 3], [2, 3], [2], [2]], min_ratio=0.2, max_ratio=0.95)
+        head = SSDHead([576, 1280, 512, 256, 256], anchors.num_anchors_per_location(), num_classes)
+        return SSD(_SSDMobileNetV2Features(), anchors, (320, 320), num_classes, head=head, **options)
+
+
+    COMPOSED = {"ssd_mobilenet_v2_320": ssd_mobilenet_v2_320}
+    """
+)
 
 _TORCH_SERVER = textwrap.dedent(
     """
@@ -450,8 +503,11 @@ _TORCH_SERVER = textwrap.dedent(
     train_batch = int(sys.argv[6]) if len(sys.argv) > 6 else 0
     torch.set_num_threads(threads)
     torch.manual_seed(0)
-    model = getattr(torchvision.models.detection, name)(weights=None, weights_backbone=None, num_classes=91,
-                                                        **options).eval()
+    if name in COMPOSED:
+        model = COMPOSED[name](num_classes=91, **options).eval()
+    else:
+        model = getattr(torchvision.models.detection, name)(weights=None, weights_backbone=None, num_classes=91,
+                                                            **options).eval()
     x = [torch.rand(3, size, size)]  # torchvision detectors take 0..1 images and normalise inside
 
     def e2e():
@@ -498,9 +554,16 @@ _TORCH_SERVER = textwrap.dedent(
         with counter:
             e2e()
         detections = len(model(x)[0]["boxes"])
+        images, _ = model.transform(x)
+        maps = model.backbone(images.tensors)
+        maps = list(maps.values()) if isinstance(maps, dict) else [maps]
+    layout = {"feature_maps": [list(m.shape[-2:]) for m in maps]}
+    if hasattr(model, "anchor_generator"):  # single-stage (SSD): default boxes per cell of each map
+        layout["boxes_per_cell"] = model.anchor_generator.num_anchors_per_location()
     print(json.dumps({"ready": True, "torch": torch.__version__, "torchvision": torchvision.__version__,
                       "threads": torch.get_num_threads(), "params": sum(p.numel() for p in model.parameters()),
-                      "flops": int(counter.get_total_flops()), "detections": detections, "options": options}),
+                      "flops": int(counter.get_total_flops()), "detections": detections, "options": options,
+                      **layout}),
           flush=True)
     with torch.no_grad():
         for line in sys.stdin:
@@ -518,7 +581,8 @@ class TorchPeer:
 
     Args:
         python: a Python with torch and torchvision.
-        model: a name of ``torchvision.models.detection`` (see `TORCH_MODELS`).
+        model: a name of ``torchvision.models.detection`` or of a model composed
+            from torchvision's parts (see `TORCH_MODELS`).
         threads: ``torch.set_num_threads``.
         warmup: untimed runs in the subprocess before it reports ready.
         image_size: square input side.
@@ -542,8 +606,8 @@ class TorchPeer:
         if omp_wait_policy:
             env["OMP_WAIT_POLICY"] = omp_wait_policy
         self.proc = subprocess.Popen(
-            [python, "-c", _TORCH_SERVER, model, str(threads), str(warmup), str(image_size), json.dumps(options or {}),
-             str(train_batch)],
+            [python, "-c", _TORCH_COMPOSED + _TORCH_SERVER, model, str(threads), str(warmup), str(image_size),
+             json.dumps(options or {}), str(train_batch)],
             stdin=subprocess.PIPE, stdout=subprocess.PIPE, stderr=subprocess.PIPE, text=True, env=env,
         )
         line = self.proc.stdout.readline()

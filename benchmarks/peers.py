@@ -43,7 +43,10 @@ measured float32 matmul peak (and the nominal peak, in the JSON).
 step at 320×320, batch 8: keras_det's ``fit`` step (``model.train_function``)
 of Faster R-CNN, SSD and SSDLite against torchvision's training step of
 ``fasterrcnn_mobilenet_v3_large_320_fpn`` / ``ssdlite320_mobilenet_v3_large``
-(``model.train()``, losses, ``backward``, SGD step), same thread counts.
+and, for SSD, of the same SSD-MobileNetV2-320 layout composed from torchvision's
+parts (torchvision ships none; ``harness._TORCH_COMPOSED``): ``model.train()``,
+losses, ``backward``, SGD step, same thread counts. Every row is also set
+against torchvision SSDLite.
 
 **accuracy** — every keras_det detector (``zoo.shapes_detector``, tiny
 backbone from scratch) and keras-cv's YOLOV8Detector (the same xs
@@ -76,7 +79,12 @@ KERASCV = "kerascv_yolov8_xs"
 KERASHUB = "kerashub_retinanet_resnet50_fpn"
 TV_SSD = "torchvision_ssdlite320_mobilenet_v3_large"
 TV_FRCNN = "torchvision_fasterrcnn_mobilenet_v3_large_320_fpn"
+# SSD-MobileNetV2-320 composed from torchvision's parts (harness._TORCH_COMPOSED): SSD's training peer.
+TV_SSD_MNV2 = "torchvision_ssd_mobilenet_v2_320"
 PEERS = (KERASCV, KERASHUB, TV_SSD, TV_FRCNN)
+# the torchvision model (harness.TORCH_MODELS) behind each torch peer name
+TORCH_MODEL = {TV_SSD: "ssdlite320_mobilenet_v3_large", TV_FRCNN: "fasterrcnn_mobilenet_v3_large_320_fpn",
+               TV_SSD_MNV2: "ssd_mobilenet_v2_320"}
 SELECTIVE_SEARCH = "selective_search_fast"
 # Classification + localization predicts one object per image: it is also
 # trained and evaluated on shapes images with a single object each.
@@ -106,6 +114,7 @@ NEAREST = {
 LABELS = {
     **zoo.LABELS, KERASCV: "keras-cv YOLOV8 xs", KERASHUB: "keras-hub RetinaNet R50-FPN",
     TV_SSD: "torchvision SSDLite320 MNv3", TV_FRCNN: "torchvision Faster R-CNN MNv3-320-FPN",
+    TV_SSD_MNV2: "torchvision SSD-MNv2-320 (composed)",
     SELECTIVE_SEARCH: "selective search (fast)", ONE_OBJECT: "Classify+localize, 1 object/image",
     SSD_20: "SSD, 20 classes", YOLO_XS_20: "YOLO multiscale xs (YOLOV8 xs GFLOPs), 20 classes",
     "faster_rcnn" + KEPT_SUFFIX: f"Faster R-CNN, {KEPT} kept", "mask_rcnn" + KEPT_SUFFIX: f"Mask R-CNN, {KEPT} kept",
@@ -183,9 +192,8 @@ def speed(args):
     if args.torch_python:
         # Every thread count of --torch-threads is timed; the peer's row is its fastest (see summarize_speed).
         kept = {"box_score_thresh": 0.0, "box_detections_per_img": KEPT}
-        for name, model, options in ((TV_SSD, "ssdlite320_mobilenet_v3_large", None),
-                                     (TV_FRCNN, "fasterrcnn_mobilenet_v3_large_320_fpn", None),
-                                     (TV_FRCNN_KEPT, "fasterrcnn_mobilenet_v3_large_320_fpn", kept)):
+        for name, model, options in ((TV_SSD, TORCH_MODEL[TV_SSD], None), (TV_FRCNN, TORCH_MODEL[TV_FRCNN], None),
+                                     (TV_FRCNN_KEPT, TORCH_MODEL[TV_FRCNN], kept)):
             if options and not {"faster_rcnn", "mask_rcnn"} & set(args.models):
                 continue
             for threads in args.torch_threads:
@@ -343,8 +351,9 @@ def summarize_speed(bench, info, flops, peak, args):
     }
 
 
-# keras_det detector -> its torchvision peer for --part train (the closest design).
-TRAIN_PEERS = {"faster_rcnn": TV_FRCNN, "ssdlite": TV_SSD, "ssd": TV_SSD}
+# keras_det detector -> its torchvision peer for --part train (the closest design; SSD's is the same layout
+# composed from torchvision's parts, as torchvision ships none). Every row is also set against torchvision SSDLite.
+TRAIN_PEERS = {"faster_rcnn": TV_FRCNN, "ssdlite": TV_SSD, "ssd": TV_SSD_MNV2}
 TRAIN_BATCH = 8
 
 
@@ -406,8 +415,8 @@ def train(args):
                       "flops": padded_flops(model, tf.zeros((1, SIZE, SIZE, 3)))["flops"]}
     torch_peers = []
     if args.torch_python:
-        for peer_name in sorted({TRAIN_PEERS[n] for n in info}):
-            model_name = {TV_SSD: "ssdlite320_mobilenet_v3_large", TV_FRCNN: "fasterrcnn_mobilenet_v3_large_320_fpn"}[peer_name]
+        for peer_name in sorted({TRAIN_PEERS[n] for n in info} | ({TV_SSD} if info else set())):
+            model_name = TORCH_MODEL[peer_name]
             for threads in args.torch_threads:
                 variant = f"{peer_name}@{threads}t"
                 try:
@@ -443,6 +452,8 @@ def train(args):
             row["nearest_peer"] = peer
             # images/s ratio (> 1: keras_det trains faster) = the peer's time over ours, paired per round.
             row["images_per_s_ratio_to_peer"] = 1.0 / bench.paired(name, peer)
+        if name in TRAIN_PEERS and TV_SSD in ms:
+            row["images_per_s_ratio_to_torchvision_ssdlite"] = 1.0 / bench.paired(name, TV_SSD)
         rows[name] = row
     return {"image_size": SIZE, "batch": TRAIN_BATCH, "protocol": summary["protocol"],
             "timed_runs": summary["timed_runs"], "cpu_steal_percent": summary["cpu_steal_percent"],
@@ -608,8 +619,8 @@ def train_table(t):
     """Markdown table of the train section."""
     lines = [
         f"| detector | params | GFLOPs (forward, 1 image) | ms per step (batch {t['batch']}, median, IQR) | images/s | "
-        "images/s ratio to peer |",
-        "|---|---|---|---|---|---|",
+        "images/s ratio to peer | images/s ratio to torchvision SSDLite |",
+        "|---|---|---|---|---|---|---|",
     ]
     for name, r in sorted(t["rows"].items(), key=lambda kv: kv[1]["ms_per_step"]):
         lo, hi = r["iqr_ms"]
@@ -618,8 +629,10 @@ def train_table(t):
         label = r["label"] + (f" ({r['threads']} thread{'s' if r['threads'] > 1 else ''})"
                               if r.get("framework") == "torchvision" else "")
         gflops = f"{r['flops'] / 1e9:.2f}" if r.get("flops") else "—"
+        ssd = (f"{r['images_per_s_ratio_to_torchvision_ssdlite']:.2f}×"
+               if "images_per_s_ratio_to_torchvision_ssdlite" in r else "—")
         lines.append(f"| {label} | {r['params'] / 1e6:.1f} M | {gflops} | {r['ms_per_step']:.0f} ({lo:.0f}–{hi:.0f}) | "
-                     f"{r['images_per_s']:.2f} | {ratio} |")
+                     f"{r['images_per_s']:.2f} | {ratio} | {ssd} |")
     return "\n".join(lines)
 
 

@@ -1,5 +1,7 @@
 """benchmarks/harness.py: FLOP counts against hand-computed values and TF's profiler, timing statistics."""
 
+import os
+
 import keras
 import numpy as np
 import pytest
@@ -157,3 +159,23 @@ def test_steal_percent():
     assert harness.steal_percent((0, 0), (0, 0)) is None
     steal, total = harness.cpu_ticks()
     assert 0 <= steal <= total
+
+
+@pytest.mark.skipif(not os.environ.get("KERAS_DET_TORCH_PYTHON"),
+                    reason="set KERAS_DET_TORCH_PYTHON to a Python with torch + torchvision")
+def test_composed_torchvision_ssd_has_keras_dets_ssd_320_layout():
+    # SSD's training peer (harness._TORCH_COMPOSED) must be keras_det's ssd_320 at 320 px built from torchvision's
+    # parts: the same maps, boxes per cell and compute, or the ratio compares different models.
+    import peers
+    import zoo
+
+    peer = harness.TorchPeer(os.environ["KERAS_DET_TORCH_PYTHON"], "ssd_mobilenet_v2_320", 1, 0, 320)
+    peer.close()
+    model = zoo.speed_detector("ssd", 91, 320)
+    assert peer.info["feature_maps"] == [list(s) for s in model.feature_map_sizes] == [[20, 20], [10, 10], [5, 5],
+                                                                                         [3, 3], [1, 1]]
+    assert peer.info["boxes_per_cell"] == list(model.num_anchors_per_level) == [4, 6, 6, 4, 4]
+    ours = peers.padded_flops(model, tf.zeros((1, 320, 320, 3)))["flops"]
+    assert abs(peer.info["flops"] / ours - 1) < 0.02, (peer.info["flops"], ours)
+    trainable = sum(int(tf.size(w)) for w in model.trainable_weights)
+    assert abs(peer.info["params"] / trainable - 1) < 0.02, (peer.info["params"], trainable)
