@@ -373,6 +373,10 @@ def train_notes(t):
     import peers
 
     lines = []
+    if t.get("rows_from_earlier_run"):
+        earlier = t["rows_from_earlier_run"]
+        lines.append(f"- Rows {', '.join(peers.LABELS[n] for n in earlier['rows'])} come from "
+                     f"an earlier run (paired within that run): {earlier['why']}")
     rows = t.get("rows", {})
     if "ssd" in rows and rows["ssd"].get("nearest_peer") == peers.TV_SSD_MNV2:
         lines.append("- torchvision ships no SSD with a MobileNet backbone and full 3×3 prediction convolutions (TF OD "
