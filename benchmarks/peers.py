@@ -82,9 +82,9 @@ TV_FRCNN = "torchvision_fasterrcnn_mobilenet_v3_large_320_fpn"
 # SSD-MobileNetV2-320 composed from torchvision's parts (harness._TORCH_COMPOSED): SSD's training peer.
 TV_SSD_MNV2 = "torchvision_ssd_mobilenet_v2_320"
 PEERS = (KERASCV, KERASHUB, TV_SSD, TV_FRCNN)
-# the torchvision model (harness.TORCH_MODELS) behind each torch peer name
-TORCH_MODEL = {TV_SSD: "ssdlite320_mobilenet_v3_large", TV_FRCNN: "fasterrcnn_mobilenet_v3_large_320_fpn",
-               TV_SSD_MNV2: "ssd_mobilenet_v2_320"}
+# the torchvision model (harness.TORCH_MODELS) behind each torch peer name "torchvision_<model>"
+TORCH_MODEL = {f"torchvision_{model}": model for model in harness.TORCH_MODELS}
+assert {TV_SSD, TV_FRCNN, TV_SSD_MNV2} <= set(TORCH_MODEL)
 SELECTIVE_SEARCH = "selective_search_fast"
 # Classification + localization predicts one object per image: it is also
 # trained and evaluated on shapes images with a single object each.
