@@ -361,8 +361,22 @@ def machine_info():
         "tensorflow": tf.__version__,
         "keras": keras.__version__,
         "simd": cpu_simd(),
+        "isa_limit": isa_limit(),
         "load_average_1min": round(os.getloadavg()[0], 2),
     }
+
+
+# Environment variables that cap the vector instructions the kernels may use below what the CPU has:
+# oneDNN's (TensorFlow's CPU kernels and torch's convolutions) and torch's own ATen kernels.
+ISA_LIMIT_VARIABLES = ("ONEDNN_MAX_CPU_ISA", "ATEN_CPU_CAPABILITY")
+
+
+def isa_limit():
+    """``{variable: value}`` of the `ISA_LIMIT_VARIABLES` set in this process (``{}``: the CPU's full ISA).
+
+    ``ONEDNN_MAX_CPU_ISA=AVX2 ATEN_CPU_CAPABILITY=avx2`` on an AVX-512 CPU runs both frameworks' AVX2 code,
+    a stand-in (same instructions, not the same caches or memory) for an AVX2-only CPU such as the AMD EPYC."""
+    return {k: os.environ[k] for k in ISA_LIMIT_VARIABLES if os.environ.get(k)}
 
 
 def cpu_simd():

@@ -28,7 +28,9 @@ LADDER_JSON = os.path.join(harness.RESULTS, "ladder.json")
 PEERS_JSON = os.path.join(harness.RESULTS, "peers.json")
 BEAM_JSON = os.path.join(harness.RESULTS, "beam_scaling.json")
 REAL_JSON = os.path.join(harness.RESULTS, "real_data.json")
-# The peers' speed and train results of another kind of machine, kept beside peers.json for the goal table.
+# Peers' speed and train results kept beside peers.json for the goal table: the same kind of machine with its
+# kernels restricted to AVX2 (harness.isa_limit), and the AMD EPYC (AVX2) the issue names.
+AVX2_PEERS_JSON = os.path.join(harness.RESULTS, "peers_avx2_emulated.json")
 OTHER_PEERS_JSON = os.path.join(harness.RESULTS, "peers_amd_epyc.json")
 # Issue 18's goals: (section, row, ratio field, bound, "max" / "min", what).
 GOALS = (
@@ -222,11 +224,21 @@ def speed_notes(speed):
     return "\n".join(lines)
 
 
+def _isa_text(machine):
+    limit = machine.get("isa_limit") or {}
+    return (" restricted to " + limit.get("ONEDNN_MAX_CPU_ISA", "?") + " code by "
+            + " ".join(f"{k}={v}" for k, v in sorted(limit.items()))) if limit else ""
+
+
 def machine_text(machine):
-    """One line naming a results file's machine."""
-    return (f"{machine.get('cpu', '?')}" + (f" ({machine['simd']})" if machine.get("simd") else "")
+    """One line naming a results file's machine (and the ISA its kernels were restricted to, if they were)."""
+    return (f"{machine.get('cpu', '?')}" + (f" ({machine['simd']}{_isa_text(machine)})" if machine.get("simd") else "")
             + f", {machine.get('cpus', '?')} CPU cores, TensorFlow {machine.get('tensorflow', '?')}, "
             f"Keras {machine.get('keras', '?')}, Python {machine.get('python', '?')}")
+
+
+def _machine_key(machine):
+    return machine.get("cpu"), machine.get("simd"), tuple(sorted((machine.get("isa_limit") or {}).items()))
 
 
 def measured_on(part, machine):
@@ -235,7 +247,7 @@ def measured_on(part, machine):
     if own is None:
         return ("- Measured in an earlier session, before each section recorded its machine (the machine above is "
                 "that of the latest run).")
-    if (own.get("cpu"), own.get("simd")) != (machine.get("cpu"), machine.get("simd")):
+    if _machine_key(own) != _machine_key(machine):
         return f"- Measured on {machine_text(own)}."
     return ""
 
@@ -255,17 +267,17 @@ def _goal_cell(payload, section_name, row, field, bound, kind):
     return f"{value:.2f}× {'✓' if met else '✗'}"
 
 
-def goal_table(current, other):
-    """Markdown table: each speed goal's paired ratio in ``current`` and ``other`` (peers results of two machines)."""
+def goal_table(*payloads):
+    """Markdown table: each speed goal's paired ratio in each of ``payloads`` (peers results), one column each."""
     def name(payload):
         m = (payload or {}).get("speed", {}).get("machine") or (payload or {}).get("machine") or {}
-        return f"{m.get('cpu', '?')} ({m.get('simd', '?')})"
+        limit = (m.get("isa_limit") or {}).get("ONEDNN_MAX_CPU_ISA")
+        return f"{m.get('cpu', '?')} ({m.get('simd', '?')}" + (f", kernels restricted to {limit})" if limit else ")")
 
-    lines = [f"| goal | bound | {name(current)} | {name(other)} |", "|---|---|---|---|"]
+    lines = ["| goal | bound | " + " | ".join(name(p) for p in payloads) + " |", "|---|---|" + "---|" * len(payloads)]
     for section_name, row, field, bound, kind, what in GOALS:
-        lines.append(f"| {what} | {'≤' if kind == 'max' else '≥'} {bound:.2f}× | "
-                     f"{_goal_cell(current, section_name, row, field, bound, kind)} | "
-                     f"{_goal_cell(other, section_name, row, field, bound, kind)} |")
+        cells = " | ".join(_goal_cell(p, section_name, row, field, bound, kind) for p in payloads)
+        lines.append(f"| {what} | {'≤' if kind == 'max' else '≥'} {bound:.2f}× | {cells} |")
     return "\n".join(lines)
 
 
@@ -415,7 +427,7 @@ def xla_notes(x):
     return "\n".join(f"- {line}" for line in lines)
 
 
-def render(ladder, peers_result, images_rel="images", beam=None, real=None, other_peers=None):
+def render(ladder, peers_result, images_rel="images", beam=None, real=None, other_peers=None, avx2_peers=None):
     import ladder as ladder_mod
     import peers
 
@@ -430,14 +442,18 @@ def render(ladder, peers_result, images_rel="images", beam=None, real=None, othe
         f"Machine: {machine_text(machine)}. Written {datetime.date.today().isoformat()}.",
         "",
     ]
-    if peers_result and other_peers and "speed" in peers_result:
+    kept = [p for p in (avx2_peers, other_peers) if p]
+    if peers_result and kept and "speed" in peers_result:
         out += section(
-            "Speed goals on the two kinds of machine",
-            "The paired ratios of the speed goals (issue 18) in the latest peers run (below) and in the run kept in "
+            "Speed goals on the kinds of machine",
+            "The paired ratios of the speed goals (issue 18) in the latest peers run (below) and in the runs kept in "
+            "`benchmarks/results/peers_avx2_emulated.json` (an AVX-512 machine with both frameworks' kernels "
+            "restricted to AVX2: `ONEDNN_MAX_CPU_ISA=AVX2 ATEN_CPU_CAPABILITY=avx2 keras-det bench peers ...`, a "
+            "stand-in for an AVX2-only CPU: the same instructions, not its caches, memory or clock) and "
             "`benchmarks/results/peers_amd_epyc.json`; inference: keras_det time over the peer's (< 1 faster), "
-            "training: images/s over the peer's (> 1 faster). Each column is one run on one machine; the two "
+            "training: images/s over the peer's (> 1 faster). Each column is one run on one machine; the "
             "machines' TensorFlow kernels differ (oneDNN picks AVX-512 code where it can), so the ratios do too.",
-            [goal_table(peers_result, other_peers)],
+            [goal_table(peers_result, *kept)],
             "",
         )
     if ladder:
@@ -545,13 +561,14 @@ def render(ladder, peers_result, images_rel="images", beam=None, real=None, othe
 
 
 def write_report(ladder_path=LADDER_JSON, peers_path=PEERS_JSON, docs=DOCS, beam_path=BEAM_JSON, real_path=REAL_JSON,
-                 other_peers_path=OTHER_PEERS_JSON):
+                 other_peers_path=OTHER_PEERS_JSON, avx2_peers_path=AVX2_PEERS_JSON):
     """Writes ``docs/benchmarks.md`` and the PNGs from the results that exist; returns the markdown path."""
     ladder = harness.read_json(ladder_path) or None
     peers_result = harness.read_json(peers_path) or None
     beam = harness.read_json(beam_path) or None
     real = harness.read_json(real_path) or None
     other_peers = harness.read_json(other_peers_path) or None
+    avx2_peers = harness.read_json(avx2_peers_path) or None
     images = os.path.join(docs, "images")
     os.makedirs(images, exist_ok=True)
     if ladder:
@@ -562,7 +579,8 @@ def write_report(ladder_path=LADDER_JSON, peers_path=PEERS_JSON, docs=DOCS, beam
         plot_speed_vs_ap(peers_result["accuracy"], os.path.join(images, "speed_vs_ap.png"))
     path = os.path.join(docs, "benchmarks.md")
     with open(path, "w") as f:
-        f.write(render(ladder, peers_result, beam=beam, real=real, other_peers=other_peers) + "\n")
+        f.write(render(ladder, peers_result, beam=beam, real=real, other_peers=other_peers,
+                       avx2_peers=avx2_peers) + "\n")
     print(f"wrote {path}", flush=True)
     return path
 

@@ -160,12 +160,39 @@ def test_goal_table_marks_each_goal_on_both_machines():
              # a run from before SSD's training peer changed: its ratio is shown, but is no verdict
              "train": {"rows": {"ssd": {"images_per_s_ratio_to_peer": 0.52, "nearest_peer": peers.TV_SSD}}}}
     table = report.goal_table(current, other)
-    assert "| goal | bound | Xeon (AVX-512) | EPYC (AVX2) |" in table
+    assert "| goal | bound | Xeon (AVX-512) | EPYC (AVX2) |\n|---|---|---|---|\n" in table
     assert "| Faster R-CNN inference / torchvision's | ≤ 0.90× | 0.95× ✗ | 0.71× ✓ |" in table
     assert "| SSDLite inference / torchvision SSDLite320 | ≤ 0.80× | 0.50× ✓ | — |" in table
     assert "| SSDLite training images/s / torchvision SSDLite | ≥ 1.00× | 0.90× ✗ | — |" in table
     assert ("| SSD training images/s / torchvision SSD-MobileNetV2-320 (composed from its parts) | ≥ 1.00× | 1.20× ✓ | "
             "— (0.52× against torchvision SSDLite320 MNv3) |") in table
+    # A third column: the same CPU with its kernels restricted to AVX2 (harness.isa_limit), named so.
+    restricted = {"machine": {"cpu": "Xeon", "simd": "AVX-512",
+                              "isa_limit": {"ONEDNN_MAX_CPU_ISA": "AVX2", "ATEN_CPU_CAPABILITY": "avx2"}},
+                  "speed": {"rows": {"faster_rcnn": {"ratio_to_nearest_peer": 0.85}}},
+                  "train": {"rows": {"ssdlite": {"images_per_s_ratio_to_peer": 1.02, "nearest_peer": peers.TV_SSD}}}}
+    table = report.goal_table(current, restricted, other)
+    assert ("| goal | bound | Xeon (AVX-512) | Xeon (AVX-512, kernels restricted to AVX2) | EPYC (AVX2) |\n"
+            "|---|---|---|---|---|\n") in table
+    assert "| Faster R-CNN inference / torchvision's | ≤ 0.90× | 0.95× ✗ | 0.85× ✓ | 0.71× ✓ |" in table
+    assert "| SSDLite training images/s / torchvision SSDLite | ≥ 1.00× | 0.90× ✗ | 1.02× ✓ | — |" in table
+
+
+def test_isa_limit_is_recorded_and_named(monkeypatch):
+    for k in harness.ISA_LIMIT_VARIABLES:
+        monkeypatch.delenv(k, raising=False)
+    assert harness.isa_limit() == {}
+    monkeypatch.setenv("ONEDNN_MAX_CPU_ISA", "AVX2")
+    monkeypatch.setenv("ATEN_CPU_CAPABILITY", "avx2")
+    assert harness.isa_limit() == {"ONEDNN_MAX_CPU_ISA": "AVX2", "ATEN_CPU_CAPABILITY": "avx2"}
+    full = {"cpu": "Xeon", "simd": "AVX-512", "cpus": 2}
+    restricted = {**full, "isa_limit": harness.isa_limit()}
+    assert report.machine_text(restricted).startswith(
+        "Xeon (AVX-512 restricted to AVX2 code by ATEN_CPU_CAPABILITY=avx2 ONEDNN_MAX_CPU_ISA=AVX2), 2 CPU cores")
+    assert report.machine_text(full).startswith("Xeon (AVX-512), 2 CPU cores")
+    # The same CPU with and without the limit are two machines for the report's "measured on" notes.
+    assert "restricted to AVX2" in report.measured_on({"machine": restricted}, full)
+    assert report.measured_on({"machine": restricted}, dict(restricted)) == ""
 
 
 def test_a_section_measured_elsewhere_names_its_machine():
