@@ -33,6 +33,7 @@ import keras
 import numpy as np
 import tensorflow as tf
 
+from keras_det.layers.relu6 import ServingReLU6, relu6_form
 from keras_det.models.folding import inference_copy
 from keras_det.ops import boxes as box_ops
 from keras_det.ops import image as image_ops
@@ -118,9 +119,24 @@ class _Serving:
             lambda: self._detect(images, factors, original_hw, outputs=empty),
         )
 
+    def _forward(self, images):
+        """The served model on ``images`` ``[B, H, W, 3]``; a batch of one runs a graph traced for batch 1 when a
+        layer's graph form depends on it (`keras_det.layers.relu6`: oneDNN's batch-1 AVX2 convolutions)."""
+        forms = any(isinstance(layer, ServingReLU6) for layer in self.model._flatten_layers())
+        if images.shape[0] is not None or not forms or relu6_form(1) == relu6_form(None):
+            return self.model(images, training=False)
+        def batch_of_one():
+            # A static shape only: the branch runs for one image. (tf.ensure_shape here fails on other
+            # batches: TensorFlow checks it even where the branch is not taken.)
+            one = tf.identity(images)
+            one.set_shape([1] + images.shape[1:])
+            return self.model(one, training=False)
+
+        return tf.cond(tf.shape(images)[0] == 1, batch_of_one, lambda: self.model(images, training=False))
+
     def _detect(self, images, factors, original_hw, outputs=None):
         if outputs is None:
-            outputs = self.model(images, training=False)
+            outputs = self._forward(images)
         boxes = box_ops.convert_format(outputs["boxes"], self.bounding_box_format, "yxyx", image_shape=self.image_size)
         boxes = boxes / tf.tile(factors, [1, 2])[:, None, :]  # per-axis factors of ops.image.resize_pad
         hw = tf.concat([original_hw, original_hw], axis=-1)[:, None, :]

@@ -10,6 +10,7 @@ from keras_det.layers.fpn import FeaturePyramid  # noqa: F401
 from keras_det.layers.heads import KeypointHead, MaskHead, RoIBoxHead  # noqa: F401
 from keras_det.layers.initializers import BilinearUpsampling  # noqa: F401
 from keras_det.layers.padded_conv import PaddedConv  # noqa: F401
+from keras_det.layers.relu6 import ServingReLU6  # noqa: F401
 from keras_det.layers.preprocessing import ImagePreprocessing  # noqa: F401
 from keras_det.layers.roi_heads import BoxRoIHead, KeypointRoIHead, MaskRoIHead, RoIHeads  # noqa: F401
 from keras_det.layers.roi_pooling import MultiLevelRoIAlign, RoIAlign, RoIPooler, RoIPooling  # noqa: F401
