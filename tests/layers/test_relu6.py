@@ -76,10 +76,12 @@ def test_folding_switches_every_relu6_and_nothing_else():
     x = keras.layers.ReLU(6.0, name="six")(x)
     x = keras.layers.ReLU(name="plain")(x)
     x = keras.layers.ReLU(6.0, negative_slope=0.1, name="leaky_six")(x)
+    x = keras.layers.BatchNormalization()(keras.layers.DepthwiseConv2D(3, use_bias=False)(x))
+    x = keras.layers.ReLU(6.0, name="six_after_depthwise")(x)  # oneDNN's depthwise kernel fuses it well
     folded, count = fold_batch_norms(keras.Model(inputs, x))
-    assert count == 1
-    assert [type(folded.get_layer(n)) for n in ("six", "plain", "leaky_six")] == [
-        ServingReLU6, keras.layers.ReLU, keras.layers.ReLU]
+    assert count == 2
+    assert [type(folded.get_layer(n)) for n in ("six", "plain", "leaky_six", "six_after_depthwise")] == [
+        ServingReLU6, keras.layers.ReLU, keras.layers.ReLU, keras.layers.ReLU]
 
 
 def test_served_batch_of_one_takes_the_split_form_and_every_batch_gets_the_same_detections(monkeypatch):
@@ -105,6 +107,7 @@ def test_served_batch_of_one_takes_the_split_form_and_every_batch_gets_the_same_
             np.testing.assert_array_equal(served["auto"][one_or_all][key].numpy(),
                                           served["fused"][one_or_all][key].numpy(), err_msg=key)
     assert int(served["auto"][0]["num_detections"][0]) == int(served["auto"][1]["num_detections"][0])
+    # MobileNetV2: ReLU6 after each expansion 1x1 and the stem conv -- not after its depthwise convolutions.
     copy = inference_copy(model, tf.zeros((1,) + tuple(size) + (3,)))
-    assert sum(isinstance(layer, ServingReLU6) for layer in copy._flatten_layers()) == sum(
-        isinstance(layer, keras.layers.ReLU) and layer.max_value == 6.0 for layer in model._flatten_layers())
+    names = sorted(layer.name for layer in copy._flatten_layers() if isinstance(layer, ServingReLU6))
+    assert names and all(n == "Conv1_relu" or n.endswith("expand_relu") or n == "out_relu" for n in names), names
