@@ -452,7 +452,12 @@ def render(ladder, peers_result, images_rel="images", beam=None, real=None, othe
             "stand-in for an AVX2-only CPU: the same instructions, not its caches, memory or clock) and "
             "`benchmarks/results/peers_amd_epyc.json`; inference: keras_det time over the peer's (< 1 faster), "
             "training: images/s over the peer's (> 1 faster). Each column is one run on one machine; the "
-            "machines' TensorFlow kernels differ (oneDNN picks AVX-512 code where it can), so the ratios do too.",
+            "machines' TensorFlow kernels differ (oneDNN picks AVX-512 code where it can), so the ratios do too. "
+            "The restricted column is no faithful EPYC: before the served ReLU6 form (`keras_det.layers.relu6`, "
+            "which took MobileNetV2 detectors' batch-1 inference to 0.68-0.70× of their time on AVX2 code) "
+            "keras_det's MobileNetV2 detectors ran 1.15-1.8× slower there than on the EPYC, keras-cv and "
+            "torchvision 1.1-1.7× faster (likely: a Zen 1 core runs 256-bit AVX2 as two 128-bit halves, which "
+            "slows compute-bound models most). The EPYC run predates that form.",
             [goal_table(peers_result, *kept)],
             "",
         )

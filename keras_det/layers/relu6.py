@@ -23,6 +23,7 @@ batch-1 split form when served elsewhere (same outputs, up to ~15 % slower
 there with AVX-512).
 """
 
+import functools
 import os
 
 import keras
@@ -34,16 +35,21 @@ RELU6_FORM = os.environ.get("KERAS_DET_RELU6", "auto")
 FORMS = ("auto", "fused", "split")
 
 
-def onednn_uses_avx512():
-    """Whether oneDNN runs AVX-512 code here: the CPU has AVX-512F and ``ONEDNN_MAX_CPU_ISA`` does not cap it."""
-    limit = os.environ.get("ONEDNN_MAX_CPU_ISA", "").strip().upper()
-    if limit and limit != "ALL" and not limit.startswith(("AVX512", "AVX10")):
-        return False
+@functools.lru_cache(maxsize=None)
+def _cpu_has_avx512f():
     try:
         with open("/proc/cpuinfo") as f:
             return any(line.startswith("flags") and "avx512f" in line.split() for line in f)
     except OSError:
         return True  # not Linux: keep the fused form, TensorFlow's default
+
+
+def onednn_uses_avx512():
+    """Whether oneDNN runs AVX-512 code here: the CPU has AVX-512F and ``ONEDNN_MAX_CPU_ISA`` does not cap it."""
+    limit = os.environ.get("ONEDNN_MAX_CPU_ISA", "").strip().upper()
+    if limit and limit != "ALL" and not limit.startswith(("AVX512", "AVX10")):
+        return False
+    return _cpu_has_avx512f()
 
 
 def relu6_form(batch_size):
