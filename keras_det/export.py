@@ -125,6 +125,7 @@ class _Serving:
         forms = any(isinstance(layer, ServingReLU6) for layer in self.model._flatten_layers())
         if images.shape[0] is not None or not forms or relu6_form(1) == relu6_form(None):
             return self.model(images, training=False)
+
         def batch_of_one():
             # A static shape only: the branch runs for one image. (tf.ensure_shape here fails on other
             # batches: TensorFlow checks it even where the branch is not taken.)

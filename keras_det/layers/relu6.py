@@ -16,7 +16,9 @@ with AVX2), so `relu6_form` picks per machine and static batch size.
 
 `ServingReLU6` is ``keras.layers.ReLU(6.0)`` computing the form `relu6_form`
 picks when it is called (traced); `keras_det.models.fold_batch_norms` puts it
-in place of each ReLU6, and the served function (`keras_det.export`) traces a
+in place of each ReLU6 that no depthwise convolution feeds (oneDNN's depthwise
+kernel runs the fused clip well: split there, SSDLite and YOLO xs took
+1.01-1.04× the time), and the served function (`keras_det.export`) traces a
 batch of one apart so that it gets the batch-1 form. The choice is made where
 the graph is traced: a SavedModel exported on an AVX2 machine keeps the
 batch-1 split form when served elsewhere (same outputs, up to ~15 % slower
