@@ -122,7 +122,8 @@ class _Serving:
     def _forward(self, images):
         """The served model on ``images`` ``[B, H, W, 3]``; a batch of one runs a graph traced for batch 1 when a
         layer's graph form depends on it (`keras_det.layers.relu6`: oneDNN's batch-1 AVX2 convolutions)."""
-        forms = any(isinstance(layer, ServingReLU6) for layer in self.model._flatten_layers())
+        forms = isinstance(self.model, keras.layers.Layer) and any(
+            isinstance(layer, ServingReLU6) for layer in self.model._flatten_layers())
         if images.shape[0] is not None or not forms or relu6_form(1) == relu6_form(None):
             return self.model(images, training=False)
 
