@@ -22,7 +22,10 @@ kernel runs the fused clip well: split there, SSDLite and YOLO xs took
 batch of one apart so that it gets the batch-1 form. The choice is made where
 the graph is traced: a SavedModel exported on an AVX2 machine keeps the
 batch-1 split form when served elsewhere (same outputs, up to ~15 % slower
-there with AVX-512).
+there with AVX-512). Measured end to end on a BCCD photo (SSD-MobileNetV2 at
+224 px trained by ``keras-det train``, ``serving_default`` on the JPEG): 29.3
+against 39.7 ms with AVX2 code (0.74×); the same SavedModel with AVX-512 code
+1.08× the time of one exported there.
 """
 
 import functools

@@ -22,7 +22,7 @@ from the detector's config, its weights, its ``backbone`` folded. The export
 — it is made when they are called, so it always holds the current weights.
 
 Each ``ReLU(6.0)`` that no depthwise convolution feeds becomes a
-`keras_det.layers.relu6.ServingReLU6` (the same numbers, in the graph form
+`keras_det.layers.relu6.ServingReLU6` (the same function, in the graph form
 oneDNN runs fastest on the machine for the batch size).
 
 The same copy merges each ``ZeroPadding2D`` that only feeds a ``"valid"``
