@@ -9,10 +9,12 @@ slow: a 1×1 convolution 16 → 96 channels at 160×160 takes 8.9 ms with it, 2.
 with a ``relu`` post-op (TF 2.21, oneDNN's AVX2 code on an Intel Xeon; a batch
 of 8 is not affected). Written ``min(relu(x), 6)`` -- the same numbers, bit for
 bit -- the convolution fuses the ``relu`` and the ``Minimum`` runs apart:
-the batch-1 forward of SSDLite, SSD and YOLO xs (MobileNetV2) took 0.68-0.70×
-the time. With AVX-512 code, or at larger batches, the fused form is the faster
-(the split one took 1.11-1.17× at batch 1 with AVX-512, 1.12-1.14× at batch 8
-with AVX2), so `relu6_form` picks per machine and static batch size.
+the batch-1 forward of the served SSDLite, SSD and YOLO xs (MobileNetV2, 320
+px) took 0.68-0.71× the time. With AVX-512 code, or at larger batches, the
+fused form is the faster (split took 1.08-1.09× at batch 1 with AVX-512 code,
+1.08-1.11× at batch 8 with AVX2 code, 1.12-1.14× at batch 8 with AVX-512), so
+`relu6_form` picks per machine and static batch size
+(``benchmarks/relu6_forms.py``, ``benchmarks/results/relu6_forms.json``).
 
 `ServingReLU6` is ``keras.layers.ReLU(6.0)`` computing the form `relu6_form`
 picks when it is called (traced); `keras_det.models.fold_batch_norms` puts it

@@ -160,3 +160,21 @@ def test_padded_flops_count_the_box_head_on_every_proposal_slot():
     dense = [w for w in head.head.weights if len(w.shape) == 2]
     assert padded["by_op"]["MatMul"] == 2 * slots * sum(int(w.shape[0]) * int(w.shape[1]) for w in dense)
     assert dynamic["by_op"].get("MatMul", 0) == 0
+
+
+def test_relu6_forms_times_both_forms_and_keys_the_file_by_isa(tmp_path, monkeypatch):
+    import relu6_forms
+
+    from keras_det.layers import relu6
+
+    monkeypatch.setenv("ONEDNN_MAX_CPU_ISA", "AVX2")  # recorded as the key; the form auto picks follows it
+    out = tmp_path / "relu6.json"
+    relu6_forms.main(["--models", "ssdlite", "--batches", "1", "2", "--rounds", "1", "--output", str(out)])
+    payload = json.loads(out.read_text())
+    assert list(payload) == ["AVX2"]
+    rows = payload["AVX2"]["rows"]
+    assert [(r["model"], r["batch"]) for r in rows] == [("ssdlite", 1), ("ssdlite", 2)]
+    for r in rows:
+        assert r["identical_outputs"] and r["ms"]["fused"] > 0 and r["ms"]["split"] > 0
+    assert [r["auto_picks"] for r in rows] == ["split", "fused"]
+    assert relu6.RELU6_FORM == "auto"  # restored after tracing each form
