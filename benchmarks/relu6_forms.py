@@ -82,6 +82,13 @@ def measure(models=MODELS, batches=(1, 8), rounds=20, warmup=3):
     return {"rows": rows, "image_size": SIZE, "rounds": rounds, "machine": harness.machine_info()}
 
 
+def run_key(machine):
+    """The results file holds one run per kind of code: the CPU's widest SIMD, and the ISA limit if set
+    (``"AVX-512"``, ``"AVX-512 restricted to AVX2"``, ``"AVX2"``)."""
+    limit = (machine.get("isa_limit") or {}).get("ONEDNN_MAX_CPU_ISA")
+    return f"{machine.get('simd') or '?'}" + (f" restricted to {limit}" if limit else "")
+
+
 def main(argv=None):
     parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
     parser.add_argument("--models", nargs="+", choices=MODELS, default=list(MODELS))
@@ -91,9 +98,8 @@ def main(argv=None):
     args = parser.parse_args(argv)
     result = measure(args.models, args.batches, args.rounds)
     if args.output:
-        # One file for the machine's runs, keyed by the ISA oneDNN was limited to ("full": none).
         payload = harness.read_json(args.output)
-        payload[(result["machine"].get("isa_limit") or {}).get("ONEDNN_MAX_CPU_ISA", "full")] = result
+        payload[run_key(result["machine"])] = result
         harness.write_json(args.output, payload)
     return result
 

@@ -552,8 +552,8 @@ def render(ladder, peers_result, images_rel="images", beam=None, real=None, othe
         "| `beam_scaling.py` | Beam predict / proposals: in-process vs 1–2 worker processes vs the portable runner |",
         "| `proposals_scaling.py` | Beam proposal pipeline scaling, R-CNN vs Fast R-CNN at 480 px, proposal recall |",
         "| `serving_latency.py` | exported SavedModels (TF1 session loader, serving_tensor) vs Keras predict |",
-        "| `relu6_forms.py` | the served ReLU6's two graph forms (`keras_det.layers.relu6`), batch 1 and 8, keyed by "
-        "the ISA oneDNN was limited to |",
+        "| `relu6_forms.py` | the served ReLU6's two graph forms (`keras_det.layers.relu6`), batch 1 and 8, one run "
+        "per CPU SIMD and ISA limit |",
         "| `train_two_stage.py`, `train_single_stage.py` | earlier per-family training / speed runs |",
         "",
         "### The torchvision peers",

@@ -162,7 +162,7 @@ def test_padded_flops_count_the_box_head_on_every_proposal_slot():
     assert dynamic["by_op"].get("MatMul", 0) == 0
 
 
-def test_relu6_forms_times_both_forms_and_keys_the_file_by_isa(tmp_path, monkeypatch):
+def test_relu6_forms_times_both_forms_and_keys_the_file_by_simd_and_isa_limit(tmp_path, monkeypatch):
     import relu6_forms
 
     from keras_det.layers import relu6
@@ -171,8 +171,10 @@ def test_relu6_forms_times_both_forms_and_keys_the_file_by_isa(tmp_path, monkeyp
     out = tmp_path / "relu6.json"
     relu6_forms.main(["--models", "ssdlite", "--batches", "1", "2", "--rounds", "1", "--output", str(out)])
     payload = json.loads(out.read_text())
-    assert list(payload) == ["AVX2"]
-    rows = payload["AVX2"]["rows"]
+    key = relu6_forms.run_key(payload[next(iter(payload))]["machine"])
+    assert list(payload) == [key] and key.endswith(" restricted to AVX2")
+    assert relu6_forms.run_key({"simd": "AVX2", "isa_limit": {}}) == "AVX2"  # an AVX2 CPU's own run
+    rows = payload[key]["rows"]
     assert [(r["model"], r["batch"]) for r in rows] == [("ssdlite", 1), ("ssdlite", 2)]
     for r in rows:
         assert r["identical_outputs"] and r["ms"]["fused"] > 0 and r["ms"]["split"] > 0
