@@ -151,6 +151,17 @@ def decoded(model):
 # ---------------------------------------------------------------------------
 
 
+def speed_model(row):
+    """The keras_det model of the 20-class speed rows `SSD_20` and `YOLO_XS_20` (keras-cv's class count)."""
+    if row == SSD_20:
+        return zoo.speed_detector("ssd", 20, SIZE)
+    if row == YOLO_XS_20:
+        from keras_det import presets
+
+        return presets.build("yolo_xs_320", 20, bounding_box_format=zoo.FORMAT, image_size=(SIZE, SIZE))
+    raise ValueError(f"speed_model: no 20-class row {row!r}; the others are zoo.speed_detector(name, 91, size)")
+
+
 def speed(args):
     import numpy as np
     import tensorflow as tf
@@ -178,12 +189,9 @@ def speed(args):
         model = zoo.speed_detector(name, 91, SIZE, score_threshold=0.0, max_detections=KEPT)
         _add_ours(bench, info, flops, name + KEPT_SUFFIX, model, batch, 91, args, kept=True)
     if "ssd" in args.models and not args.no_kerascv:
-        _add_ours(bench, info, flops, SSD_20, zoo.speed_detector("ssd", 20, SIZE), batch, 20, args)
+        _add_ours(bench, info, flops, SSD_20, speed_model(SSD_20), batch, 20, args)
     if "yolo_multiscale" in args.models and not args.no_kerascv:
-        from keras_det import presets
-
-        xs = presets.build("yolo_xs_320", 20, bounding_box_format=zoo.FORMAT, image_size=(SIZE, SIZE))
-        _add_ours(bench, info, flops, YOLO_XS_20, xs, batch, 20, args)
+        _add_ours(bench, info, flops, YOLO_XS_20, speed_model(YOLO_XS_20), batch, 20, args)
     if not args.no_kerascv:
         _add_keras_peer(bench, info, flops, KERASCV, lambda: zoo.kerascv_yolov8(20), batch, "keras-cv", 20)
     if not args.no_kerashub:

@@ -23,25 +23,22 @@ HERE = os.path.dirname(os.path.abspath(__file__))
 sys.path.insert(0, HERE)
 
 import harness  # noqa: E402
+import peers  # noqa: E402
 import zoo  # noqa: E402
 
-SIZE = 320
-MODELS = ("ssdlite", "ssd_20_classes", "yolo_xs_20_classes")
+SIZE = peers.SIZE
+MODELS = ("ssdlite", peers.SSD_20, peers.YOLO_XS_20)  # peers.py's speed rows with MobileNetV2 backbones
 FORMS = ("fused", "split")
 
 
 def served(name, batch):
-    """``(served copy, images [batch, 320, 320, 3])`` of one of `MODELS`."""
+    """``(served copy, images [batch, 320, 320, 3])`` of one of `MODELS`, as peers.py builds it."""
     import numpy as np
     import tensorflow as tf
 
-    from keras_det import presets
     from keras_det.models import inference_copy
 
-    if name == "yolo_xs_20_classes":
-        model = presets.build("yolo_xs_320", 20, bounding_box_format=zoo.FORMAT, image_size=(SIZE, SIZE))
-    else:
-        model = zoo.speed_detector("ssd" if name == "ssd_20_classes" else name, 20 if "20" in name else 91, SIZE)
+    model = zoo.speed_detector(name, 91, SIZE) if name in zoo.DETECTORS else peers.speed_model(name)
     images = tf.constant(np.random.default_rng(0).uniform(0, 255, (batch, SIZE, SIZE, 3)).astype("float32"))
     model(images, training=False)
     return inference_copy(model, images), images
